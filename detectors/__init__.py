@@ -1,0 +1,1 @@
+"""Detector stage: frames from Kafka → YOLO (ultralytics) → detections back to Kafka."""

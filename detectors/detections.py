@@ -1,0 +1,73 @@
+"""Detections of one image as parallel numpy arrays, validated on construction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pantau.messages import Box
+
+
+@dataclass(frozen=True)
+class Detections:
+    xyxy: npt.NDArray[np.float32]
+    confidence: npt.NDArray[np.float32]
+    class_id: npt.NDArray[np.int64]
+    tracker_id: npt.NDArray[np.int64] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        if self.xyxy.ndim != 2 or self.xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy: expected shape (N, 4), got {self.xyxy.shape}")
+        for name in ("confidence", "class_id", "tracker_id"):
+            array = getattr(self, name)
+            if array is not None and array.shape != (n,):
+                raise ValueError(f"{name}: expected shape ({n},), got {array.shape}")
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), dtype=np.float32),
+            confidence=np.zeros(0, dtype=np.float32),
+            class_id=np.zeros(0, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_ultralytics(cls, result: Any) -> Detections:
+        """From one `ultralytics.engine.results.Results` (boxes on the CPU or not)."""
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return cls.empty()
+        ids = boxes.id
+        return cls(
+            xyxy=np.asarray(boxes.xyxy.cpu().numpy(), dtype=np.float32).reshape(-1, 4),
+            confidence=np.asarray(boxes.conf.cpu().numpy(), dtype=np.float32),
+            class_id=np.asarray(boxes.cls.cpu().numpy(), dtype=np.int64),
+            tracker_id=None if ids is None else np.asarray(ids.cpu().numpy(), dtype=np.int64),
+        )
+
+    def to_boxes(self, names: Mapping[int, str], width: int, height: int) -> tuple[Box, ...]:
+        """Message boxes, clipped to the image."""
+        clipped = self.xyxy.copy()
+        clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0, width)
+        clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0, height)
+        return tuple(
+            Box(
+                class_id=int(self.class_id[i]),
+                label=names.get(int(self.class_id[i]), str(int(self.class_id[i]))),
+                confidence=round(float(self.confidence[i]), 4),
+                x1=round(float(clipped[i, 0]), 1),
+                y1=round(float(clipped[i, 1]), 1),
+                x2=round(float(clipped[i, 2]), 1),
+                y2=round(float(clipped[i, 3]), 1),
+                track_id=None if self.tracker_id is None else int(self.tracker_id[i]),
+            )
+            for i in range(len(self))
+        )

@@ -1,0 +1,208 @@
+"""The detector service: a Kafka consumer group on frames, YOLO, detections back to Kafka.
+
+Offsets are committed only after the detections of every frame in the batch are
+acknowledged by Kafka, so a crash re-detects some frames rather than losing them; the
+detections carry a stable id derived from the frame id, and the sink stores them once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import ConsumerRecord
+
+from detectors.annotate import draw_boxes, write_png
+from detectors.backends import Backend
+from pantau import kafka
+from pantau.codec import DecodeError, decode_as, encode
+from pantau.failpoints import Failpoints
+from pantau.ids import stable_id, utcnow
+from pantau.kafka import DeadLetters, commit_records
+from pantau.messages import Detections as DetectionsMessage
+from pantau.messages import Frame
+from pantau.settings import Settings
+from pantau.topics import Topics
+
+log = logging.getLogger(__name__)
+
+_STATS_EVERY_S = 30.0
+
+
+@dataclass
+class DetectStats:
+    frames: int = 0
+    boxes: int = 0
+    dead_letters: int = 0
+    inference_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    by_label: dict[str, int] = field(default_factory=dict)
+
+    def fps(self) -> float:
+        return self.frames / max(time.monotonic() - self.started, 1e-6)
+
+
+class DetectorService:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        *,
+        snapshot_dir: Path | None = None,
+        failpoints: Failpoints | None = None,
+    ) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._consumer = consumer
+        self._producer = producer
+        self._topics = Topics(settings.kafka)
+        self._dead_letters = DeadLetters(producer, stage="detect")
+        self._snapshot_dir = snapshot_dir
+        self._last_snapshot: dict[str, float] = {}
+        self._failpoints = failpoints or Failpoints()
+        self.stats = DetectStats()
+
+    def run(self, stop: threading.Event, *, max_frames: int | None = None) -> DetectStats:
+        max_batch = self._settings.detector.max_batch if self._settings.detector else 1
+        last_report = time.monotonic()
+        while not stop.is_set():
+            polled = self._consumer.poll(timeout_ms=500, max_records=max_batch)
+            records = [r for batch in polled.values() for r in batch]
+            if records:
+                self._process(records)
+            if time.monotonic() - last_report >= _STATS_EVERY_S:
+                last_report = time.monotonic()
+                self._log_stats()
+            if max_frames is not None and self.stats.frames >= max_frames:
+                break
+        self._log_stats()
+        return self.stats
+
+    def _process(self, records: list[ConsumerRecord]) -> None:
+        frames: list[Frame] = []
+        images: list[np.ndarray] = []
+        for record in records:
+            frame = self._decode(record)
+            if frame is None:
+                continue
+            image = cv2.imdecode(np.frombuffer(frame.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                self._reject(record, f"frame {frame.id} from camera {frame.camera_id}: JPEG does not decode")
+                continue
+            frames.append(frame)
+            images.append(image)
+
+        if frames:
+            started = time.perf_counter()
+            results = self._backend.detect(images)
+            elapsed = time.perf_counter() - started
+            self.stats.inference_s += elapsed
+            per_frame_ms = elapsed * 1000.0 / len(frames)
+            for frame, image, found in zip(frames, images, results, strict=True):
+                boxes = found.to_boxes(self._backend.names, frame.width, frame.height)
+                message = DetectionsMessage(
+                    id=stable_id("detections", frame.id, self._backend.name),
+                    ts_capture=frame.ts_capture,
+                    seq=frame.seq,
+                    camera_id=frame.camera_id,
+                    frame_id=frame.id,
+                    width=frame.width,
+                    height=frame.height,
+                    model=self._backend.name,
+                    inference_ms=round(per_frame_ms, 2),
+                    ts_detected=utcnow(),
+                    boxes=boxes,
+                )
+                self._producer.send(self._topics.detections, key=message.key, value=encode(message))
+                self.stats.frames += 1
+                self.stats.boxes += len(boxes)
+                for box in boxes:
+                    self.stats.by_label[box.label] = self.stats.by_label.get(box.label, 0) + 1
+                if boxes and self._snapshot_dir is not None:
+                    self._maybe_snapshot(message, image)
+
+        # At-least-once: everything derived from these records is in Kafka before the commit.
+        self._producer.flush()
+        self._failpoints.hit("detect.before_commit")
+        commit_records(self._consumer, records)
+
+    def _decode(self, record: ConsumerRecord) -> Frame | None:
+        try:
+            return decode_as(record.value, Frame)
+        except DecodeError as exc:
+            self._reject(record, str(exc))
+            return None
+
+    def _reject(self, record: ConsumerRecord, reason: str) -> None:
+        self.stats.dead_letters += 1
+        self._dead_letters.send(
+            self._topics.dead_letters(record.topic),
+            original=record.value or b"",
+            error=reason,
+            source_kind="kafka",
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            source_key=record.key.decode(errors="replace") if record.key else None,
+        )
+
+    def _maybe_snapshot(self, message: DetectionsMessage, image: np.ndarray) -> None:
+        assert self._snapshot_dir is not None
+        now = time.monotonic()
+        last = self._last_snapshot.get(message.camera_id)
+        if last is not None and now - last < self._settings.detect.snapshot_interval_s:
+            return
+        self._last_snapshot[message.camera_id] = now
+        caption = f"{message.camera_id} {message.ts_capture:%Y-%m-%d %H:%M:%S} UTC {message.model}"
+        write_png(
+            self._snapshot_dir / f"{message.camera_id}.png",
+            draw_boxes(image, message.boxes, caption),
+        )
+
+    def _log_stats(self) -> None:
+        if not self.stats.frames:
+            return
+        log.info(
+            "detector: %d frames (%.1f fps), %.1f ms inference per frame, %d boxes, %d dead letters",
+            self.stats.frames,
+            self.stats.fps(),
+            self.stats.inference_s * 1000.0 / self.stats.frames,
+            self.stats.boxes,
+            self.stats.dead_letters,
+        )
+
+
+def build(settings: Settings, backend_factory: Callable[[], Backend]) -> DetectorService:
+    """Wire a service from settings: topics, clients and the backend."""
+    topics = Topics(settings.kafka)
+    kafka.wait_until_ready(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    backend = backend_factory()
+    max_batch = settings.detector.max_batch if settings.detector else 1
+    consumer = kafka.consumer(
+        settings.kafka,
+        settings.detect.group_id,
+        [topics.frames],
+        "detect",
+        max_poll_records=max_batch,
+        # A CPU batch of 640 px frames takes well under a minute; leave generous room.
+        max_poll_interval_ms=300_000,
+    )
+    producer = kafka.producer(settings.kafka, "detect")
+    return DetectorService(
+        settings,
+        backend,
+        consumer,
+        producer,
+        snapshot_dir=settings.detect.snapshot_dir,
+        failpoints=Failpoints(settings.debug.failpoints),
+    )

@@ -1,0 +1,160 @@
+"""Subcommands of the ingest stage: `ingest camera`, `ingest sensors`, `simulate sensors`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from pantau import kafka
+from pantau.commands import Context, SubParsers
+from pantau.runtime import stop_after, stop_on_signals
+from pantau.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: SubParsers) -> None:
+    ingest = sub.add_parser("ingest", help="cameras and sensors into Kafka")
+    which = ingest.add_subparsers(dest="ingest_command", required=True, metavar="SOURCE")
+
+    camera = which.add_parser("camera", help="capture, sample and publish camera frames")
+    camera.add_argument(
+        "--camera", action="append", dest="cameras", metavar="ID", help="camera id (repeatable)"
+    )
+    camera.add_argument(
+        "--realtime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="play video files at their own pace, like a camera (default: on)",
+    )
+    camera.add_argument("--loop", action="store_true", help="restart video files at their end")
+    camera.add_argument("--max-frames", type=int, help="stop after publishing this many frames")
+    camera.add_argument("--start-s", type=float, default=0.0, help="start this far into a file")
+    camera.add_argument("--duration", type=float, help="stop after this many seconds")
+    camera.set_defaults(handler=_camera)
+
+    sensors = which.add_parser("sensors", help="MQTT sensor readings into Kafka")
+    sensors.add_argument("--duration", type=float, help="stop after this many seconds")
+    sensors.set_defaults(handler=_sensors)
+
+    simulate = sub.add_parser("simulate", help="simulated sources")
+    what = simulate.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
+    sim = what.add_parser("sensors", help="publish realistic sensor readings to MQTT")
+    sim.add_argument("--duration", type=float, help="seconds to run (default: until stopped)")
+    sim.add_argument("--rate", type=float, default=1.0, help="readings per second per sensor")
+    sim.add_argument(
+        "--malformed-every", type=int, default=0, metavar="N", help="make every Nth payload invalid"
+    )
+    sim.add_argument("--seed", type=int, help="random seed, for repeatable runs")
+    sim.set_defaults(handler=_simulate)
+
+
+def _camera(args: argparse.Namespace, ctx: Context) -> int:
+    from ingest.camera import CameraIngest
+
+    settings = ctx.settings
+    chosen = (
+        [settings.camera(c) for c in args.cameras]
+        if args.cameras
+        else [c for c in settings.cameras if c.enabled]
+    )
+    if not chosen:
+        print("pantau ingest camera: no camera configured", file=sys.stderr)
+        return 2
+    stop = stop_on_signals()
+    topics = Topics(settings.kafka)
+    kafka.wait_until_ready(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    # Frames that cannot be sent within a second are dropped and counted (see CameraIngest).
+    producer = kafka.producer(settings.kafka, "ingest-camera", max_block_ms=1000)
+    runners = [
+        CameraIngest(
+            camera,
+            settings.ingest,
+            producer,
+            topics,
+            max_message_bytes=settings.kafka.max_message_bytes,
+            realtime=args.realtime,
+            loop=args.loop,
+            max_frames=args.max_frames,
+            start_s=args.start_s,
+        )
+        for camera in chosen
+    ]
+    threads = [
+        threading.Thread(target=r.run, args=(stop,), name=f"camera-{r.camera.id}") for r in runners
+    ]
+    for thread in threads:
+        thread.start()
+    stop_after(stop, args.duration)
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(timeout=0.5)
+    stop.set()
+    producer.flush(timeout=30)
+    producer.close(timeout=10)
+    for r in runners:
+        s = r.stats
+        print(
+            f"camera {r.camera.id}: decoded {s.decoded}, published {s.published}, "
+            f"skipped {s.skipped}, reconnects {s.reconnects}, failed sends {s.failed_sends}"
+        )
+    return 1 if any(r.stats.failed_sends for r in runners) else 0
+
+
+def _sensors(args: argparse.Namespace, ctx: Context) -> int:
+    from ingest.sensors import run_mqtt_ingest
+
+    settings = ctx.settings
+    stop = stop_on_signals()
+    topics = Topics(settings.kafka)
+    kafka.wait_until_ready(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    producer = kafka.producer(settings.kafka, "ingest-sensors")
+    stop_after(stop, args.duration)
+    try:
+        stats = run_mqtt_ingest(settings, producer, topics, stop)
+    except RuntimeError as exc:
+        print(f"pantau ingest sensors: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        producer.close(timeout=10)
+    print(f"sensors: accepted {stats.accepted}, rejected {stats.rejected} (dead-lettered)")
+    return 0
+
+
+def _simulate(args: argparse.Namespace, ctx: Context) -> int:
+    from tqdm import tqdm
+
+    from ingest.simulate import SimulationReport, run_simulator
+
+    settings = ctx.settings
+    if not settings.sensors:
+        print("pantau simulate sensors: no sensors configured", file=sys.stderr)
+        return 2
+    if args.rate <= 0:
+        print("pantau simulate sensors: --rate must be positive", file=sys.stderr)
+        return 2
+    stop = stop_on_signals()
+    bar = tqdm(desc="simulated readings", unit="msg", disable=not sys.stderr.isatty())
+    shown = 0
+
+    def progress(report: SimulationReport) -> None:
+        nonlocal shown
+        bar.update(report.published - shown)
+        shown = report.published
+
+    report = run_simulator(
+        settings,
+        stop,
+        duration_s=args.duration,
+        rate_hz=args.rate,
+        malformed_every=args.malformed_every,
+        seed=args.seed,
+        on_tick=progress,
+    )
+    bar.close()
+    print(f"simulator: published {report.published} payloads ({report.malformed} malformed)")
+    return 0

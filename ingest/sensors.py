@@ -1,0 +1,161 @@
+"""Sensor ingest: MQTT → validation → `sensors.readings.v1`; bad payloads → dead letters.
+
+Nothing is acknowledged to the MQTT broker before Kafka has it: the subscription is a
+persistent session with manual acknowledgement, and a message is acked only from the Kafka
+delivery callback (of the reading, or of its dead letter). If Kafka fails for good the
+process stops without acking, and the broker redelivers the unacked messages to the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import paho.mqtt.client as mqtt
+from kafka import KafkaProducer
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.validation import InvalidReading, parse_reading
+from pantau.ids import utcnow
+from pantau.kafka import DeadLetters, publish
+from pantau.settings import MqttSettings, Settings
+from pantau.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SensorStats:
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class SensorIngest:
+    """Validates one payload at a time and hands it to Kafka; `ack` runs once Kafka has it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: KafkaProducer,
+        topics: Topics,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._registry = settings.sensor_registry()
+        self._producer = producer
+        self._topics = topics
+        self._dead_letters = DeadLetters(producer, stage="ingest.sensors")
+        self._clock = clock
+        self.stats = SensorStats()
+        self.fatal = threading.Event()
+
+    def topic_sensor_id(self, mqtt_topic: str) -> str | None:
+        prefix = self._settings.mqtt.topic_prefix.rstrip("/") + "/"
+        if not mqtt_topic.startswith(prefix):
+            return None
+        return mqtt_topic[len(prefix) :].split("/", 1)[0] or None
+
+    def handle(self, mqtt_topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        sensor_hint = self.topic_sensor_id(mqtt_topic)
+        try:
+            reading = parse_reading(
+                payload,
+                topic_sensor_id=sensor_hint,
+                registry=self._registry,
+                now=self._clock(),
+                max_future_skew_s=self._settings.ingest.max_future_skew_s,
+            )
+        except InvalidReading as exc:
+            with self.stats.lock:
+                self.stats.rejected += 1
+            future = self._dead_letters.send(
+                self._topics.dead_letters(self._topics.readings),
+                original=payload,
+                error=str(exc),
+                source_kind="mqtt",
+                source_topic=mqtt_topic,
+                source_key=sensor_hint,
+            )
+        else:
+            with self.stats.lock:
+                self.stats.accepted += 1
+            future = publish(self._producer, self._topics.readings, reading)
+        future.add_callback(lambda _metadata: ack())
+        future.add_errback(self._delivery_failed)
+
+    def _delivery_failed(self, exc: BaseException) -> None:
+        with self.stats.lock:
+            self.stats.failed += 1
+        log.critical("Kafka did not take a reading (%s); stopping without acknowledging it", exc)
+        self.fatal.set()
+
+
+def mqtt_client(settings: MqttSettings, *, client_id: str, persistent: bool) -> mqtt.Client:
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=not persistent,
+        manual_ack=persistent,
+    )
+    if settings.username is not None:
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
+    return client
+
+
+def run_mqtt_ingest(
+    settings: Settings, producer: KafkaProducer, topics: Topics, stop: threading.Event
+) -> SensorStats:
+    """Subscribe and ingest until `stop` is set or Kafka fails; returns the counters."""
+    ingest = SensorIngest(settings, producer, topics)
+    subscription = settings.mqtt.topic_prefix.rstrip("/") + "/+"
+    connected = threading.Event()
+    client = mqtt_client(settings.mqtt, client_id=settings.mqtt.client_id, persistent=True)
+
+    def on_connect(
+        client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("MQTT connection refused: %s", reason)
+            return
+        client.subscribe(subscription, qos=settings.mqtt.qos)
+        connected.set()
+        log.info(
+            "MQTT connected to %s:%d, subscribed to %s",
+            settings.mqtt.host,
+            settings.mqtt.port,
+            subscription,
+        )
+
+    def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        mid, qos = message.mid, message.qos
+
+        def ack() -> None:
+            if qos > 0:
+                client.ack(mid, qos)
+
+        ingest.handle(message.topic, message.payload, ack)
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.connect_async(settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s)
+    client.loop_start()
+    try:
+        while not stop.is_set() and not ingest.fatal.is_set():
+            stop.wait(0.5)
+    finally:
+        # Flush first: delivery callbacks ack to MQTT, and the network loop must still run to
+        # send those acks before the disconnect.
+        producer.flush(timeout=30)
+        client.disconnect()
+        client.loop_stop()
+    if ingest.fatal.is_set():
+        raise RuntimeError("Kafka delivery failed; unacknowledged readings stay with the MQTT broker")
+    return ingest.stats

@@ -1,0 +1,45 @@
+"""What a stage needs to register its subcommands with `pantau`.
+
+A stage's `cli.py` exposes `register(subparsers)`, declared in pyproject.toml under the
+`pantau.commands` entry-point group; each subcommand sets `handler` to a function taking the
+parsed arguments and a `Context` and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pantau.settings import DEFAULT_CONFIG, Settings, load_settings
+
+SubParsers = argparse._SubParsersAction  # noqa: SLF001  (argparse exposes no public name)
+
+
+@dataclass
+class Context:
+    """Per-invocation state: where the config lives; settings are loaded on first use."""
+
+    config_path: Path
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, self.environ)
+        return self._settings
+
+
+Handler = Callable[[argparse.Namespace, Context], int]
+
+
+def config_path_from(arg: Path | None, environ: Mapping[str, str]) -> Path:
+    """--config, else $PANTAU_CONFIG, else configs/pantau.yaml."""
+    if arg is not None:
+        return arg
+    if environ.get("PANTAU_CONFIG"):
+        return Path(environ["PANTAU_CONFIG"])
+    return DEFAULT_CONFIG

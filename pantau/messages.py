@@ -1,0 +1,203 @@
+"""Every message that crosses Kafka, versioned.
+
+Each message carries a stable `id`, the source's capture time `ts_capture` (timezone-aware
+UTC), a per-source monotonic `seq`, its `kind` and its `schema_version`. The codec
+(`pantau.codec`) turns them into bytes and back. Changing a field means a new schema version
+and, for an incompatible change, a new topic version.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal, Self
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+SourceId = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class Message(BaseModel):
+    """Fields every message has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int]
+    # Name of a `bytes` field sent raw after the JSON header instead of inside it.
+    BLOB_FIELD: ClassVar[str | None] = None
+
+    kind: str
+    schema_version: int
+    id: UUID = Field(description="stable id: the same record always has the same id")
+    ts_capture: UtcDatetime = Field(description="when the source captured it, UTC")
+    seq: int = Field(ge=0, description="per-source monotonic sequence number")
+
+    @property
+    def key(self) -> bytes | None:
+        """Kafka partition key: the source id, so per-source order holds."""
+        return None
+
+
+class Frame(Message):
+    """One sampled camera frame, JPEG bytes inline (the detect substream, small)."""
+
+    KIND: ClassVar[str] = "frame"
+    VERSION: ClassVar[int] = 1
+    BLOB_FIELD: ClassVar[str | None] = "jpeg"
+
+    kind: Literal["frame"] = "frame"
+    schema_version: Literal[1] = 1
+    camera_id: SourceId
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    encoding: Literal["jpeg"] = "jpeg"
+    source_pos_ms: float | None = Field(None, description="position in a file source")
+    ts_ingest: UtcDatetime = Field(description="when ingest published it")
+    jpeg: bytes = Field(repr=False)
+
+    @property
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
+class Box(BaseModel):
+    """One detected object, pixel coordinates of the frame it came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    class_id: int = Field(ge=0)
+    label: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    track_id: int | None = None
+
+    @model_validator(mode="after")
+    def verify_corners(self) -> Self:
+        coords = (self.x1, self.y1, self.x2, self.y2)
+        if not all(math.isfinite(c) for c in coords):
+            raise ValueError(f"box corners must be finite, got {coords}")
+        if self.x2 < self.x1 or self.y2 < self.y1:
+            raise ValueError(f"expected x1<=x2 and y1<=y2, got {coords}")
+        return self
+
+
+class Detections(Message):
+    """What the detector found in one frame (possibly nothing)."""
+
+    KIND: ClassVar[str] = "detections"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["detections"] = "detections"
+    schema_version: Literal[1] = 1
+    camera_id: SourceId
+    frame_id: UUID
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    model: str = Field(description="model file name the boxes came from")
+    inference_ms: float = Field(ge=0)
+    ts_detected: UtcDatetime
+    boxes: tuple[Box, ...] = ()
+
+    @property
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
+class SensorReading(Message):
+    """One validated reading; `values` uses FIWARE Smart Data Models attribute names."""
+
+    KIND: ClassVar[str] = "sensor_reading"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["sensor_reading"] = "sensor_reading"
+    schema_version: Literal[1] = 1
+    sensor_id: SourceId
+    sensor_type: str
+    values: dict[str, float] = Field(min_length=1)
+    ts_ingest: UtcDatetime
+
+    @field_validator("values")
+    @classmethod
+    def verify_finite(cls, values: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"values must be finite numbers: {', '.join(bad)}")
+        return values
+
+    @property
+    def key(self) -> bytes:
+        return self.sensor_id.encode()
+
+
+class CameraHeartbeat(Message):
+    """Periodic camera status from the ingest next to the camera."""
+
+    KIND: ClassVar[str] = "camera_heartbeat"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["camera_heartbeat"] = "camera_heartbeat"
+    schema_version: Literal[1] = 1
+    camera_id: SourceId
+    status: Literal["online", "reconnecting", "stalled", "ended"]
+    fps: float = Field(ge=0, description="frames published per second since the last beat")
+    frames_decoded: int = Field(ge=0)
+    frames_published: int = Field(ge=0)
+    frames_skipped: int = Field(ge=0)
+    reconnects: int = Field(ge=0)
+    last_error: str | None = Field(None, description="credential-free reason of the last failure")
+
+    @property
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
+class DeadLetter(Message):
+    """Input that could not be processed, kept whole with the reason."""
+
+    KIND: ClassVar[str] = "dead_letter"
+    VERSION: ClassVar[int] = 1
+    BLOB_FIELD: ClassVar[str | None] = "original"
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    schema_version: Literal[1] = 1
+    stage: str = Field(description="which stage rejected it, e.g. ingest.sensors")
+    source_kind: Literal["kafka", "mqtt", "http"]
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    source_key: str | None = None
+    error: str = Field(min_length=1)
+    original: bytes = Field(repr=False)
+
+    @property
+    def key(self) -> bytes | None:
+        return self.source_key.encode() if self.source_key else None
+
+
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    Frame,
+    Detections,
+    SensorReading,
+    CameraHeartbeat,
+    DeadLetter,
+)
+BY_KIND: dict[str, type[Message]] = {cls.KIND: cls for cls in ALL_MESSAGES}

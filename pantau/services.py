@@ -1,0 +1,99 @@
+"""`pantau services up|down|status`: the native development services.
+
+The native work (Debian packages, Kafka jars from Maven Central, starting and stopping
+processes) lives in `scripts/services.sh`; this module passes it the ports from the settings,
+then checks from the client side that Kafka answers metadata requests and creates the topics.
+Deployments use docker-compose instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pantau import kafka
+from pantau.commands import Context, SubParsers
+from pantau.settings import Settings
+from pantau.topics import Topics
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("kafka", "postgres", "mosquitto")
+
+
+class ServicesError(RuntimeError):
+    pass
+
+
+def repo_root() -> Path:
+    """The source checkout this package runs from (services are a development feature)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "scripts" / "services.sh").is_file():
+        raise ServicesError(
+            "`pantau services` manages development services from a source checkout "
+            f"(scripts/services.sh not found under {root}); deployments use docker-compose"
+        )
+    return root
+
+
+def script_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PANTAU_STATE_DIR": str(settings.services.state_dir),
+            "PANTAU_KAFKA_PORT": str(settings.kafka.first_port),
+            "PANTAU_KAFKA_CONTROLLER_PORT": str(settings.services.kafka_controller_port),
+            "PANTAU_PG_PORT": str(settings.postgres.port),
+            "PANTAU_DB_NAME": settings.postgres.dbname,
+            "PANTAU_DB_OWNER": settings.postgres.user,
+            "PANTAU_MQTT_PORT": str(settings.mqtt.port),
+        }
+    )
+    return env
+
+
+def run_script(settings: Settings, command: str, services: Sequence[str]) -> int:
+    script = repo_root() / "scripts" / "services.sh"
+    return subprocess.call(["bash", str(script), command, *services], env=script_env(settings))
+
+
+def up(settings: Settings, services: Sequence[str] = SERVICES) -> None:
+    started = time.monotonic()
+    code = run_script(settings, "up", services)
+    if code != 0:
+        raise ServicesError(f"starting {', '.join(services)} failed (exit code {code})")
+    if "kafka" in services:
+        kafka.wait_until_ready(settings.kafka, timeout_s=90)
+        created = kafka.ensure_topics(settings.kafka, Topics(settings.kafka).specs())
+        if created:
+            print(f"kafka: created {len(created)} topics", file=sys.stderr)
+    print(f"services up in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def register(sub: SubParsers) -> None:
+    parser = sub.add_parser("services", help="start, stop or show the development services")
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("service", nargs="*", help="any of " + ", ".join(SERVICES) + " (default: all)")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace, ctx: Context) -> int:
+    services = tuple(args.service) or SERVICES
+    unknown = [s for s in services if s not in SERVICES]
+    if unknown:
+        print(f"pantau services: unknown service {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "up":
+            up(ctx.settings, services)
+            return run_script(ctx.settings, "status", services)
+        return run_script(ctx.settings, args.action, services)
+    except (ServicesError, kafka.KafkaUnavailable) as exc:
+        print(f"pantau services: {exc}", file=sys.stderr)
+        return 1

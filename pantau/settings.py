@@ -1,0 +1,459 @@
+"""One validated, frozen settings object for every Pantau process.
+
+Settings come from a YAML file plus environment overrides and are loaded once, at the entry
+point, then passed down. Rules:
+
+- every section rejects unknown keys, so a misspelt key is an error that names the key and
+  where it came from (the file, or the environment variable);
+- `${VAR}` and `${VAR:-default}` inside YAML strings are replaced from the environment, which
+  is how secrets (camera URLs with credentials, passwords) stay out of the file;
+- `PANTAU__SECTION__KEY=value` overrides one key (list items by index:
+  `PANTAU__CAMERAS__0__FPS=2`); values starting with `[` or `{` are parsed as YAML;
+- relative paths in the file are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os.path
+import re
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "PANTAU__"
+DEFAULT_CONFIG = Path("configs/pantau.yaml")
+# Role names are part of the schema (migrations grant to them), so they are not settings.
+WRITER_ROLE = "pantau_writer"
+
+_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_SECRET_KEYS = frozenset({"url", "password", "writer_password", "token"})
+
+
+class SettingsError(Exception):
+    """The configuration is unusable; the message says where and why, one problem per line."""
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    if base is not None and not value.is_absolute():
+        # normpath rather than resolve(): keep symlinks as the deployer wrote them.
+        return Path(os.path.normpath(Path(base) / value))
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+SourceId = Annotated[str, Field(pattern=_ID_PATTERN, description="lower-case id: a-z, 0-9, _ and -")]
+
+
+def _section() -> Any:
+    """Default for a nested section: validated like file input, so relative paths in its
+    defaults resolve against the config file's folder too."""
+    return Field(default_factory=dict, validate_default=True)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Location(Section):
+    lat: float = Field(ge=-90, le=90, description="latitude, WGS84 degrees")
+    lon: float = Field(ge=-180, le=180, description="longitude, WGS84 degrees")
+    desa: str | None = Field(None, description="desa / kelurahan (village) name")
+    kecamatan: str | None = Field(None, description="kecamatan (district) name")
+
+
+class TopicPartitions(Section):
+    """Partition counts; keyed by camera or sensor id, so per-source order holds."""
+
+    frames: int = Field(12, ge=1, description="cctv.frames.v1: bounds detector parallelism")
+    detections: int = Field(12, ge=1, description="detections.v1")
+    readings: int = Field(6, ge=1, description="sensors.readings.v1")
+    camera_health: int = Field(3, ge=1, description="cameras.health.v1")
+    dead_letters: int = Field(1, ge=1, description="every *.dlq.v1 topic")
+
+
+class KafkaSettings(Section):
+    bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
+    topic_prefix: str = Field(
+        "", pattern=r"^[A-Za-z0-9._-]*$", description="prefix for every topic name (isolates sites)"
+    )
+    client_id: str = Field("pantau", description="client id prefix shown in broker logs")
+    replication_factor: int = Field(1, ge=1, description="replication factor for created topics")
+    partitions: TopicPartitions = _section()
+    max_message_bytes: int = Field(
+        1_000_000, ge=10_000, description="largest message produced; the broker's default limit"
+    )
+
+    @property
+    def first_port(self) -> int:
+        first = self.bootstrap_servers.split(",")[0].strip()
+        return int(first.rsplit(":", 1)[1]) if ":" in first else 9092
+
+
+class PostgresSettings(Section):
+    host: str = Field("localhost", description="database host")
+    port: int = Field(5432, ge=1, le=65535)
+    dbname: str = Field("pantau", description="database name")
+    user: str = Field("pantau", description="owner role: runs migrations")
+    password: SecretStr | None = Field(None, description="owner password (from the environment)")
+    writer_password: SecretStr | None = Field(
+        None, description="password of the pantau_writer role the sink writes as"
+    )
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    connect_timeout_s: int = Field(5, ge=1, le=120)
+
+    def connect_kwargs(self, role: Literal["owner", "writer"] = "owner") -> dict[str, str | int]:
+        """Keyword arguments for a libpq connection as the given role."""
+        user, password = (
+            (self.user, self.password) if role == "owner" else (WRITER_ROLE, self.writer_password)
+        )
+        kwargs: dict[str, str | int] = {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": user,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout_s,
+            "application_name": f"pantau-{role}",
+        }
+        if password is not None:
+            kwargs["password"] = password.get_secret_value()
+        return kwargs
+
+
+class MqttSettings(Section):
+    host: str = Field("localhost", description="MQTT broker host")
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    topic_prefix: str = Field(
+        "pantau/sensors", description="sensors publish readings on PREFIX/<sensor_id>"
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="1: the broker keeps readings while ingest is down")
+    client_id: str = Field("pantau-ingest-sensors", description="persistent session id")
+    keepalive_s: int = Field(30, ge=5)
+
+
+class CameraSettings(Section):
+    id: SourceId
+    name: str = Field("", description="human-readable name shown on the wall")
+    url: SecretStr = Field(description="RTSP / HTTP URL or a video file path; may carry credentials")
+    fps: float = Field(5.0, gt=0, le=30, description="frames per second sampled for detection")
+    max_width: int = Field(640, ge=160, le=3840, description="frames are resized down to this width")
+    jpeg_quality: int = Field(80, ge=30, le=100)
+    location: Location | None = None
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def resolve_file_url(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        """A video file given as a relative path is relative to the config file too."""
+        raw = value.get_secret_value()
+        if not raw.strip():
+            raise ValueError("url must not be empty")
+        if "://" in raw:
+            return value
+        return SecretStr(str(_resolve_path(Path(raw), info)))
+
+
+SensorType = Literal["air_quality", "water_level", "waste_container"]
+
+
+class SensorSettings(Section):
+    id: SourceId
+    type: SensorType
+    name: str = ""
+    location: Location | None = None
+
+
+class UltralyticsDetector(Section):
+    type: Literal["ultralytics"] = Field("ultralytics", description="detector backend")
+    model: ConfigPath = Field(description="a .pt checkpoint or an exported model folder")
+    imgsz: Literal[320, 640] = Field(640, description="network input size")
+    confidence: float = Field(0.25, gt=0, lt=1)
+    iou: float = Field(0.45, gt=0, lt=1)
+    device: str = Field("cpu", description="cpu, cuda:0, ...")
+    max_batch: int = Field(4, ge=1, le=64, description="frames per inference call")
+
+
+class DetectSettings(Section):
+    group_id: str = Field("pantau-detect", description="Kafka consumer group of the detectors")
+    snapshot_dir: ConfigPath | None = Field(
+        None, description="where the latest annotated frame per camera is written (PNG)"
+    )
+    snapshot_interval_s: float = Field(2.0, gt=0, description="at most one snapshot per camera per")
+
+
+class IngestSettings(Section):
+    heartbeat_interval_s: float = Field(5.0, gt=0, description="camera heartbeat period")
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    max_future_skew_s: float = Field(
+        120.0, ge=0, description="readings stamped further in the future are rejected"
+    )
+
+
+class SinkSettings(Section):
+    group_id: str = Field("pantau-sink", description="Kafka consumer group of the sink")
+    batch_max_rows: int = Field(5000, ge=1, description="flush when this many rows are buffered")
+    flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="and at least this often")
+    retry_initial_s: float = Field(0.5, gt=0, description="first back-off when the database fails")
+    retry_max_s: float = Field(15.0, gt=0)
+
+
+class ServicesSettings(Section):
+    """Native development services (`pantau services`); deployments use docker-compose."""
+
+    state_dir: ConfigPath = Field(
+        Path("../.pantau"), validate_default=True, description="data, logs and caches"
+    )
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DebugSettings(Section):
+    failpoints: tuple[str, ...] = Field(
+        (), description="named points where a process exits abruptly (crash-recovery tests)"
+    )
+
+
+class Settings(Section):
+    site: str = Field("mojokerto", description="deployment name")
+    timezone: str = Field("Asia/Jakarta", description="time zone for people (WIB)")
+    kafka: KafkaSettings = _section()
+    postgres: PostgresSettings = _section()
+    mqtt: MqttSettings = _section()
+    cameras: tuple[CameraSettings, ...] = ()
+    sensors: tuple[SensorSettings, ...] = ()
+    detector: UltralyticsDetector | None = None
+    detect: DetectSettings = _section()
+    ingest: IngestSettings = _section()
+    sink: SinkSettings = _section()
+    services: ServicesSettings = _section()
+    logging: LoggingSettings = _section()
+    debug: DebugSettings = _section()
+
+    @model_validator(mode="after")
+    def verify_unique_ids(self) -> Self:
+        for kind, items in (("camera", self.cameras), ("sensor", self.sensors)):
+            seen: set[str] = set()
+            for item in items:
+                if item.id in seen:
+                    raise ValueError(f"{kind} id {item.id!r} is used twice")
+                seen.add(item.id)
+        return self
+
+    @model_validator(mode="after")
+    def verify_reconnect_bounds(self) -> Self:
+        if self.ingest.reconnect_max_s < self.ingest.reconnect_initial_s:
+            raise ValueError("ingest.reconnect_max_s must be >= ingest.reconnect_initial_s")
+        return self
+
+    def camera(self, camera_id: str) -> CameraSettings:
+        for camera in self.cameras:
+            if camera.id == camera_id:
+                return camera
+        known = ", ".join(c.id for c in self.cameras) or "none"
+        raise SettingsError(f"camera {camera_id!r} is not configured (configured: {known})")
+
+    def sensor_registry(self) -> dict[str, SensorSettings]:
+        return {sensor.id: sensor for sensor in self.sensors}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
+    """Read, interpolate, override and validate; raises SettingsError with every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+
+    problems: list[str] = []
+    data = _interpolate(raw, environ, (), path, problems)
+    from_env = _apply_env_overrides(data, environ, problems)
+    if problems:
+        raise SettingsError("\n".join(problems))
+    try:
+        return Settings.model_validate(data, context={"base_dir": path.absolute().parent})
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(exc, path, from_env)) from exc
+
+
+def settings_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Settings:
+    """Validate an in-memory mapping (tests, tools); relative paths resolve against base_dir."""
+    return Settings.model_validate(dict(data), context={"base_dir": base_dir})
+
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _interpolate(
+    node: Any, environ: Mapping[str, str], loc: tuple[str | int, ...], path: Path, problems: list[str]
+) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, environ, (*loc, k), path, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, environ, (*loc, i), path, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group("name"), match.group("default")
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(
+                f"{path}: {_loc_text(loc)}: environment variable {name} is not set "
+                "(and the value gives no default)"
+            )
+            return ""
+
+        return _VAR.sub(substitute, node)
+    return node
+
+
+def _apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str], problems: list[str]
+) -> dict[tuple[str | int, ...], str]:
+    origin: dict[tuple[str | int, ...], str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            problems.append(f"environment variable {name}: names no setting")
+            continue
+        raw_value = environ[name]
+        value: Any = raw_value
+        if raw_value.lstrip().startswith(("[", "{")):
+            try:
+                value = yaml.safe_load(raw_value)
+            except yaml.YAMLError as exc:
+                problems.append(f"environment variable {name}: not valid YAML: {exc}")
+                continue
+        node: Any = data
+        loc: tuple[str | int, ...] = ()
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            key: str | int = int(part) if part.isdigit() else part
+            if isinstance(node, list):
+                if not isinstance(key, int) or key >= len(node):
+                    problems.append(
+                        f"environment variable {name}: {_loc_text(loc)} has {len(node)} items; "
+                        f"{part!r} is not one of their indexes"
+                    )
+                    break
+            elif not isinstance(node, dict):
+                problems.append(f"environment variable {name}: {_loc_text(loc)} is not a section")
+                break
+            loc = (*loc, key)
+            if last:
+                node[key] = value
+                origin[loc] = name
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
+    return origin
+
+
+def _loc_text(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _format_errors(
+    exc: ValidationError, path: Path, from_env: Mapping[tuple[str | int, ...], str]
+) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        origin = str(path)
+        for i in range(len(loc), 0, -1):
+            if loc[:i] in from_env:
+                origin = f"environment variable {from_env[loc[:i]]}"
+                break
+        where = _loc_text(loc)
+        if error["type"] == "extra_forbidden":
+            key = loc[-1] if loc else "?"
+            message = f"unknown key {key!r}"
+            candidates = _known_keys(loc[:-1])
+            close = difflib.get_close_matches(str(key), candidates, n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+            elif candidates:
+                message += f" (known keys: {', '.join(sorted(candidates))})"
+        else:
+            message = error["msg"]
+            secret = any(isinstance(p, str) and p in _SECRET_KEYS for p in loc)
+            if error["type"] != "missing" and not secret and "input" in error:
+                shown = repr(error["input"])
+                message += f" (got {shown[:80]})"
+        lines.append(f"{origin}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """Field names of the section at `loc`, for 'did you mean' hints."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_of(annotation: Any) -> Any:
+    if _is_model(annotation):
+        return annotation
+    origin = get_origin(annotation)
+    if origin in (tuple, list, Union, types.UnionType):
+        for arg in get_args(annotation):
+            found = _model_of(arg)
+            if found is not None:
+                return found
+    if origin is Annotated:
+        return _model_of(get_args(annotation)[0])
+    return None

@@ -1,0 +1,108 @@
+"""Topic names, partition counts and topic configs.
+
+Names carry a version suffix; a site-wide prefix (settings `kafka.topic_prefix`) isolates
+deployments and test runs sharing a broker. Every `X.v1` topic has a dead-letter twin
+`X.dlq.v1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pantau.settings import KafkaSettings
+
+FRAMES = "cctv.frames.v1"
+DETECTIONS = "detections.v1"
+READINGS = "sensors.readings.v1"
+CAMERA_HEALTH = "cameras.health.v1"
+
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
+
+# Frames are bulky and only worth detecting while fresh; evidence goes to the evidence store.
+_FRAMES_RETENTION_MS = 6 * _HOUR_MS
+_DEFAULT_RETENTION_MS = 7 * _DAY_MS
+# Dead letters wait for a person to look at them.
+_DEAD_LETTER_RETENTION_MS = 30 * _DAY_MS
+
+
+def dead_letter_name(topic: str) -> str:
+    """`sensors.readings.v1` → `sensors.readings.dlq.v1` (prefix kept)."""
+    stem, dot, version = topic.rpartition(".")
+    if not dot or not version.startswith("v"):
+        return f"{topic}.dlq"
+    return f"{stem}.dlq.{version}"
+
+
+def is_dead_letter_topic(topic: str) -> bool:
+    return ".dlq." in topic or topic.endswith(".dlq")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class Topics:
+    """The resolved topic names for one settings object."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self.prefix = kafka.topic_prefix
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+    @property
+    def frames(self) -> str:
+        return self.name(FRAMES)
+
+    @property
+    def detections(self) -> str:
+        return self.name(DETECTIONS)
+
+    @property
+    def readings(self) -> str:
+        return self.name(READINGS)
+
+    @property
+    def camera_health(self) -> str:
+        return self.name(CAMERA_HEALTH)
+
+    def dead_letters(self, topic: str) -> str:
+        return dead_letter_name(topic)
+
+    def all_dead_letter_topics(self) -> list[str]:
+        return [dead_letter_name(t) for t in self.data_topics()]
+
+    def data_topics(self) -> list[str]:
+        return [self.frames, self.detections, self.readings, self.camera_health]
+
+    def specs(self) -> list[TopicSpec]:
+        parts = self._kafka.partitions
+        limit = str(self._kafka.max_message_bytes + 64 * 1024)
+        specs = [
+            TopicSpec(
+                self.frames,
+                parts.frames,
+                {"retention.ms": str(_FRAMES_RETENTION_MS), "max.message.bytes": limit},
+            ),
+            TopicSpec(self.detections, parts.detections, {"retention.ms": str(_DEFAULT_RETENTION_MS)}),
+            TopicSpec(self.readings, parts.readings, {"retention.ms": str(_DEFAULT_RETENTION_MS)}),
+            TopicSpec(
+                self.camera_health, parts.camera_health, {"retention.ms": str(_DEFAULT_RETENTION_MS)}
+            ),
+        ]
+        specs += [
+            TopicSpec(
+                dead_letter_name(spec.name),
+                parts.dead_letters,
+                # A dead letter wraps the original, so it may be a little larger than it.
+                {"retention.ms": str(_DEAD_LETTER_RETENTION_MS), "max.message.bytes": limit},
+            )
+            for spec in list(specs)
+        ]
+        return specs

@@ -1,0 +1,1 @@
+"""Storage stage: migrations, the Kafka → PostgreSQL sink, and queries for people."""

@@ -1,0 +1,94 @@
+"""Subcommands of the storage stage: `migrate`, `sink`, `db stats`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from pantau.commands import Context, SubParsers
+from pantau.runtime import stop_after, stop_on_signals
+
+
+def register(sub: SubParsers) -> None:
+    migrate = sub.add_parser("migrate", help="create or update the database schema")
+    migrate.set_defaults(handler=_migrate)
+
+    sink = sub.add_parser("sink", help="store Kafka topics in PostgreSQL")
+    sink.add_argument("--duration", type=float, help="stop after this many seconds")
+    sink.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="stop once nothing arrived for this long"
+    )
+    sink.set_defaults(handler=_sink)
+
+    db = sub.add_parser("db", help="database tools")
+    what = db.add_subparsers(dest="db_command", required=True, metavar="TOOL")
+    stats = what.add_parser("stats", help="row counts per table and what they hold")
+    stats.add_argument("--since", type=datetime.fromisoformat, help="only rows stored since (ISO)")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(handler=_stats)
+
+
+def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    kwargs = ctx.settings.postgres.connect_kwargs("owner" if role == "owner" else "writer")
+    try:
+        return psycopg.connect(**kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pg = ctx.settings.postgres
+        raise SystemExit(
+            f"cannot connect to PostgreSQL at {pg.host}:{pg.port}/{pg.dbname}: {first}"
+        ) from exc
+
+
+def _migrate(args: argparse.Namespace, ctx: Context) -> int:
+    from storage.migrate import MigrationError, apply
+
+    with _connect(ctx) as conn:
+        try:
+            done = apply(conn)
+        except MigrationError as exc:
+            print(f"pantau migrate: {exc}", file=sys.stderr)
+            return 1
+    if done:
+        print("applied: " + ", ".join(m.filename for m in done))
+    else:
+        print("schema is up to date")
+    return 0
+
+
+def _sink(args: argparse.Namespace, ctx: Context) -> int:
+    from storage.sink import build
+
+    stop = stop_on_signals()
+    stop_after(stop, args.duration)
+    sink = build(ctx.settings)
+    stats = sink.run(stop, idle_exit_s=args.idle_exit)
+    inserted = ", ".join(f"{k} {v}" for k, v in sorted(stats.inserted.items())) or "nothing"
+    duplicates = sum(stats.duplicates.values())
+    print(
+        f"sink: {stats.records} records, inserted {inserted}; "
+        f"{duplicates} duplicate rows skipped; {stats.dead_letters} dead letters"
+    )
+    return 0
+
+
+def _stats(args: argparse.Namespace, ctx: Context) -> int:
+    from storage.queries import dead_letter_reasons, table_stats
+
+    with _connect(ctx) as conn:
+        stats = table_stats(conn, args.since)
+        stats["dead_letter_reasons"] = [
+            {"stage": s, "error": e, "count": n} for s, e, n in dead_letter_reasons(conn, args.since)
+        ]
+    if args.json:
+        print(json.dumps(stats, indent=2, sort_keys=True))
+        return 0
+    for table, total in stats["rows_total"].items():
+        print(f"{table:<16} {total:>10} rows ({stats['rows_since'][table]} since)")
+    for label, count in stats["detections_by_label"].items():
+        print(f"  detections {label:<14} {count:>8}")
+    return 0
