@@ -35,13 +35,25 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Box], caption: str | None = No
         top = max(0, p1[1] - th - base - 2)
         cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw + 4, top + th + base + 2), colour, -1)
         cv2.putText(
-            canvas, text, (p1[0] + 2, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+            canvas,
+            text,
+            (p1[0] + 2, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            1,
             cv2.LINE_AA,
         )
     if caption:
         cv2.putText(
-            canvas, caption, (8, canvas.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, scale,
-            (255, 255, 255), 1, cv2.LINE_AA,
+            canvas,
+            caption,
+            (8, canvas.shape[0] - 10),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
         )
     return canvas
 

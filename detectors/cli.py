@@ -30,7 +30,9 @@ def _detect(args: argparse.Namespace, ctx: Context) -> int:
         return 2
     if args.snapshot_dir is not None:
         settings = settings.model_copy(
-            update={"detect": settings.detect.model_copy(update={"snapshot_dir": args.snapshot_dir})}
+            update={
+                "detect": settings.detect.model_copy(update={"snapshot_dir": args.snapshot_dir})
+            }
         )
     detector = settings.detector
     assert detector is not None
@@ -41,10 +43,14 @@ def _detect(args: argparse.Namespace, ctx: Context) -> int:
         print(f"pantau detect: {exc}", file=sys.stderr)
         return 2
     stop_after(stop, args.duration)
-    stats = service.run(stop, max_frames=args.max_frames)
+    try:
+        stats = service.run(stop, max_frames=args.max_frames)
+    finally:
+        service.close()
     labels = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_label.items(), key=lambda kv: -kv[1]))
+    per_frame_ms = stats.inference_s * 1000.0 / max(stats.frames, 1)
     print(
-        f"detector: {stats.frames} frames at {stats.fps():.1f} fps, "
+        f"detector: {stats.frames} frames, {per_frame_ms:.0f} ms inference per frame, "
         f"{stats.boxes} boxes ({labels or 'none'}), {stats.dead_letters} dead letters"
     )
     return 0

@@ -87,6 +87,12 @@ class DetectorService:
         self._log_stats()
         return self.stats
 
+    def close(self) -> None:
+        """Leave the consumer group at once (not after a session timeout) and flush."""
+        self._producer.flush(timeout=30)
+        self._producer.close(timeout=10)
+        self._consumer.close(autocommit=False)
+
     def _process(self, records: list[ConsumerRecord]) -> None:
         frames: list[Frame] = []
         images: list[np.ndarray] = []
@@ -96,7 +102,9 @@ class DetectorService:
                 continue
             image = cv2.imdecode(np.frombuffer(frame.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
             if image is None:
-                self._reject(record, f"frame {frame.id} from camera {frame.camera_id}: JPEG does not decode")
+                self._reject(
+                    record, f"frame {frame.id} from camera {frame.camera_id}: JPEG does not decode"
+                )
                 continue
             frames.append(frame)
             images.append(image)
@@ -172,7 +180,8 @@ class DetectorService:
         if not self.stats.frames:
             return
         log.info(
-            "detector: %d frames (%.1f fps), %.1f ms inference per frame, %d boxes, %d dead letters",
+            "detector: %d frames (%.1f fps), %.1f ms inference per frame, "
+            "%d boxes, %d dead letters",
             self.stats.frames,
             self.stats.fps(),
             self.stats.inference_s * 1000.0 / self.stats.frames,

@@ -7,10 +7,16 @@ heartbeat every `ingest.heartbeat_interval_s`, and never logs a URL with its cre
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Literal
+
+# FFmpeg and OpenCV print their own warnings straight to stderr, past our credential scrubbing;
+# keep them quiet unless an operator asks (set OPENCV_FFMPEG_LOGLEVEL / OPENCV_LOG_LEVEL).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 import cv2
 import numpy as np
@@ -167,7 +173,10 @@ class CameraIngest:
 
     def run(self, stop: threading.Event) -> CameraStats:
         beats = threading.Thread(
-            target=self._heartbeat_loop, args=(stop,), name=f"heartbeat-{self.camera.id}", daemon=True
+            target=self._heartbeat_loop,
+            args=(stop,),
+            name=f"heartbeat-{self.camera.id}",
+            daemon=True,
         )
         beats.start()
         backoff = Backoff(self._ingest.reconnect_initial_s, self._ingest.reconnect_max_s)
@@ -177,6 +186,8 @@ class CameraIngest:
                     self.source.open()
                 except CameraError as exc:
                     self._set_status("reconnecting", str(exc))
+                    with self.stats.lock:
+                        self.stats.reconnects += 1
                     delay = backoff.next_delay()
                     log.warning("camera %s: %s; retrying in %.1f s", self.camera.id, exc, delay)
                     stop.wait(delay)

@@ -34,7 +34,9 @@ class FpsSampler:
 class Backoff:
     """Exponential back-off with full jitter, reset after a success."""
 
-    def __init__(self, initial_s: float, maximum_s: float, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, initial_s: float, maximum_s: float, rng: random.Random | None = None
+    ) -> None:
         if initial_s <= 0 or maximum_s < initial_s:
             raise ValueError(f"need 0 < initial <= maximum, got {initial_s}, {maximum_s}")
         self.initial_s = initial_s

@@ -140,12 +140,14 @@ def run_mqtt_ingest(
             if qos > 0:
                 client.ack(mid, qos)
 
-        ingest.handle(message.topic, message.payload, ack)
+        ingest.handle(message.topic, bytes(message.payload), ack)
 
     client.on_connect = on_connect
     client.on_message = on_message
     client.reconnect_delay_set(min_delay=1, max_delay=30)
-    client.connect_async(settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s)
+    client.connect_async(
+        settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s
+    )
     client.loop_start()
     try:
         while not stop.is_set() and not ingest.fatal.is_set():
@@ -157,5 +159,7 @@ def run_mqtt_ingest(
         client.disconnect()
         client.loop_stop()
     if ingest.fatal.is_set():
-        raise RuntimeError("Kafka delivery failed; unacknowledged readings stay with the MQTT broker")
+        raise RuntimeError(
+            "Kafka delivery failed; unacknowledged readings stay with the MQTT broker"
+        )
     return ingest.stats

@@ -118,7 +118,8 @@ def _timestamp(
         ) from exc
     if observed.tzinfo is None:
         raise InvalidReading(
-            f"sensor {sensor_id}: dateObserved {raw!r} has no time zone (expected e.g. ...Z or +07:00)"
+            f"sensor {sensor_id}: dateObserved {raw!r} has no time zone "
+            "(expected e.g. ...Z or +07:00)"
         )
     ahead = (observed - now).total_seconds()
     if ahead > max_future_skew_s:

@@ -54,11 +54,15 @@ def _check_config(args: argparse.Namespace, ctx: Context) -> int:
     settings = ctx.settings
     problems = []
     if settings.detector is not None and not settings.detector.model.exists():
-        problems.append(f"{ctx.config_path}: detector.model: {settings.detector.model} does not exist")
+        problems.append(
+            f"{ctx.config_path}: detector.model: {settings.detector.model} does not exist"
+        )
     for camera in settings.cameras:
         url = camera.url.get_secret_value()
         if "://" not in url and not Path(url).exists():
-            problems.append(f"{ctx.config_path}: camera {camera.id}: video file {url} does not exist")
+            problems.append(
+                f"{ctx.config_path}: camera {camera.id}: video file {url} does not exist"
+            )
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 2

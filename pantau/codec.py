@@ -73,7 +73,9 @@ def _split(data: bytes) -> tuple[dict[str, Any], bytes | None]:
             raise DecodeError(f"binary layout {fmt} is not supported (expected {FORMAT})")
         end = _HEADER.size + length
         if end > len(data):
-            raise DecodeError(f"header says {length} bytes but only {len(data) - _HEADER.size} follow")
+            raise DecodeError(
+                f"header says {length} bytes but only {len(data) - _HEADER.size} follow"
+            )
         header, blob = data[_HEADER.size : end], data[end:]
     else:
         header = data
@@ -94,7 +96,9 @@ def _build(cls: type[M], fields: dict[str, Any], blob: bytes | None) -> M:
         )
     if cls.BLOB_FIELD is not None:
         if blob is None:
-            raise DecodeError(f"{cls.KIND} must use the binary layout (its {cls.BLOB_FIELD} is raw)")
+            raise DecodeError(
+                f"{cls.KIND} must use the binary layout (its {cls.BLOB_FIELD} is raw)"
+            )
         fields = {**fields, cls.BLOB_FIELD: blob}
     elif blob is not None:
         raise DecodeError(f"{cls.KIND} carries no binary part, but {len(blob)} bytes followed")

@@ -12,10 +12,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 from pantau.settings import DEFAULT_CONFIG, Settings, load_settings
 
-SubParsers = argparse._SubParsersAction  # noqa: SLF001  (argparse exposes no public name)
+# argparse exposes no public name for it; a string keeps the subscript out of run time.
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 @dataclass

@@ -33,10 +33,16 @@ _DRAIN_TIMEOUT_S = 180.0
 
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser("demo", help="run the whole pipeline for a minute and summarise it")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of camera and sensors")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of camera and sensors"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: <state dir>/demo)")
     parser.add_argument(
-        "--malformed-every", type=int, default=40, metavar="N", help="every Nth sensor payload is bad"
+        "--malformed-every",
+        type=int,
+        default=40,
+        metavar="N",
+        help="every Nth sensor payload is bad",
     )
     parser.set_defaults(handler=_handle)
 
@@ -202,13 +208,17 @@ class Demo:
         raise DemoError("the detector did not load its model within 120 s")
 
     def _progress(self, before: dict[str, int]) -> None:
-        bar = tqdm(total=round(self.duration), unit="s", desc="demo", file=sys.stdout)
+        total = round(self.duration)
+        bar = tqdm(total=total, unit="s", desc="demo", file=sys.stdout)
+        shown = 0
         started = time.monotonic()
         while self.stages["ingest-camera"].process.poll() is None or (
             self.stages["simulate-sensors"].process.poll() is None
         ):
             time.sleep(1.0)
-            self.check_alive("sink", "detect", "ingest-sensors", "ingest-camera", "simulate-sensors")
+            self.check_alive(
+                "sink", "detect", "ingest-sensors", "ingest-camera", "simulate-sensors"
+            )
             now = self.counts()
             bar.set_postfix(
                 frames=now["frames"] - before.get("frames", 0),
@@ -216,8 +226,10 @@ class Demo:
                 readings=now["readings"] - before.get("readings", 0),
                 refresh=False,
             )
-            bar.update(min(round(time.monotonic() - started), bar.total) - bar.n)
-        bar.update(bar.total - bar.n)
+            elapsed = min(round(time.monotonic() - started), total)
+            bar.update(elapsed - shown)
+            shown = elapsed
+        bar.update(total - shown)
         bar.close()
 
     def _drain(self) -> None:
@@ -225,11 +237,15 @@ class Demo:
         sink_topics = [topics.readings, topics.detections, topics.camera_health]
         sink_topics += topics.all_dead_letter_topics()
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S
-        bar = tqdm(desc="catching up", unit="msg", file=sys.stdout)
+        bar = tqdm(desc="catching up", bar_format="{desc}: {elapsed} {postfix}", file=sys.stdout)
         while time.monotonic() < deadline:
             self.check_alive("sink", "detect", "ingest-sensors")
-            detect_lag = kafka.group_lag(self.settings.kafka, self.settings.detect.group_id, [topics.frames])
-            sink_lag = kafka.group_lag(self.settings.kafka, self.settings.sink.group_id, sink_topics)
+            detect_lag = kafka.group_lag(
+                self.settings.kafka, self.settings.detect.group_id, [topics.frames]
+            )
+            sink_lag = kafka.group_lag(
+                self.settings.kafka, self.settings.sink.group_id, sink_topics
+            )
             bar.set_postfix(detector_lag=detect_lag, sink_lag=sink_lag, refresh=True)
             if detect_lag == 0 and sink_lag == 0:
                 bar.close()
@@ -278,7 +294,9 @@ def format_summary(result: dict[str, Any]) -> str:
     lines += [f"  {q:<20} {n:>7}" for q, n in db["readings_by_quantity"].items()]
     lines += ["", "dead letters by reason:"]
     reasons = db.get("dead_letter_reasons") or []
-    lines += [f"  {r['count']:>4} × [{r['stage']}] {r['error'][:90]}" for r in reasons] or ["  none"]
+    lines += [f"  {r['count']:>4} x [{r['stage']}] {r['error'][:90]}" for r in reasons] or [
+        "  none"
+    ]
     lines += ["", "rows stored in PostgreSQL (this run / table total):"]
     lines += [
         f"  {table:<20} {db['rows_since'][table]:>7} / {total}"

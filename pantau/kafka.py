@@ -71,6 +71,10 @@ def consumer(
         # start of a consumer is skipped.
         "auto_offset_reset": "earliest",
         "max_partition_fetch_bytes": settings.max_message_bytes + 128 * 1024,
+        # A crashed member's partitions move to the others after this long (default 45 s);
+        # a clean shutdown leaves the group at once.
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 2_000,
     }
     config.update(overrides)
     client = KafkaConsumer(**config)
@@ -105,7 +109,9 @@ def commit_records(client: KafkaConsumer, records: Iterable[ConsumerRecord]) -> 
     try:
         client.commit(offsets)
     except CommitFailedError as exc:
-        log.warning("offset commit refused after a rebalance (%s); records will be redelivered", exc)
+        log.warning(
+            "offset commit refused after a rebalance (%s); records will be redelivered", exc
+        )
         return False
     return True
 

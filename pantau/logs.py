@@ -12,7 +12,9 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
-_KEY_VALUE_SECRET = re.compile(r"(?P<key>\b(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<value>[^\s&,;]+)", re.I)
+_KEY_VALUE_SECRET = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<value>[^\s&,;]+)", re.I
+)
 
 REDACTED = "***"
 

@@ -79,7 +79,9 @@ def up(settings: Settings, services: Sequence[str] = SERVICES) -> None:
 def register(sub: SubParsers) -> None:
     parser = sub.add_parser("services", help="start, stop or show the development services")
     parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("service", nargs="*", help="any of " + ", ".join(SERVICES) + " (default: all)")
+    parser.add_argument(
+        "service", nargs="*", help="any of " + ", ".join(SERVICES) + " (default: all)"
+    )
     parser.set_defaults(handler=_handle)
 
 

@@ -58,7 +58,9 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-SourceId = Annotated[str, Field(pattern=_ID_PATTERN, description="lower-case id: a-z, 0-9, _ and -")]
+SourceId = Annotated[
+    str, Field(pattern=_ID_PATTERN, description="lower-case id: a-z, 0-9, _ and -")
+]
 
 
 def _section() -> Any:
@@ -145,7 +147,9 @@ class MqttSettings(Section):
     topic_prefix: str = Field(
         "pantau/sensors", description="sensors publish readings on PREFIX/<sensor_id>"
     )
-    qos: Literal[0, 1, 2] = Field(1, description="1: the broker keeps readings while ingest is down")
+    qos: Literal[0, 1, 2] = Field(
+        1, description="1: the broker keeps readings while ingest is down"
+    )
     client_id: str = Field("pantau-ingest-sensors", description="persistent session id")
     keepalive_s: int = Field(30, ge=5)
 
@@ -153,9 +157,13 @@ class MqttSettings(Section):
 class CameraSettings(Section):
     id: SourceId
     name: str = Field("", description="human-readable name shown on the wall")
-    url: SecretStr = Field(description="RTSP / HTTP URL or a video file path; may carry credentials")
+    url: SecretStr = Field(
+        description="RTSP / HTTP URL or a video file path; may carry credentials"
+    )
     fps: float = Field(5.0, gt=0, le=30, description="frames per second sampled for detection")
-    max_width: int = Field(640, ge=160, le=3840, description="frames are resized down to this width")
+    max_width: int = Field(
+        640, ge=160, le=3840, description="frames are resized down to this width"
+    )
     jpeg_quality: int = Field(80, ge=30, le=100)
     location: Location | None = None
     enabled: bool = True
@@ -297,7 +305,9 @@ def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise SettingsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise SettingsError(
+            f"{path}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
 
     problems: list[str] = []
     data = _interpolate(raw, environ, (), path, problems)
@@ -319,7 +329,11 @@ _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))
 
 
 def _interpolate(
-    node: Any, environ: Mapping[str, str], loc: tuple[str | int, ...], path: Path, problems: list[str]
+    node: Any,
+    environ: Mapping[str, str],
+    loc: tuple[str | int, ...],
+    path: Path,
+    problems: list[str],
 ) -> Any:
     if isinstance(node, dict):
         return {k: _interpolate(v, environ, (*loc, k), path, problems) for k, v in node.items()}
@@ -400,7 +414,9 @@ def _format_errors(
 ) -> str:
     lines = []
     for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         origin = str(path)
         for i in range(len(loc), 0, -1):
             if loc[:i] in from_env:

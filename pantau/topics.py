@@ -90,10 +90,14 @@ class Topics:
                 parts.frames,
                 {"retention.ms": str(_FRAMES_RETENTION_MS), "max.message.bytes": limit},
             ),
-            TopicSpec(self.detections, parts.detections, {"retention.ms": str(_DEFAULT_RETENTION_MS)}),
+            TopicSpec(
+                self.detections, parts.detections, {"retention.ms": str(_DEFAULT_RETENTION_MS)}
+            ),
             TopicSpec(self.readings, parts.readings, {"retention.ms": str(_DEFAULT_RETENTION_MS)}),
             TopicSpec(
-                self.camera_health, parts.camera_health, {"retention.ms": str(_DEFAULT_RETENTION_MS)}
+                self.camera_health,
+                parts.camera_health,
+                {"retention.ms": str(_DEFAULT_RETENTION_MS)},
             ),
         ]
         specs += [

@@ -66,7 +66,10 @@ def _sink(args: argparse.Namespace, ctx: Context) -> int:
     stop = stop_on_signals()
     stop_after(stop, args.duration)
     sink = build(ctx.settings)
-    stats = sink.run(stop, idle_exit_s=args.idle_exit)
+    try:
+        stats = sink.run(stop, idle_exit_s=args.idle_exit)
+    finally:
+        sink.close()
     inserted = ", ".join(f"{k} {v}" for k, v in sorted(stats.inserted.items())) or "nothing"
     duplicates = sum(stats.duplicates.values())
     print(
@@ -82,7 +85,8 @@ def _stats(args: argparse.Namespace, ctx: Context) -> int:
     with _connect(ctx) as conn:
         stats = table_stats(conn, args.since)
         stats["dead_letter_reasons"] = [
-            {"stage": s, "error": e, "count": n} for s, e, n in dead_letter_reasons(conn, args.since)
+            {"stage": s, "error": e, "count": n}
+            for s, e, n in dead_letter_reasons(conn, args.since)
         ]
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))

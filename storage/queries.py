@@ -29,7 +29,7 @@ def table_stats(conn: psycopg.Connection, since: datetime | None = None) -> dict
         assert row is not None
         totals[table.name], recent[table.name] = int(row[0]), int(row[1])
 
-    def grouped(query: sql.Composable) -> dict[str, int]:
+    def grouped(query: sql.Composed) -> dict[str, int]:
         return {str(k): int(v) for k, v in conn.execute(query, params).fetchall()}
 
     return {
@@ -41,14 +41,14 @@ def table_stats(conn: psycopg.Connection, since: datetime | None = None) -> dict
             )
         ),
         "frames_with_detections": grouped(
-            sql.SQL("SELECT camera_id, count(DISTINCT frame_id) FROM detections {} GROUP BY 1").format(
-                since_clause
-            )
+            sql.SQL(
+                "SELECT camera_id, count(DISTINCT frame_id) FROM detections {} GROUP BY 1"
+            ).format(since_clause)
         ),
         "readings_by_quantity": grouped(
-            sql.SQL("SELECT quantity, count(*) FROM sensor_readings {} GROUP BY 1 ORDER BY 1").format(
-                since_clause
-            )
+            sql.SQL(
+                "SELECT quantity, count(*) FROM sensor_readings {} GROUP BY 1 ORDER BY 1"
+            ).format(since_clause)
         ),
         "dead_letters_by_stage": grouped(
             sql.SQL("SELECT stage, count(*) FROM dead_letters {} GROUP BY 1 ORDER BY 1").format(
@@ -64,6 +64,10 @@ def dead_letter_reasons(
     """(stage, reason, count), most frequent first."""
     where = sql.SQL("WHERE stored_at >= %(since)s") if since else sql.SQL("")
     query = sql.SQL(
-        "SELECT stage, error, count(*) FROM dead_letters {} GROUP BY 1, 2 ORDER BY 3 DESC LIMIT %(limit)s"
+        "SELECT stage, error, count(*) FROM dead_letters {} "
+        "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT %(limit)s"
     ).format(where)
-    return [(str(a), str(b), int(c)) for a, b, c in conn.execute(query, {"since": since, "limit": limit})]
+    return [
+        (str(a), str(b), int(c))
+        for a, b, c in conn.execute(query, {"since": since, "limit": limit})
+    ]

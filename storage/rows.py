@@ -19,7 +19,9 @@ class Table:
 
     def __post_init__(self) -> None:
         if len(self.columns) != len(self.types):
-            raise ValueError(f"{self.name}: {len(self.columns)} columns but {len(self.types)} types")
+            raise ValueError(
+                f"{self.name}: {len(self.columns)} columns but {len(self.types)} types"
+            )
 
 
 SENSOR_READINGS = Table(
@@ -30,27 +32,71 @@ SENSOR_READINGS = Table(
 DETECTIONS = Table(
     "detections",
     (
-        "time", "camera_id", "frame_id", "box_index", "class_id", "label", "confidence",
-        "x1", "y1", "x2", "y2", "track_id", "model", "frame_width", "frame_height", "detected_at",
+        "time",
+        "camera_id",
+        "frame_id",
+        "box_index",
+        "class_id",
+        "label",
+        "confidence",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "track_id",
+        "model",
+        "frame_width",
+        "frame_height",
+        "detected_at",
     ),
     (
-        "timestamptz", "text", "uuid", "int2", "int2", "text", "float4",
-        "float4", "float4", "float4", "float4", "int8", "text", "int4", "int4", "timestamptz",
+        "timestamptz",
+        "text",
+        "uuid",
+        "int2",
+        "int2",
+        "text",
+        "float4",
+        "float4",
+        "float4",
+        "float4",
+        "float4",
+        "int8",
+        "text",
+        "int4",
+        "int4",
+        "timestamptz",
     ),
 )
 CAMERA_HEALTH = Table(
     "camera_health",
     (
-        "time", "camera_id", "status", "fps", "frames_decoded", "frames_published",
-        "frames_skipped", "reconnects", "last_error", "heartbeat_id",
+        "time",
+        "camera_id",
+        "status",
+        "fps",
+        "frames_decoded",
+        "frames_published",
+        "frames_skipped",
+        "reconnects",
+        "last_error",
+        "heartbeat_id",
     ),
     ("timestamptz", "text", "text", "float4", "int8", "int8", "int8", "int4", "text", "uuid"),
 )
 DEAD_LETTERS = Table(
     "dead_letters",
     (
-        "time", "id", "stage", "source_kind", "source_topic", "source_partition", "source_offset",
-        "source_key", "error", "original",
+        "time",
+        "id",
+        "stage",
+        "source_kind",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "source_key",
+        "error",
+        "original",
     ),
     ("timestamptz", "uuid", "text", "text", "text", "int4", "int8", "text", "text", "bytea"),
 )
@@ -68,8 +114,22 @@ def reading_rows(m: SensorReading) -> list[Row]:
 def detection_rows(m: Detections) -> list[Row]:
     return [
         (
-            m.ts_capture, m.camera_id, m.frame_id, i, b.class_id, b.label, b.confidence,
-            b.x1, b.y1, b.x2, b.y2, b.track_id, m.model, m.width, m.height, m.ts_detected,
+            m.ts_capture,
+            m.camera_id,
+            m.frame_id,
+            i,
+            b.class_id,
+            b.label,
+            b.confidence,
+            b.x1,
+            b.y1,
+            b.x2,
+            b.y2,
+            b.track_id,
+            m.model,
+            m.width,
+            m.height,
+            m.ts_detected,
         )
         for i, b in enumerate(m.boxes)
     ]
@@ -78,8 +138,16 @@ def detection_rows(m: Detections) -> list[Row]:
 def health_rows(m: CameraHeartbeat) -> list[Row]:
     return [
         (
-            m.ts_capture, m.camera_id, m.status, m.fps, m.frames_decoded, m.frames_published,
-            m.frames_skipped, m.reconnects, m.last_error, m.id,
+            m.ts_capture,
+            m.camera_id,
+            m.status,
+            m.fps,
+            m.frames_decoded,
+            m.frames_published,
+            m.frames_skipped,
+            m.reconnects,
+            m.last_error,
+            m.id,
         )
     ]
 
@@ -87,8 +155,16 @@ def health_rows(m: CameraHeartbeat) -> list[Row]:
 def dead_letter_rows(m: DeadLetter) -> list[Row]:
     return [
         (
-            m.ts_capture, m.id, m.stage, m.source_kind, m.source_topic, m.partition, m.offset,
-            m.source_key, m.error, m.original,
+            m.ts_capture,
+            m.id,
+            m.stage,
+            m.source_kind,
+            m.source_topic,
+            m.partition,
+            m.offset,
+            m.source_key,
+            m.error,
+            m.original,
         )
     ]
 

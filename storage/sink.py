@@ -92,7 +92,9 @@ class PostgresWriter:
             conn = self._connection()
             try:
                 with conn.transaction():
-                    inserted = {t.name: self._copy_insert(conn, t, items) for t, items in rows.items()}
+                    inserted = {
+                        t.name: self._copy_insert(conn, t, items) for t, items in rows.items()
+                    }
                 return WriteResult(inserted, offered, [])
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 log.warning("a batch row was refused (%s); writing row by row to isolate it", exc)
@@ -108,7 +110,8 @@ class PostgresWriter:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
             ).format(stage, target)
         )
         with conn.cursor() as cur:
@@ -132,7 +135,9 @@ class PostgresWriter:
         rejected: list[tuple[PendingRow, str]] = []
         with conn.transaction():
             for table, items in rows.items():
-                statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+                statement = sql.SQL(
+                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING"
+                ).format(
                     sql.Identifier(table.name),
                     sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
                     sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
@@ -217,13 +222,24 @@ class Sink:
             if time.monotonic() - last_report >= _STATS_EVERY_S:
                 last_report = time.monotonic()
                 self._log_stats()
-            if idle_exit_s is not None and not len(self._batch):
-                if time.monotonic() - last_record >= idle_exit_s:
-                    break
+            if not self._consumer.assignment():
+                # Still joining the group (after a crash the old member has to time out first):
+                # that is not idleness.
+                last_record = time.monotonic()
+            idle_s = time.monotonic() - last_record
+            if idle_exit_s is not None and not len(self._batch) and idle_s >= idle_exit_s:
+                break
         if len(self._batch):
             self.flush()
         self._log_stats()
         return self.stats
+
+    def close(self) -> None:
+        """Leave the consumer group at once and release the database connection."""
+        self._producer.flush(timeout=30)
+        self._producer.close(timeout=10)
+        self._consumer.close(autocommit=False)
+        self._writer.close()
 
     def _due(self) -> bool:
         if not len(self._batch) or self._batch.started is None:

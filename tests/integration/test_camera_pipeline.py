@@ -1,0 +1,94 @@
+"""A real frame from the shared clip through Kafka, YOLO and the sink into PostgreSQL."""
+
+from __future__ import annotations
+
+from pantau.codec import decode_as
+from pantau.messages import CameraHeartbeat, Detections, Frame
+from pantau.topics import Topics
+from tests.integration.conftest import Pipeline
+
+CAMERA = "demo-table"
+
+
+def test_person_in_a_shared_clip_frame_is_detected_and_stored(pipeline: Pipeline) -> None:
+    topics = Topics(pipeline.settings.kafka)
+    # Nine seconds into the clip a person stands at the table.
+    out = pipeline.run("ingest", "camera", "--no-realtime", "--start-s", "9", "--max-frames", "6")
+    assert f"camera {CAMERA}: decoded" in out and "published 6" in out
+
+    frames = [decode_as(r.value, Frame) for r in pipeline.read_topic(topics.frames)]
+    assert len(frames) == 6
+    assert all(
+        f.camera_id == CAMERA and f.width == 640 and f.jpeg[:2] == b"\xff\xd8" for f in frames
+    )
+    assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 6))
+    frame_ids = [f.id for f in frames]
+
+    pipeline.start("detect", "detect")
+    pipeline.start("sink", "sink")
+    pipeline.wait_for(
+        "a person detection row for this test's frames",
+        lambda: (
+            pipeline.scalar(
+                "SELECT count(*) FROM detections WHERE label = 'person' AND frame_id = ANY(%s)",
+                frame_ids,
+            )
+            >= 1
+        ),
+    )
+
+    detections = [decode_as(r.value, Detections) for r in pipeline.read_topic(topics.detections)]
+    assert sorted(d.frame_id for d in detections) == sorted(frame_ids)
+    people = [b for d in detections for b in d.boxes if b.label == "person"]
+    assert people and max(b.confidence for b in people) > 0.5
+    # Every stored row matches a box the detector published, no more.
+    pipeline.wait_for(
+        "all detection rows",
+        lambda: (
+            pipeline.scalar("SELECT count(*) FROM detections WHERE frame_id = ANY(%s)", frame_ids)
+            == sum(len(d.boxes) for d in detections)
+        ),
+        timeout=30,
+    )
+
+    beats = [decode_as(r.value, CameraHeartbeat) for r in pipeline.read_topic(topics.camera_health)]
+    assert beats and beats[-1].status == "ended" and beats[-1].frames_published == 6
+    pipeline.wait_for(
+        "heartbeat rows",
+        lambda: (
+            pipeline.scalar(
+                "SELECT count(*) FROM camera_health WHERE heartbeat_id = ANY(%s)",
+                [b.id for b in beats],
+            )
+            == len(beats)
+        ),
+        timeout=30,
+    )
+    snapshot = pipeline.settings.detect.snapshot_dir
+    assert snapshot is not None and (snapshot / f"{CAMERA}.png").stat().st_size > 10_000
+
+
+def test_unreachable_camera_reconnects_with_heartbeats_and_never_logs_its_password(
+    pipeline: Pipeline,
+) -> None:
+    topics = Topics(pipeline.settings.kafka)
+    secret_url = "rtsp://admin:Rahasia-123@127.0.0.1:9/Streaming/Channels/102"
+    process = pipeline.start(
+        "camera",
+        "ingest",
+        "camera",
+        "--duration",
+        "6",
+        env={"PANTAU__CAMERAS__0__URL": secret_url, "PANTAU__LOGGING__LEVEL": "DEBUG"},
+    )
+    assert process.wait(timeout=60) == 0, pipeline.log_of(process)
+    log = pipeline.log_of(process)
+    assert "Rahasia-123" not in log
+    assert "rtsp://***@127.0.0.1:9/Streaming/Channels/102" in log
+    assert "retrying in" in log
+
+    beats = [decode_as(r.value, CameraHeartbeat) for r in pipeline.read_topic(topics.camera_health)]
+    assert len(beats) >= 3
+    assert {b.status for b in beats[:-1]} == {"reconnecting"}
+    assert all("Rahasia-123" not in (b.last_error or "") for b in beats)
+    assert beats[-1].status == "ended" and beats[-1].frames_published == 0

@@ -1,0 +1,148 @@
+"""MQTT → validation → Kafka → sink → PostgreSQL, with bad payloads dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from pantau.codec import decode_as
+from pantau.ids import utcnow
+from pantau.messages import DeadLetter
+from pantau.topics import Topics
+from tests.integration.conftest import Pipeline
+
+SENSOR = "aq-pasar-tanjung"
+
+
+def publish(pipeline: Pipeline, sensor_id: str, payloads: list[bytes]) -> None:
+    settings = pipeline.settings.mqtt
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{pipeline.tag}-sensor")
+    client.connect(settings.host, settings.port)
+    client.loop_start()
+    try:
+        infos = [
+            client.publish(f"{settings.topic_prefix}/{sensor_id}", payload, qos=1)
+            for payload in payloads
+        ]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def wait_subscribed(pipeline: Pipeline, process) -> None:  # type: ignore[no-untyped-def]
+    pipeline.wait_for("the MQTT subscription", lambda: "subscribed to" in pipeline.log_of(process))
+
+
+def test_valid_reading_is_stored_and_a_malformed_one_is_dead_lettered(pipeline: Pipeline) -> None:
+    topics = Topics(pipeline.settings.kafka)
+    ingest = pipeline.start("ingest-sensors", "ingest", "sensors")
+    pipeline.start("sink", "sink")
+    wait_subscribed(pipeline, ingest)
+
+    t1 = utcnow().replace(microsecond=random.randrange(1_000_000))
+    first = {
+        "sensorId": SENSOR,
+        "dateObserved": t1.isoformat(),
+        "seq": 1,
+        "pm25": 38.5,
+        "pm10": 61.0,
+    }
+    publish(pipeline, SENSOR, [json.dumps(first).encode()])
+    pipeline.wait_for(
+        "the first reading in sensor_readings",
+        lambda: (
+            pipeline.scalar(
+                "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s AND time = %s",
+                SENSOR,
+                t1,
+            )
+            == 2
+        ),
+    )
+    assert (
+        pipeline.scalar(
+            "SELECT value FROM sensor_readings WHERE sensor_id = %s AND time = %s AND quantity = 'pm25'",
+            SENSOR,
+            t1,
+        )
+        == 38.5
+    )
+
+    bad = json.dumps(
+        {"sensorId": SENSOR, "dateObserved": t1.isoformat(), "pm25": "tinggi"}
+    ).encode()
+    t2 = t1 + timedelta(seconds=1)
+    second = {"sensorId": SENSOR, "dateObserved": t2.isoformat(), "seq": 2, "pm25": 39.0}
+    publish(pipeline, SENSOR, [bad, json.dumps(second).encode()])
+
+    # The pipeline goes on after the bad payload.
+    pipeline.wait_for(
+        "the reading after the malformed one",
+        lambda: (
+            pipeline.scalar(
+                "SELECT count(*) FROM sensor_readings WHERE sensor_id = %s AND time = %s",
+                SENSOR,
+                t2,
+            )
+            == 1
+        ),
+    )
+    letters = [
+        decode_as(r.value, DeadLetter)
+        for r in pipeline.read_topic(topics.dead_letters(topics.readings))
+    ]
+    assert len(letters) == 1
+    (letter,) = letters
+    assert letter.original == bad
+    assert letter.stage == "ingest.sensors" and letter.source_kind == "mqtt"
+    assert letter.source_topic == f"{pipeline.settings.mqtt.topic_prefix}/{SENSOR}"
+    assert "pm25 must be a number, got 'tinggi'" in letter.error
+    pipeline.wait_for(
+        "the dead letter in its table",
+        lambda: (
+            pipeline.scalar("SELECT error FROM dead_letters WHERE id = %s", letter.id)
+            == letter.error
+        ),
+        timeout=30,
+    )
+
+
+def test_readings_sent_while_ingest_is_down_arrive_when_it_returns(pipeline: Pipeline) -> None:
+    ingest = pipeline.start("ingest-sensors", "ingest", "sensors")
+    wait_subscribed(pipeline, ingest)
+    assert pipeline.stop(ingest) == 0
+
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=5)
+    payloads = [
+        json.dumps(
+            {
+                "sensorId": "wl-brantas-lengkong",
+                "dateObserved": (start + timedelta(seconds=i)).isoformat(),
+                "seq": i,
+                "waterLevel": 2.0 + i / 100,
+            }
+        ).encode()
+        for i in range(25)
+    ]
+    publish(pipeline, "wl-brantas-lengkong", payloads)
+
+    pipeline.start("ingest-sensors-again", "ingest", "sensors")
+    pipeline.start("sink", "sink")
+    pipeline.wait_for(
+        "all 25 readings held by the broker while ingest was down",
+        lambda: (
+            pipeline.scalar(
+                "SELECT count(*) FROM sensor_readings WHERE sensor_id = 'wl-brantas-lengkong' "
+                "AND time >= %s AND time < %s",
+                start,
+                start + timedelta(seconds=25),
+            )
+            == 25
+        ),
+    )

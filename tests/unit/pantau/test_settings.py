@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pantau.settings import SettingsError, load_settings
+from tests.conftest import REPO
+
+MINIMAL = """
+kafka:
+  bootstrap_servers: broker:9092
+cameras:
+  - id: gerbang-01
+    url: rtsp://${CAM_USER}:${CAM_PASS}@10.0.0.5/stream
+    fps: 2
+sensors:
+  - id: aq-01
+    type: air_quality
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pantau.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+ENV = {"CAM_USER": "admin", "CAM_PASS": "rahasia"}
+
+
+def test_loads_values_and_interpolates_secrets_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), ENV)
+    assert settings.kafka.bootstrap_servers == "broker:9092"
+    camera = settings.camera("gerbang-01")
+    assert camera.url.get_secret_value() == "rtsp://admin:rahasia@10.0.0.5/stream"
+    # The secret never shows in the object's text form.
+    assert "rahasia" not in repr(settings) and "rahasia" not in str(camera)
+    assert camera.fps == 2
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), ENV)
+    with pytest.raises(ValueError, match="frozen"):
+        settings.kafka.bootstrap_servers = "elsewhere:9092"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "kafka:\n  bootstrap_server: x:1\n",
+            "kafka.bootstrap_server: unknown key 'bootstrap_server'",
+        ),
+        ("kafka:\n  bootstrap_server: x:1\n", "did you mean 'bootstrap_servers'?"),
+        ("cameras:\n  - id: c1\n    url: a.mp4\n    fsp: 3\n", "cameras[0].fsp: unknown key 'fsp'"),
+        (
+            "sink:\n  flush_interval_s: 5\n",
+            "sink.flush_interval_s: Input should be less than or equal to 1",
+        ),
+        ("sensors:\n  - id: s1\n    type: radar\n", "sensors[0].type: Input should be"),
+        (
+            "cameras:\n  - id: Bad Id\n    url: a.mp4\n",
+            "cameras[0].id: String should match pattern",
+        ),
+        ("detector:\n  model: m.pt\n  imgsz: 500\n", "detector.imgsz: Input should be 320 or 640"),
+        (
+            "sensors:\n  - {id: s1, type: water_level}\n  - {id: s1, type: water_level}\n",
+            "sensor id 's1' is used twice",
+        ),
+        ("colour: blue\n", "unknown key 'colour'"),
+    ],
+)
+def test_invalid_settings_name_the_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, {})
+    message = str(caught.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_environment_override_wins_and_is_named_when_wrong(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    settings = load_settings(path, {**ENV, "PANTAU__CAMERAS__0__FPS": "7.5"})
+    assert settings.cameras[0].fps == 7.5
+    with pytest.raises(
+        SettingsError,
+        match=r"environment variable PANTAU__KAFKA__BOOTSTRAP: "
+        r"kafka.bootstrap: unknown key",
+    ):
+        load_settings(path, {**ENV, "PANTAU__KAFKA__BOOTSTRAP": "x:1"})
+    with pytest.raises(SettingsError, match="has 1 items"):
+        load_settings(path, {**ENV, "PANTAU__CAMERAS__3__FPS": "1"})
+
+
+def test_list_valued_override_is_parsed(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, MINIMAL), {**ENV, "PANTAU__DEBUG__FAILPOINTS": "[sink.after_db_commit]"}
+    )
+    assert settings.debug.failpoints == ("sink.after_db_commit",)
+
+
+def test_missing_variable_without_default_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="CAM_PASS is not set"):
+        load_settings(write(tmp_path, MINIMAL), {"CAM_USER": "admin"})
+
+
+def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "cameras:\n  - id: c1\n    url: 12\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, {})
+    assert "cameras[0].url" in str(caught.value)
+    assert "got" not in str(caught.value)
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "pantau.yaml"
+    path.write_text("detector:\n  model: ../models/m.pt\ncameras:\n  - id: c1\n    url: clip.mp4\n")
+    settings = load_settings(path, {})
+    assert settings.detector is not None
+    assert settings.detector.model == tmp_path / "models" / "m.pt"
+    assert settings.cameras[0].url.get_secret_value() == str(tmp_path / "conf" / "clip.mp4")
+    assert settings.services.state_dir == tmp_path / ".pantau"
+
+
+def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml", {})
+    with pytest.raises(SettingsError, match="not valid YAML"):
+        load_settings(write(tmp_path, "kafka: [unclosed\n"), {})
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pantau.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_check_config_accepts_the_shipped_config() -> None:
+    result = run_cli("check-config")
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_check_config_rejects_a_misspelt_key_with_a_readable_message(tmp_path: Path) -> None:
+    path = write(tmp_path, "mqtt:\n  hots: localhost\n")
+    result = run_cli("--config", str(path), "check-config")
+    assert result.returncode == 2
+    assert f"{path}: mqtt.hots: unknown key 'hots' (did you mean 'host'?)" in result.stderr
+    assert "Traceback" not in result.stderr
