@@ -45,7 +45,8 @@ def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
 
 
 def _migrate(args: argparse.Namespace, ctx: Context) -> int:
-    from storage.migrate import MigrationError, apply
+    from pantau.settings import WRITER_ROLE
+    from storage.migrate import MigrationError, apply, set_login_password
 
     with _connect(ctx) as conn:
         try:
@@ -53,6 +54,9 @@ def _migrate(args: argparse.Namespace, ctx: Context) -> int:
         except MigrationError as exc:
             print(f"pantau migrate: {exc}", file=sys.stderr)
             return 1
+        writer_password = ctx.settings.postgres.writer_password
+        if writer_password is not None:
+            set_login_password(conn, WRITER_ROLE, writer_password.get_secret_value())
     if done:
         print("applied: " + ", ".join(m.filename for m in done))
     else:

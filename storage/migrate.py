@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +101,13 @@ def apply(conn: psycopg.Connection, migrations: list[Migration] | None = None) -
         return done
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+def set_login_password(conn: psycopg.Connection, role: str, password: str) -> None:
+    """Give a role created by the migrations its password (deployments pass it from the
+    environment; the development cluster trusts local connections and needs none)."""
+    conn.execute(
+        sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)
+        )
+    )

@@ -1,0 +1,102 @@
+"""docker-compose.yml for deployers, checked without a Docker engine: Debian's docker-compose
+validates it against the Compose schema, and the settings the services get through their
+environment load."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pantau.settings import load_settings
+from tests.conftest import REPO
+
+SECRETS = {
+    "PANTAU_DB_PASSWORD": "owner-secret",
+    "PANTAU_WRITER_PASSWORD": "writer-secret",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-secret",
+}
+PANTAU_SERVICES = (
+    "pantau-migrate",
+    "pantau-ingest-camera",
+    "pantau-ingest-sensors",
+    "pantau-detect",
+    "pantau-sink",
+)
+
+
+def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail(
+            "docker-compose (Debian package docker-compose) is not installed; "
+            "scripts/test installs it",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict[str, Any]:
+    result = compose("config", env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+def test_compose_file_is_valid_and_uses_the_official_images(resolved: dict[str, Any]) -> None:
+    images = {name: svc.get("image") for name, svc in resolved["services"].items()}
+    assert images["kafka"].startswith("apache/kafka:4.")
+    assert images["timescaledb"].startswith("timescale/timescaledb:")
+    assert images["grafana"].startswith("grafana/grafana-oss:")
+    assert images["mosquitto"].startswith("eclipse-mosquitto:")
+    for name in PANTAU_SERVICES:
+        assert resolved["services"][name]["build"]["context"] == str(REPO)
+
+
+def test_secrets_are_required_from_the_environment() -> None:
+    result = compose(
+        "config", "-q", env={k: v for k, v in SECRETS.items() if k != "PANTAU_DB_PASSWORD"}
+    )
+    assert result.returncode != 0
+    assert "PANTAU_DB_PASSWORD" in result.stderr
+    assert "owner-secret" not in (REPO / "docker-compose.yml").read_text()
+
+
+@pytest.mark.parametrize("service", PANTAU_SERVICES)
+def test_each_pantau_service_gets_valid_settings_from_its_environment(
+    resolved: dict[str, Any], service: str, shared_data: Path
+) -> None:
+    svc = resolved["services"][service]
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    config_mount = next(v for v in svc["volumes"] if str(v).endswith("/etc/pantau:ro"))
+    assert config_mount.startswith(str(REPO / "configs"))
+    # Load the mounted config as the container would, with the data folder where it is here.
+    env["PANTAU_SHARED_DATA"] = str(shared_data)
+    settings = load_settings(REPO / "configs" / "pantau.yaml", env)
+    assert settings.kafka.bootstrap_servers == "kafka:9092"
+    assert settings.postgres.host == "timescaledb"
+    assert settings.postgres.password is not None
+    assert settings.postgres.writer_password is not None
+    assert settings.mqtt.host == "mosquitto"
+    assert svc["command"][0] in {"migrate", "ingest", "detect", "sink"}
+
+
+def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in ("pantau", "ingest", "detectors", "streams", "storage", "dashboards"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    assert 'ENTRYPOINT ["pantau"]' in dockerfile
+    mosquitto = (REPO / "configs" / "mosquitto" / "mosquitto.conf").read_text()
+    assert "persistence true" in mosquitto
