@@ -294,7 +294,7 @@ def format_summary(result: dict[str, Any]) -> str:
     lines += [f"  {q:<20} {n:>7}" for q, n in db["readings_by_quantity"].items()]
     lines += ["", "dead letters by reason:"]
     reasons = db.get("dead_letter_reasons") or []
-    lines += [f"  {r['count']:>4} x [{r['stage']}] {r['error'][:90]}" for r in reasons] or [
+    lines += [f"  {r['count']:>4} x [{r['stage']}] {r['error'][:120]}" for r in reasons] or [
         "  none"
     ]
     lines += ["", "rows stored in PostgreSQL (this run / table total):"]

@@ -7,7 +7,6 @@ produced from them is safely stored.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 from kafka.future import Future
 
 from pantau.codec import encode
-from pantau.ids import utcnow, uuid7
+from pantau.ids import SeqCounter, utcnow, uuid7
 from pantau.messages import DeadLetter, Message
 from pantau.settings import KafkaSettings
 from pantau.topics import TopicSpec
@@ -243,7 +242,7 @@ class DeadLetters:
     def __init__(self, client: KafkaProducer, stage: str) -> None:
         self._producer = client
         self._stage = stage
-        self._seq = itertools.count()
+        self._seq = SeqCounter()
 
     def send(
         self,

@@ -33,7 +33,7 @@ from psycopg import sql
 from pantau import kafka
 from pantau.codec import DecodeError, decode
 from pantau.failpoints import Failpoints
-from pantau.ids import utcnow, uuid7
+from pantau.ids import SeqCounter, utcnow, uuid7
 from pantau.kafka import DeadLetters, commit_records
 from pantau.messages import DeadLetter
 from pantau.settings import Settings
@@ -195,6 +195,7 @@ class Sink:
         self._producer = producer
         self._writer = writer
         self._dead_letters = DeadLetters(producer, stage="sink")
+        self._letter_seq = SeqCounter()
         self._failpoints = failpoints or Failpoints()
         self._batch = _Batch()
         self._stop = threading.Event()
@@ -290,12 +291,11 @@ class Sink:
             source_key=record.key.decode(errors="replace") if record.key else None,
         )
 
-    @staticmethod
-    def _letter(record: ConsumerRecord, reason: str) -> DeadLetter:
+    def _letter(self, record: ConsumerRecord, reason: str) -> DeadLetter:
         return DeadLetter(
             id=uuid7(),
             ts_capture=utcnow(),
-            seq=0,
+            seq=next(self._letter_seq),
             stage="sink",
             source_kind="kafka",
             source_topic=record.topic,
