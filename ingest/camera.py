@@ -133,7 +133,7 @@ class CameraStats:
     skipped: int = 0
     reconnects: int = 0
     failed_sends: int = 0
-    status: Literal["online", "reconnecting", "stalled", "ended"] = "reconnecting"
+    status: Literal["connecting", "online", "reconnecting", "stalled", "ended"] = "connecting"
     last_error: str | None = None
     last_decode: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -294,7 +294,9 @@ class CameraIngest:
     # ------------------------------------------------------------------ heartbeats
 
     def _set_status(
-        self, status: Literal["online", "reconnecting", "stalled", "ended"], error: str | None
+        self,
+        status: Literal["connecting", "online", "reconnecting", "stalled", "ended"],
+        error: str | None,
     ) -> None:
         with self.stats.lock:
             self.stats.status = status

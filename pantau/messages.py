@@ -157,7 +157,7 @@ class CameraHeartbeat(Message):
     kind: Literal["camera_heartbeat"] = "camera_heartbeat"
     schema_version: Literal[1] = 1
     camera_id: SourceId
-    status: Literal["online", "reconnecting", "stalled", "ended"]
+    status: Literal["connecting", "online", "reconnecting", "stalled", "ended"]
     fps: float = Field(ge=0, description="frames published per second since the last beat")
     frames_decoded: int = Field(ge=0)
     frames_published: int = Field(ge=0)

@@ -89,6 +89,8 @@ def test_unreachable_camera_reconnects_with_heartbeats_and_never_logs_its_passwo
 
     beats = [decode_as(r.value, CameraHeartbeat) for r in pipeline.read_topic(topics.camera_health)]
     assert len(beats) >= 3
-    assert {b.status for b in beats[:-1]} == {"reconnecting"}
+    statuses = {b.status for b in beats[:-1]}
+    assert "reconnecting" in statuses
+    assert statuses <= {"connecting", "reconnecting"}
     assert all("Rahasia-123" not in (b.last_error or "") for b in beats)
     assert beats[-1].status == "ended" and beats[-1].frames_published == 0
