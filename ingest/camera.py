@@ -85,12 +85,18 @@ class VideoSource:
         """Advance one frame; returns its time in seconds, or None at the end of a file."""
         if self._capture is None:
             raise CameraError("capture is not open")
+        started = time.monotonic()
         if not self._capture.grab():
             if self.is_file:
                 return None
             raise CameraError(f"no frame from {self.safe_name} (stream ended or timed out)")
         if not self.is_file:
-            return time.monotonic()
+            now = time.monotonic()
+            if now - started > _STALL_S:
+                # A frozen camera keeps the connection open; after a read timeout the decoder
+                # hands out a frame it had buffered, which is old. Reconnect instead.
+                raise CameraError(f"{self.safe_name} stalled for {now - started:.0f} s")
+            return now
         t = float(self._capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
         if self._realtime:
             # Play a file at its own pace, as a camera would deliver it.
