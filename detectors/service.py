@@ -16,16 +16,16 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from kafka import KafkaConsumer, KafkaProducer
-from kafka.consumer.fetcher import ConsumerRecord
+from kafka import KafkaProducer
 
 from detectors.annotate import draw_boxes, write_png
 from detectors.backends import Backend
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as, encode
+from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import stable_id, utcnow
-from pantau.kafka import DeadLetters, commit_records
+from pantau.kafka import DeadLetters
 from pantau.messages import Detections as DetectionsMessage
 from pantau.messages import Frame
 from pantau.settings import Settings
@@ -54,7 +54,7 @@ class DetectorService:
         self,
         settings: Settings,
         backend: Backend,
-        consumer: KafkaConsumer,
+        consumer: BatchConsumer,
         producer: KafkaProducer,
         *,
         snapshot_dir: Path | None = None,
@@ -75,8 +75,7 @@ class DetectorService:
         max_batch = self._settings.detector.max_batch if self._settings.detector else 1
         last_report = time.monotonic()
         while not stop.is_set():
-            polled = self._consumer.poll(timeout_ms=500, max_records=max_batch)
-            records = [r for batch in polled.values() for r in batch]
+            records = self._consumer.poll(max_batch, 0.5)
             if records:
                 self._process(records)
             if time.monotonic() - last_report >= _STATS_EVERY_S:
@@ -91,9 +90,9 @@ class DetectorService:
         """Leave the consumer group at once (not after a session timeout) and flush."""
         self._producer.flush(timeout=30)
         self._producer.close(timeout=10)
-        self._consumer.close(autocommit=False)
+        self._consumer.close()
 
-    def _process(self, records: list[ConsumerRecord]) -> None:
+    def _process(self, records: list[Record]) -> None:
         frames: list[Frame] = []
         images: list[np.ndarray] = []
         for record in records:
@@ -141,16 +140,16 @@ class DetectorService:
         # At-least-once: everything derived from these records is in Kafka before the commit.
         self._producer.flush()
         self._failpoints.hit("detect.before_commit")
-        commit_records(self._consumer, records)
+        self._consumer.commit(records)
 
-    def _decode(self, record: ConsumerRecord) -> Frame | None:
+    def _decode(self, record: Record) -> Frame | None:
         try:
-            return decode_as(record.value, Frame)
+            return decode_as(record.value or b"", Frame)
         except DecodeError as exc:
             self._reject(record, str(exc))
             return None
 
-    def _reject(self, record: ConsumerRecord, reason: str) -> None:
+    def _reject(self, record: Record, reason: str) -> None:
         self.stats.dead_letters += 1
         self._dead_letters.send(
             self._topics.dead_letters(record.topic),
@@ -196,15 +195,13 @@ def build(settings: Settings, backend_factory: Callable[[], Backend]) -> Detecto
     kafka.wait_until_ready(settings.kafka)
     kafka.ensure_topics(settings.kafka, topics.specs())
     backend = backend_factory()
-    max_batch = settings.detector.max_batch if settings.detector else 1
-    consumer = kafka.consumer(
+    # kafka-python: frames arrive at tens per second, far below what it can fetch.
+    consumer = open_consumer(
         settings.kafka,
-        settings.detect.group_id,
-        [topics.frames],
-        "detect",
-        max_poll_records=max_batch,
-        # A CPU batch of 640 px frames takes well under a minute; leave generous room.
-        max_poll_interval_ms=300_000,
+        client="kafka-python",
+        group_id=settings.detect.group_id,
+        topics=[topics.frames],
+        name="detect",
     )
     producer = kafka.producer(settings.kafka, "detect")
     return DetectorService(

@@ -17,11 +17,9 @@ from kafka import (
     KafkaAdminClient,
     KafkaConsumer,
     KafkaProducer,
-    OffsetAndMetadata,
     TopicPartition,
 )
-from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.future import Future
 
 from pantau.codec import encode
@@ -83,36 +81,6 @@ def consumer(
         else:
             client.subscribe(list(topics), listener=listener)
     return client
-
-
-def next_offsets(records: Iterable[ConsumerRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
-    """The offsets to commit once `records` are safely processed: last offset + 1 each."""
-    offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        current = offsets.get(tp)
-        if current is None or record.offset + 1 > current.offset:
-            offsets[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
-    return offsets
-
-
-def commit_records(client: KafkaConsumer, records: Iterable[ConsumerRecord]) -> bool:
-    """Commit after processing; False when a rebalance took the partitions away meanwhile.
-
-    That is safe: the records are delivered again to the new owner, and everything Pantau
-    writes from them is keyed by stable ids, so the repeat changes nothing.
-    """
-    offsets = next_offsets(records)
-    if not offsets:
-        return True
-    try:
-        client.commit(offsets)
-    except CommitFailedError as exc:
-        log.warning(
-            "offset commit refused after a rebalance (%s); records will be redelivered", exc
-        )
-        return False
-    return True
 
 
 def admin(settings: KafkaSettings) -> KafkaAdminClient:

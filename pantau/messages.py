@@ -193,11 +193,159 @@ class DeadLetter(Message):
         return self.source_key.encode() if self.source_key else None
 
 
+class SensorWindow(Message):
+    """Statistics of one sensor quantity over a closed tumbling window (from the streams)."""
+
+    KIND: ClassVar[str] = "sensor_window"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["sensor_window"] = "sensor_window"
+    schema_version: Literal[1] = 1
+    sensor_id: SourceId
+    quantity: str
+    window_s: int = Field(gt=0, description="window length; ts_capture is the window start")
+    count: int = Field(ge=1)
+    min: float
+    max: float
+    mean: float
+
+    @property
+    def key(self) -> bytes:
+        return self.sensor_id.encode()
+
+
+class EvidenceRef(BaseModel):
+    """One artefact of an evidence pack, by reference (claim check) with its digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="before, alert, owner, clip, ...")
+    uri: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DumpingEvent(Message):
+    """One step (new, update, end) in the life of a dumping event; `event_id` is stable."""
+
+    KIND: ClassVar[str] = "dumping_event"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["dumping_event"] = "dumping_event"
+    schema_version: Literal[1] = 1
+    event_id: UUID
+    phase: Literal["new", "update", "end"]
+    version: int = Field(ge=0, description="increases with every step of this event")
+    camera_id: SourceId
+    zone_id: str | None = None
+    state: str = Field(description="e.g. unattended, alerted, cleaned, expired")
+    appeared_at: UtcDatetime
+    owner_left_at: UtcDatetime | None = None
+    alerted_at: UtcDatetime | None = None
+    ended_at: UtcDatetime | None = None
+    box: Box
+    owner_track_id: int | None = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    evidence: tuple[EvidenceRef, ...] = ()
+
+    @property
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
+Severity = Literal["critical", "major", "minor", "warning", "info"]
+AlarmState = Literal["OPEN", "ACK", "DISPATCHED", "RESOLVED", "FALSE_POSITIVE", "CLEARED"]
+
+
+class Alert(Message):
+    """One state of an alarm (one alarm per source and type); `version` orders the states.
+
+    Stage timestamps follow a reading or frame through the pipeline: `ts_capture` (at the
+    source), `ts_ingest`, `ts_rule` (rule fired) and `ts_notified` (first notification sent).
+    """
+
+    KIND: ClassVar[str] = "alert"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["alert"] = "alert"
+    schema_version: Literal[1] = 1
+    alarm_id: UUID
+    version: int = Field(ge=0)
+    source_kind: Literal["sensor", "camera", "dumping"]
+    source_id: SourceId
+    alarm_type: str
+    severity: Severity
+    state: AlarmState
+    count: int = Field(ge=1, description="how many times the condition triggered")
+    last_value: float | None = None
+    message: str = ""
+    opened_at: UtcDatetime
+    updated_at: UtcDatetime
+    acknowledged_at: UtcDatetime | None = None
+    dispatched_at: UtcDatetime | None = None
+    resolved_at: UtcDatetime | None = None
+    cleared_at: UtcDatetime | None = None
+    ts_ingest: UtcDatetime | None = None
+    ts_rule: UtcDatetime | None = None
+    ts_notified: UtcDatetime | None = None
+
+    @property
+    def key(self) -> bytes:
+        return self.source_id.encode()
+
+
+class Notification(Message):
+    """A delivery attempt record of the notifier's outbox (one notification per alarm state)."""
+
+    KIND: ClassVar[str] = "notification"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["notification"] = "notification"
+    schema_version: Literal[1] = 1
+    notification_id: UUID
+    alarm_id: UUID
+    alarm_version: int = Field(ge=0)
+    channel: Literal["webhook", "telegram", "email"]
+    recipient: str = Field(description="credential-free: a chat id, an address, a host")
+    status: Literal["pending", "sent", "failed"]
+    attempts: int = Field(ge=0)
+    error: str | None = None
+    sent_at: UtcDatetime | None = None
+
+    @property
+    def key(self) -> bytes:
+        return str(self.alarm_id).encode()
+
+
+class Metric(Message):
+    """One measurement of the pipeline itself (rates, lags, latencies) for the health wall."""
+
+    KIND: ClassVar[str] = "metric"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["metric"] = "metric"
+    schema_version: Literal[1] = 1
+    component: str = Field(description="sink, detect, ingest-camera, streams, ...")
+    instance: str = Field(description="host or process the value comes from")
+    name: str
+    value: float
+    unit: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> bytes:
+        return self.component.encode()
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     Frame,
     Detections,
     SensorReading,
     CameraHeartbeat,
     DeadLetter,
+    SensorWindow,
+    DumpingEvent,
+    Alert,
+    Notification,
+    Metric,
 )
 BY_KIND: dict[str, type[Message]] = {cls.KIND: cls for cls in ALL_MESSAGES}

@@ -87,6 +87,8 @@ class TopicPartitions(Section):
     detections: int = Field(12, ge=1, description="detections.v1")
     readings: int = Field(6, ge=1, description="sensors.readings.v1")
     camera_health: int = Field(3, ge=1, description="cameras.health.v1")
+    events: int = Field(3, ge=1, description="events.dumping.v1, alerts.v1, notifications.v1")
+    metrics: int = Field(1, ge=1, description="pipeline.metrics.v1")
     dead_letters: int = Field(1, ge=1, description="every *.dlq.v1 topic")
 
 
@@ -116,6 +118,12 @@ class PostgresSettings(Section):
     password: SecretStr | None = Field(None, description="owner password (from the environment)")
     writer_password: SecretStr | None = Field(
         None, description="password of the pantau_writer role the sink writes as"
+    )
+    grafana_password: SecretStr | None = Field(
+        None, description="password of the pantau_grafana role Grafana reads as"
+    )
+    analyst_password: SecretStr | None = Field(
+        None, description="password of the pantau_analyst role (read-only SQL)"
     )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     connect_timeout_s: int = Field(5, ge=1, le=120)
@@ -154,6 +162,28 @@ class MqttSettings(Section):
     keepalive_s: int = Field(30, ge=5)
 
 
+class ZoneSettings(Section):
+    """An area of a camera's view; corners are fractions of the width and height (0..1)."""
+
+    id: SourceId
+    name: str = ""
+    kind: Literal["watch", "fixture", "ignore"] = Field(
+        "watch", description="watch for dumping / objects that belong there / never look"
+    )
+    polygon: tuple[tuple[float, float], ...] = Field(min_length=3)
+    dwell_s: float = Field(30.0, gt=0, description="unattended this long before an alert")
+
+    @field_validator("polygon")
+    @classmethod
+    def verify_inside_frame(
+        cls, polygon: tuple[tuple[float, float], ...]
+    ) -> tuple[tuple[float, float], ...]:
+        outside = [p for p in polygon if not (0 <= p[0] <= 1 and 0 <= p[1] <= 1)]
+        if outside:
+            raise ValueError(f"corners are fractions of the frame (0..1), got {outside[0]}")
+        return polygon
+
+
 class CameraSettings(Section):
     id: SourceId
     name: str = Field("", description="human-readable name shown on the wall")
@@ -167,6 +197,7 @@ class CameraSettings(Section):
     jpeg_quality: int = Field(80, ge=30, le=100)
     location: Location | None = None
     enabled: bool = True
+    zones: tuple[ZoneSettings, ...] = ()
 
     @field_validator("url")
     @classmethod
@@ -219,10 +250,38 @@ class IngestSettings(Section):
 
 class SinkSettings(Section):
     group_id: str = Field("pantau-sink", description="Kafka consumer group of the sink")
-    batch_max_rows: int = Field(5000, ge=1, description="flush when this many rows are buffered")
+    client: Literal["confluent", "kafka-python"] = Field(
+        "confluent",
+        description="Kafka client of the sink: librdkafka consumes about 8x faster here",
+    )
+    batch_max_rows: int = Field(20_000, ge=1, description="flush when this many rows are buffered")
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="and at least this often")
     retry_initial_s: float = Field(0.5, gt=0, description="first back-off when the database fails")
     retry_max_s: float = Field(15.0, gt=0)
+    detection_sample_s: float = Field(
+        1.0, ge=0, description="store a tracked object's box at most once per this (0: all)"
+    )
+    metrics_interval_s: float = Field(10.0, gt=0, description="how often the sink records metrics")
+
+
+class RetentionSettings(Section):
+    raw_days: int = Field(90, ge=1, description="readings, detections, health, metrics")
+    rollup_days: int = Field(730, ge=1, description="hourly and daily rollups")
+    incident_days: int = Field(730, ge=1, description="dumping events, alerts, notifications")
+
+
+class StorageSettings(Section):
+    timescale: Literal["auto", "on", "off"] = Field(
+        "auto", description="use TimescaleDB when the extension is available (auto)"
+    )
+    retention: RetentionSettings = _section()
+    compress_after_days: int = Field(7, ge=1, description="TimescaleDB: compress older chunks")
+    partitions_ahead_days: int = Field(
+        7, ge=1, description="PostgreSQL: daily partitions created this far ahead"
+    )
+    analyst_evidence_access: bool = Field(
+        False, description="may pantau_analyst read the evidence references of dumping events"
+    )
 
 
 class ServicesSettings(Section):
@@ -256,13 +315,19 @@ class Settings(Section):
     detect: DetectSettings = _section()
     ingest: IngestSettings = _section()
     sink: SinkSettings = _section()
+    storage: StorageSettings = _section()
     services: ServicesSettings = _section()
     logging: LoggingSettings = _section()
     debug: DebugSettings = _section()
 
     @model_validator(mode="after")
     def verify_unique_ids(self) -> Self:
-        for kind, items in (("camera", self.cameras), ("sensor", self.sensors)):
+        groups: list[tuple[str, tuple[CameraSettings | SensorSettings | ZoneSettings, ...]]] = [
+            ("camera", self.cameras),
+            ("sensor", self.sensors),
+        ]
+        groups += [(f"camera {c.id}: zone", c.zones) for c in self.cameras]
+        for kind, items in groups:
             seen: set[str] = set()
             for item in items:
                 if item.id in seen:

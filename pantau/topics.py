@@ -15,7 +15,12 @@ from pantau.settings import KafkaSettings
 FRAMES = "cctv.frames.v1"
 DETECTIONS = "detections.v1"
 READINGS = "sensors.readings.v1"
+READING_WINDOWS = "sensors.readings.1m.v1"
 CAMERA_HEALTH = "cameras.health.v1"
+DUMPING_EVENTS = "events.dumping.v1"
+ALERTS = "alerts.v1"
+NOTIFICATIONS = "notifications.v1"
+METRICS = "pipeline.metrics.v1"
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -72,6 +77,26 @@ class Topics:
     def camera_health(self) -> str:
         return self.name(CAMERA_HEALTH)
 
+    @property
+    def reading_windows(self) -> str:
+        return self.name(READING_WINDOWS)
+
+    @property
+    def dumping_events(self) -> str:
+        return self.name(DUMPING_EVENTS)
+
+    @property
+    def alerts(self) -> str:
+        return self.name(ALERTS)
+
+    @property
+    def notifications(self) -> str:
+        return self.name(NOTIFICATIONS)
+
+    @property
+    def metrics(self) -> str:
+        return self.name(METRICS)
+
     def dead_letters(self, topic: str) -> str:
         return dead_letter_name(topic)
 
@@ -79,34 +104,38 @@ class Topics:
         return [dead_letter_name(t) for t in self.data_topics()]
 
     def data_topics(self) -> list[str]:
-        return [self.frames, self.detections, self.readings, self.camera_health]
+        return [spec.name for spec in self._data_specs()]
 
-    def specs(self) -> list[TopicSpec]:
+    def _data_specs(self) -> list[TopicSpec]:
         parts = self._kafka.partitions
         limit = str(self._kafka.max_message_bytes + 64 * 1024)
-        specs = [
+        week = {"retention.ms": str(_DEFAULT_RETENTION_MS)}
+        return [
             TopicSpec(
                 self.frames,
                 parts.frames,
                 {"retention.ms": str(_FRAMES_RETENTION_MS), "max.message.bytes": limit},
             ),
-            TopicSpec(
-                self.detections, parts.detections, {"retention.ms": str(_DEFAULT_RETENTION_MS)}
-            ),
-            TopicSpec(self.readings, parts.readings, {"retention.ms": str(_DEFAULT_RETENTION_MS)}),
-            TopicSpec(
-                self.camera_health,
-                parts.camera_health,
-                {"retention.ms": str(_DEFAULT_RETENTION_MS)},
-            ),
+            TopicSpec(self.detections, parts.detections, week),
+            TopicSpec(self.readings, parts.readings, week),
+            TopicSpec(self.camera_health, parts.camera_health, week),
+            TopicSpec(self.reading_windows, parts.readings, week),
+            TopicSpec(self.dumping_events, parts.events, week),
+            TopicSpec(self.alerts, parts.events, week),
+            TopicSpec(self.notifications, parts.events, week),
+            TopicSpec(self.metrics, parts.metrics, week),
         ]
-        specs += [
+
+    def specs(self) -> list[TopicSpec]:
+        """Every topic the pipeline uses, each data topic with its dead-letter twin."""
+        limit = str(self._kafka.max_message_bytes + 64 * 1024)
+        data = self._data_specs()
+        return data + [
             TopicSpec(
                 dead_letter_name(spec.name),
-                parts.dead_letters,
+                self._kafka.partitions.dead_letters,
                 # A dead letter wraps the original, so it may be a little larger than it.
                 {"retention.ms": str(_DEAD_LETTER_RETENTION_MS), "max.message.bytes": limit},
             )
-            for spec in list(specs)
+            for spec in data
         ]
-        return specs

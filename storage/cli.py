@@ -15,6 +15,17 @@ def register(sub: SubParsers) -> None:
     migrate = sub.add_parser("migrate", help="create or update the database schema")
     migrate.set_defaults(handler=_migrate)
 
+    maintain = sub.add_parser(
+        "maintain", help="partitions, retention and rollups on plain PostgreSQL"
+    )
+    maintain.add_argument(
+        "--every", type=float, metavar="SECONDS", help="repeat until stopped (e.g. 3600)"
+    )
+    maintain.add_argument(
+        "--rollups-since", type=datetime.fromisoformat, help="recompute rollups from (ISO)"
+    )
+    maintain.set_defaults(handler=_maintain)
+
     sink = sub.add_parser("sink", help="store Kafka topics in PostgreSQL")
     sink.add_argument("--duration", type=float, help="stop after this many seconds")
     sink.add_argument(
@@ -45,23 +56,58 @@ def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
 
 
 def _migrate(args: argparse.Namespace, ctx: Context) -> int:
-    from pantau.settings import WRITER_ROLE
-    from storage.migrate import MigrationError, apply, set_login_password
+    from storage.admin import (
+        apply_access,
+        apply_timescale_policies,
+        current_flavour,
+        maintain,
+        sync_registry,
+    )
+    from storage.migrate import MigrationError, apply
 
+    settings = ctx.settings
     with _connect(ctx) as conn:
         try:
-            done = apply(conn)
+            done = apply(conn, timescale=settings.storage.timescale)
         except MigrationError as exc:
             print(f"pantau migrate: {exc}", file=sys.stderr)
             return 1
-        writer_password = ctx.settings.postgres.writer_password
-        if writer_password is not None:
-            set_login_password(conn, WRITER_ROLE, writer_password.get_secret_value())
+        flavour = current_flavour(conn)
+        registry = sync_registry(conn, settings)
+        apply_access(conn, settings)
+        if flavour == "timescale":
+            policies = apply_timescale_policies(conn, settings.storage)
+            extra = f"{len(policies)} TimescaleDB policies set"
+        else:
+            report = maintain(conn, settings.storage)
+            extra = f"{len(report.created)} partitions created"
     if done:
-        print("applied: " + ", ".join(m.filename for m in done))
+        print(f"applied ({flavour}): " + ", ".join(m.filename for m in done))
     else:
-        print("schema is up to date")
+        print(f"schema is up to date ({flavour})")
+    print(
+        f"registry: {registry['cameras']} cameras, {registry['zones']} zones, "
+        f"{registry['sensors']} sensors; {extra}"
+    )
     return 0
+
+
+def _maintain(args: argparse.Namespace, ctx: Context) -> int:
+    from storage.admin import maintain
+
+    stop = stop_on_signals()
+    while True:
+        with _connect(ctx) as conn:
+            report = maintain(conn, ctx.settings.storage, rollup_since=args.rollups_since)
+        dropped = sum(report.dropped.values())
+        print(
+            f"maintain: {len(report.created)} partitions created, {dropped} dropped, "
+            f"{report.rollup_rows} hourly rollup rows refreshed"
+            + "".join(f"; {note}" for note in report.notes),
+            flush=True,
+        )
+        if args.every is None or stop.wait(args.every):
+            return 0
 
 
 def _sink(args: argparse.Namespace, ctx: Context) -> int:

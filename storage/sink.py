@@ -1,9 +1,11 @@
 """The sink: Kafka → batches per table → binary COPY → PostgreSQL → then Kafka offsets.
 
 Order of a flush, and why:
-1. COPY each table's rows into a temporary staging table and `INSERT ... SELECT ... ON
-   CONFLICT DO NOTHING` into the real one, in one transaction; natural keys make a
-   re-delivered record a no-op.
+1. In one transaction, per table: append-only tables are COPYed straight in (the common
+   case, fastest); if a row is already there — a re-delivery after a crash — that table's
+   batch goes through a temporary staging table and `INSERT ... ON CONFLICT DO NOTHING`
+   instead. Life-cycle tables (dumping events, alerts, notifications, windows) always go
+   through staging and keep the newest version of each record.
 2. Commit the transaction.
 3. Make sure every dead letter raised for this batch is acknowledged by Kafka.
 4. Only then commit the Kafka offsets. A crash anywhere before 4 re-reads the batch; the
@@ -17,37 +19,63 @@ its partition.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta
 
 import psycopg
-from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
-from kafka.consumer.fetcher import ConsumerRecord
+from kafka import KafkaProducer
 from psycopg import sql
 
 from pantau import kafka
-from pantau.codec import DecodeError, decode
+from pantau.codec import DecodeError, decode, decode_as
+from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import SeqCounter, utcnow, uuid7
-from pantau.kafka import DeadLetters, commit_records
-from pantau.messages import DeadLetter
+from pantau.kafka import DeadLetters
+from pantau.messages import BY_KIND, DeadLetter, Message
 from pantau.settings import Settings
-from pantau.topics import Topics, is_dead_letter_topic
-from storage.rows import DEAD_LETTERS, Row, Table, dead_letter_rows, rows_for
+from pantau.topics import (
+    ALERTS,
+    CAMERA_HEALTH,
+    DETECTIONS,
+    DUMPING_EVENTS,
+    METRICS,
+    NOTIFICATIONS,
+    READING_WINDOWS,
+    READINGS,
+    Topics,
+    is_dead_letter_topic,
+)
+from storage.rows import (
+    DEAD_LETTERS,
+    PIPELINE_METRICS,
+    Row,
+    Table,
+    TrackSampler,
+    dead_letter_rows,
+    rows_for,
+)
 
 log = logging.getLogger(__name__)
 
-_STATS_EVERY_S = 30.0
-# Which message kind each data topic carries; anything else there is a dead letter.
-_KIND_BY_TOPIC_SUFFIX = {
-    "sensors.readings.v1": "sensor_reading",
-    "detections.v1": "detections",
-    "cameras.health.v1": "camera_heartbeat",
+COMPONENT = "sink"
+# Which message kind each topic the sink reads carries; anything else there is a dead letter.
+_KIND_BY_TOPIC = {
+    READINGS: "sensor_reading",
+    READING_WINDOWS: "sensor_window",
+    DETECTIONS: "detections",
+    CAMERA_HEALTH: "camera_heartbeat",
+    DUMPING_EVENTS: "dumping_event",
+    ALERTS: "alert",
+    NOTIFICATIONS: "notification",
+    METRICS: "metric",
 }
 
 
@@ -55,11 +83,11 @@ class DatabaseUnavailable(RuntimeError):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingRow:
     table: Table
     row: Row
-    record: ConsumerRecord
+    record: Record
 
 
 @dataclass
@@ -93,7 +121,7 @@ class PostgresWriter:
             try:
                 with conn.transaction():
                     inserted = {
-                        t.name: self._copy_insert(conn, t, items) for t, items in rows.items()
+                        t.name: self._write_table(conn, t, items) for t, items in rows.items()
                     }
                 return WriteResult(inserted, offered, [])
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
@@ -103,29 +131,69 @@ class PostgresWriter:
             self.close()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0]) from exc
 
+    def _write_table(self, conn: psycopg.Connection, table: Table, items: list[PendingRow]) -> int:
+        if table.upsert is None:
+            try:
+                with conn.transaction():
+                    self._copy(conn, sql.Identifier(table.name), table, items)
+                return len(items)
+            except psycopg.errors.UniqueViolation:
+                # Some rows are there already (a batch re-read after a crash): skip those.
+                pass
+        return self._staged_insert(conn, table, items)
+
     @staticmethod
-    def _copy_insert(conn: psycopg.Connection, table: Table, items: list[PendingRow]) -> int:
+    def _copy(
+        conn: psycopg.Connection, target: sql.Identifier, table: Table, items: list[PendingRow]
+    ) -> None:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, columns)
+        with conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(list(table.types))
+            for item in items:
+                copy.write_row(item.row)
+
+    def _staged_insert(
+        self, conn: psycopg.Connection, table: Table, items: list[PendingRow]
+    ) -> int:
         stage = sql.Identifier(f"stage_{table.name}")
         target = sql.Identifier(table.name)
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
                 "ON COMMIT DELETE ROWS"
             ).format(stage, target)
         )
-        with conn.cursor() as cur:
-            copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(stage, columns)
-            with cur.copy(copy_sql) as copy:
-                copy.set_types(list(table.types))
-                for item in items:
-                    copy.write_row(item.row)
-            cur.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-                    target, columns, columns, stage
-                )
+        self._copy(conn, stage, table, items)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        if table.upsert is None:
+            statement = sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING"
+            ).format(target, columns, columns, stage)
+        else:
+            key = sql.SQL(", ").join(sql.Identifier(c) for c in table.upsert.key)
+            version = sql.Identifier(table.upsert.version)
+            updates = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in table.columns
+                if c not in table.upsert.key
             )
-            return max(cur.rowcount, 0)
+            # DISTINCT ON: one batch may hold several states of a record; keep its newest.
+            statement = sql.SQL(
+                "INSERT INTO {target} AS t ({columns}) "
+                "SELECT DISTINCT ON ({key}) {columns} FROM {stage} "
+                "ORDER BY {key}, {version} DESC "
+                "ON CONFLICT ({key}) DO UPDATE SET {updates} "
+                "WHERE t.{version} <= EXCLUDED.{version}"
+            ).format(
+                target=target,
+                columns=columns,
+                key=key,
+                stage=stage,
+                version=version,
+                updates=updates,
+            )
+        return max(conn.execute(statement).rowcount, 0)
 
     @staticmethod
     def _write_isolating(
@@ -161,29 +229,37 @@ class SinkStats:
     inserted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     latencies_s: list[float] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
     db_failures: int = 0
 
 
 class _Batch:
     def __init__(self) -> None:
-        self.records: list[ConsumerRecord] = []
+        self.records: list[Record] = []
         self.rows: dict[Table, list[PendingRow]] = defaultdict(list)
-        self.captured: list[datetime] = []
+        self.captured: list[float] = []
+        self.row_count = 0
         self.started: float | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
-    def row_count(self) -> int:
-        return sum(len(items) for items in self.rows.values())
+    def empty(self) -> bool:
+        return not self.records and not self.row_count
+
+    def add(self, table: Table, rows: list[Row], record: Record) -> None:
+        bucket = self.rows[table]
+        for row in rows:
+            bucket.append(PendingRow(table, row, record))
+        self.row_count += len(rows)
 
 
 class Sink:
     def __init__(
         self,
         settings: Settings,
-        consumer: KafkaConsumer,
+        consumer: BatchConsumer,
         producer: KafkaProducer,
         writer: PostgresWriter,
         *,
@@ -194,18 +270,24 @@ class Sink:
         self._consumer = consumer
         self._producer = producer
         self._writer = writer
-        self._dead_letters = DeadLetters(producer, stage="sink")
+        self._dead_letters = DeadLetters(producer, stage=COMPONENT)
         self._letter_seq = SeqCounter()
         self._failpoints = failpoints or Failpoints()
+        self._sampler = TrackSampler(timedelta(seconds=self._settings.detection_sample_s))
+        self._expected = {
+            self._topics.name(base): BY_KIND[kind] for base, kind in _KIND_BY_TOPIC.items()
+        }
         self._batch = _Batch()
         self._stop = threading.Event()
+        self._instance = socket.gethostname()
+        self._metrics_at = time.monotonic()
+        self._metrics_inserted: dict[str, int] = {}
         self.stats = SinkStats()
 
     # ------------------------------------------------------------------ loop
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> SinkStats:
         self._stop = stop
-        last_report = time.monotonic()
         last_record = time.monotonic()
         flush_every = self._settings.flush_interval_s
         while not stop.is_set():
@@ -213,24 +295,24 @@ class Sink:
             if self._batch.started is not None:
                 wait_s = max(0.0, self._batch.started + flush_every - time.monotonic())
             room = max(1, self._settings.batch_max_rows - self._batch.row_count)
-            polled = self._consumer.poll(timeout_ms=int(wait_s * 1000), max_records=room)
-            for records in polled.values():
-                for record in records:
-                    self._add(record)
-                    last_record = time.monotonic()
+            records = self._consumer.poll(room, wait_s)
+            for record in records:
+                self._add(record)
+            if records:
+                last_record = time.monotonic()
             if self._due():
                 self.flush()
-            if time.monotonic() - last_report >= _STATS_EVERY_S:
-                last_report = time.monotonic()
-                self._log_stats()
-            if not self._consumer.assignment():
+            if time.monotonic() - self._metrics_at >= self._settings.metrics_interval_s:
+                self._record_metrics()
+            if not self._consumer.has_assignment():
                 # Still joining the group (after a crash the old member has to time out first):
                 # that is not idleness.
                 last_record = time.monotonic()
             idle_s = time.monotonic() - last_record
-            if idle_exit_s is not None and not len(self._batch) and idle_s >= idle_exit_s:
+            # Metrics rows alone do not count as work pending.
+            if idle_exit_s is not None and not self._batch.records and idle_s >= idle_exit_s:
                 break
-        if len(self._batch):
+        if not self._batch.empty:
             self.flush()
         self._log_stats()
         return self.stats
@@ -239,11 +321,11 @@ class Sink:
         """Leave the consumer group at once and release the database connection."""
         self._producer.flush(timeout=30)
         self._producer.close(timeout=10)
-        self._consumer.close(autocommit=False)
+        self._consumer.close()
         self._writer.close()
 
     def _due(self) -> bool:
-        if not len(self._batch) or self._batch.started is None:
+        if self._batch.empty or self._batch.started is None:
             return False
         if self._batch.row_count >= self._settings.batch_max_rows:
             return True
@@ -251,34 +333,37 @@ class Sink:
 
     # ------------------------------------------------------------------ records
 
-    def _add(self, record: ConsumerRecord) -> None:
+    def _add(self, record: Record) -> None:
         batch = self._batch
         if batch.started is None:
             batch.started = time.monotonic()
         batch.records.append(record)
         self.stats.records += 1
         try:
-            message = decode(record.value or b"")
-            expected = _expected_kind(record.topic)
-            if expected is not None and message.kind != expected:
-                raise DecodeError(f"expected {expected} on {record.topic}, got {message.kind}")
-            if expected is None and not isinstance(message, DeadLetter):
-                raise DecodeError(f"expected dead_letter on {record.topic}, got {message.kind}")
-            table, rows = rows_for(message)
+            message = self._decode(record)
+            table, rows = rows_for(message, self._sampler)
         except DecodeError as exc:
             self._reject_record(record, str(exc))
             return
-        for row in rows:
-            batch.rows[table].append(PendingRow(table, row, record))
-        batch.captured.append(message.ts_capture)
+        batch.add(table, rows, record)
+        batch.captured.append(message.ts_capture.timestamp())
 
-    def _reject_record(self, record: ConsumerRecord, reason: str) -> None:
+    def _decode(self, record: Record) -> Message:
+        value = record.value or b""
+        expected = self._expected.get(record.topic)
+        if expected is not None:
+            return decode_as(value, expected)
+        message = decode(value)
+        if is_dead_letter_topic(record.topic) and not isinstance(message, DeadLetter):
+            raise DecodeError(f"expected dead_letter on {record.topic}, got {message.kind}")
+        return message
+
+    def _reject_record(self, record: Record, reason: str) -> None:
         self.stats.dead_letters += 1
         if is_dead_letter_topic(record.topic):
             # A broken dead letter has no further place to go: keep it in the table, whole.
             letter = self._letter(record, reason)
-            for row in dead_letter_rows(letter):
-                self._batch.rows[DEAD_LETTERS].append(PendingRow(DEAD_LETTERS, row, record))
+            self._batch.add(DEAD_LETTERS, dead_letter_rows(letter), record)
             return
         self._dead_letters.send(
             self._topics.dead_letters(record.topic),
@@ -291,12 +376,12 @@ class Sink:
             source_key=record.key.decode(errors="replace") if record.key else None,
         )
 
-    def _letter(self, record: ConsumerRecord, reason: str) -> DeadLetter:
+    def _letter(self, record: Record, reason: str) -> DeadLetter:
         return DeadLetter(
             id=uuid7(),
             ts_capture=utcnow(),
             seq=next(self._letter_seq),
-            stage="sink",
+            stage=COMPONENT,
             source_kind="kafka",
             source_topic=record.topic,
             partition=record.partition,
@@ -311,7 +396,7 @@ class Sink:
     def flush(self) -> bool:
         """Store the batch, then commit its offsets; False if stopped before it was stored."""
         batch = self._batch
-        if not len(batch):
+        if batch.empty:
             return True
         result = self._write_with_retry(batch)
         if result is None:
@@ -326,15 +411,17 @@ class Sink:
         # Dead letters must be durable before the offsets that produced them are committed.
         self._producer.flush()
         self._failpoints.hit("sink.before_offset_commit")
-        commit_records(self._consumer, batch.records)
+        self._consumer.commit(batch.records)
 
-        now = utcnow()
+        now = time.time()
         self.stats.batches += 1
+        self.stats.batch_rows.append(batch.row_count)
         for name, count in result.inserted.items():
             self.stats.inserted[name] += count
             self.stats.duplicates[name] += result.offered.get(name, 0) - count
-        self.stats.latencies_s.extend((now - t).total_seconds() for t in batch.captured)
-        del self.stats.latencies_s[:-10_000]
+        self.stats.latencies_s.extend(now - t for t in batch.captured)
+        del self.stats.latencies_s[:-20_000]
+        del self.stats.batch_rows[:-1000]
         self._batch = _Batch()
         return True
 
@@ -348,7 +435,7 @@ class Sink:
                 self.stats.db_failures += 1
                 if not paused:
                     # Stop fetching, keep the group membership: Kafka holds the data meanwhile.
-                    self._consumer.pause(*self._consumer.assignment())
+                    self._consumer.pause_all()
                     paused = True
                 log.error("database unavailable (%s); retrying in %.1f s", exc, delay)
                 if self._sleep_polling(delay):
@@ -356,7 +443,7 @@ class Sink:
                 delay = min(delay * 2, self._settings.retry_max_s)
                 continue
             if paused:
-                self._consumer.resume(*self._consumer.paused())
+                self._consumer.resume_all()
                 log.info("database is back; resumed consuming")
             return result
 
@@ -367,16 +454,64 @@ class Sink:
             if self._stop.is_set():
                 return True
             # Re-pause every time: a rebalance during the wait may have assigned new partitions.
-            self._consumer.pause(*self._consumer.assignment())
-            self._consumer.poll(timeout_ms=200)
+            self._consumer.pause_all()
+            for record in self._consumer.poll(1, 0.2):
+                # Cannot normally happen while paused; keep it rather than lose it.
+                self._add(record)
         return self._stop.is_set()
+
+    # ------------------------------------------------------------------ metrics
+
+    def _record_metrics(self) -> None:
+        """Rows/s per table, batch sizes, lag and capture→stored latency, into the next
+        batch (so they cost no extra transaction)."""
+        now = time.monotonic()
+        elapsed = max(now - self._metrics_at, 1e-6)
+        self._metrics_at = now
+        at = utcnow()
+        values: list[tuple[str, float, str, dict[str, str]]] = []
+        for name, total in self.stats.inserted.items():
+            rate = (total - self._metrics_inserted.get(name, 0)) / elapsed
+            values.append(("rows_per_s", rate, "rows/s", {"table": name}))
+        self._metrics_inserted = dict(self.stats.inserted)
+        if self.stats.batch_rows:
+            recent = self.stats.batch_rows[-50:]
+            values.append(("batch_rows_mean", sum(recent) / len(recent), "rows", {}))
+        latencies = sorted(self.stats.latencies_s[-5000:])
+        if latencies:
+            values.append(("capture_to_stored_p50_s", _quantile(latencies, 0.5), "s", {}))
+            values.append(("capture_to_stored_p95_s", _quantile(latencies, 0.95), "s", {}))
+        try:
+            values.append(("consumer_lag", float(self._consumer.lag()), "records", {}))
+        except Exception as exc:
+            log.debug("lag unavailable: %s", exc)
+        values.append(("dead_letters", float(self.stats.dead_letters), "records", {}))
+        # The rows need a record to blame if refused; it is never committed as an offset.
+        synthetic = Record(self._topics.metrics, -1, -1, None, None)
+        if self._batch.started is None:
+            self._batch.started = time.monotonic()
+        self._batch.add(
+            PIPELINE_METRICS,
+            [
+                (
+                    at,
+                    COMPONENT,
+                    self._instance,
+                    name,
+                    value,
+                    unit,
+                    json.dumps(labels, sort_keys=True),
+                )
+                for name, value, unit, labels in values
+            ],
+            synthetic,
+        )
+        self._log_stats()
 
     def _log_stats(self) -> None:
         if not self.stats.records:
             return
         latencies = sorted(self.stats.latencies_s)
-        p50 = latencies[len(latencies) // 2] if latencies else float("nan")
-        p95 = latencies[int(len(latencies) * 0.95)] if latencies else float("nan")
         inserted = ", ".join(f"{k} {v}" for k, v in sorted(self.stats.inserted.items()))
         log.info(
             "sink: %d records in %d batches; inserted %s; %d dead letters; "
@@ -385,36 +520,17 @@ class Sink:
             self.stats.batches,
             inserted or "nothing",
             self.stats.dead_letters,
-            p50,
-            p95,
+            _quantile(latencies, 0.5) if latencies else float("nan"),
+            _quantile(latencies, 0.95) if latencies else float("nan"),
         )
 
 
-def _expected_kind(topic: str) -> str | None:
-    if is_dead_letter_topic(topic):
-        return None
-    for suffix, kind in _KIND_BY_TOPIC_SUFFIX.items():
-        if topic.endswith(suffix):
-            return kind
-    return None
-
-
-class _FlushOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Store what is buffered before partitions move to another sink process."""
-
-    def __init__(self) -> None:
-        self.sink: Sink | None = None
-
-    def on_partitions_revoked(self, revoked: object) -> None:
-        if self.sink is not None and not self.sink.flush():
-            raise RuntimeError("could not store buffered records before a rebalance")
-
-    def on_partitions_assigned(self, assigned: object) -> None:
-        return None
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def sink_topics(topics: Topics) -> list[str]:
-    data = [topics.readings, topics.detections, topics.camera_health]
+    data = [topics.name(base) for base in _KIND_BY_TOPIC]
     return data + [topics.dead_letters(t) for t in topics.data_topics()]
 
 
@@ -422,19 +538,25 @@ def build(settings: Settings) -> Sink:
     topics = Topics(settings.kafka)
     kafka.wait_until_ready(settings.kafka)
     kafka.ensure_topics(settings.kafka, topics.specs())
-    listener = _FlushOnRevoke()
-    consumer = kafka.consumer(
+    holder: list[Sink] = []
+
+    def flush_before_revoke() -> None:
+        # Store what is buffered before partitions move to another sink process.
+        if holder and not holder[0].flush():
+            raise RuntimeError("could not store buffered records before a rebalance")
+
+    consumer = open_consumer(
         settings.kafka,
-        settings.sink.group_id,
-        sink_topics(topics),
-        "sink",
-        listener=listener,
-        max_poll_records=settings.sink.batch_max_rows,
+        client=settings.sink.client,
+        group_id=settings.sink.group_id,
+        topics=sink_topics(topics),
+        name=COMPONENT,
+        on_revoke=flush_before_revoke,
     )
-    producer = kafka.producer(settings.kafka, "sink")
+    producer = kafka.producer(settings.kafka, COMPONENT)
     writer = PostgresWriter(settings.postgres.connect_kwargs("writer"))
     sink = Sink(
         settings, consumer, producer, writer, failpoints=Failpoints(settings.debug.failpoints)
     )
-    listener.sink = sink
+    holder.append(sink)
     return sink

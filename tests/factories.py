@@ -6,17 +6,25 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from pantau.messages import (
+    Alert,
     Box,
     CameraHeartbeat,
     DeadLetter,
     Detections,
+    DumpingEvent,
+    EvidenceRef,
     Frame,
     Message,
+    Metric,
+    Notification,
     SensorReading,
+    SensorWindow,
 )
 
 T0 = datetime(2026, 11, 23, 3, 15, 0, 250000, tzinfo=UTC)
 ID = UUID("01937a4e-8c2b-7d10-9a4f-3b2c1d0e5f60")
+EVENT_ID = UUID("01937a4e-8c2b-7d10-9a4f-00000000e001")
+ALARM_ID = UUID("01937a4e-8c2b-7d10-9a4f-00000000a001")
 FAKE_JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) + b"\xff\xd9"
 
 SAMPLES: dict[str, Message] = {
@@ -88,5 +96,82 @@ SAMPLES: dict[str, Message] = {
         source_key="aq-01",
         error="payload is not JSON",
         original=b'{"pm25": ',
+    ),
+    "sensor_window": SensorWindow(
+        id=ID,
+        ts_capture=T0.replace(second=0, microsecond=0),
+        seq=29_000_000,
+        sensor_id="aq-alun-alun",
+        quantity="pm25",
+        window_s=60,
+        count=12,
+        min=38.0,
+        max=45.5,
+        mean=41.2,
+    ),
+    "dumping_event": DumpingEvent(
+        id=ID,
+        ts_capture=T0 + timedelta(seconds=31),
+        seq=2,
+        event_id=EVENT_ID,
+        phase="update",
+        version=2,
+        camera_id="tps-gedeg",
+        zone_id="tepi-jalan",
+        state="alerted",
+        appeared_at=T0 - timedelta(seconds=45),
+        owner_left_at=T0 - timedelta(seconds=30),
+        alerted_at=T0,
+        box=Box(class_id=26, label="handbag", confidence=0.62, x1=300, y1=250, x2=340, y2=300),
+        owner_track_id=7,
+        confidence=0.81,
+        evidence=(
+            EvidenceRef(
+                kind="alert", uri="file:///var/lib/pantau/evidence/a.jpg", sha256="ab" * 32
+            ),
+        ),
+    ),
+    "alert": Alert(
+        id=ID,
+        ts_capture=T0,
+        seq=3,
+        alarm_id=ALARM_ID,
+        version=3,
+        source_kind="sensor",
+        source_id="wl-brantas-lengkong",
+        alarm_type="threshold",
+        severity="critical",
+        state="OPEN",
+        count=2,
+        last_value=4.25,
+        message="Tinggi muka air Brantas 4,25 m",
+        opened_at=T0 - timedelta(minutes=5),
+        updated_at=T0,
+        ts_ingest=T0 + timedelta(milliseconds=40),
+        ts_rule=T0 + timedelta(milliseconds=90),
+    ),
+    "notification": Notification(
+        id=ID,
+        ts_capture=T0,
+        seq=1,
+        notification_id=ID,
+        alarm_id=ALARM_ID,
+        alarm_version=3,
+        channel="telegram",
+        recipient="chat -100123",
+        status="sent",
+        attempts=1,
+        sent_at=T0 + timedelta(milliseconds=400),
+    ),
+    "metric": Metric(
+        id=ID,
+        ts_capture=T0,
+        seq=9,
+        component="sink",
+        instance="node-1",
+        name="rows_per_s",
+        value=101_234.5,
+        unit="rows/s",
+        labels={"table": "sensor_readings"},
     ),
 }

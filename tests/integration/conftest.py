@@ -25,7 +25,6 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from pantau import kafka
 from pantau.settings import Settings, load_settings
-from storage.migrate import apply
 from tests.conftest import REPO, SHARED_DATA
 
 BASE_CONFIG = REPO / "configs" / "pantau.yaml"
@@ -76,8 +75,15 @@ def database(services: Settings) -> Iterator[str]:
     owner = services.postgres.connect_kwargs("owner")
     with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f'CREATE DATABASE "{name}"')
-    with psycopg.connect(**{**owner, "dbname": name}) as conn:  # type: ignore[arg-type]
-        apply(conn)
+    # The real command: migrations, registries, access rules, partitions.
+    subprocess.run(
+        [sys.executable, "-m", "pantau.cli", "--config", str(BASE_CONFIG), "migrate"],
+        check=True,
+        capture_output=True,
+        env={**base_environ(), "PANTAU__POSTGRES__DBNAME": name},
+        cwd=REPO,
+        timeout=120,
+    )
     yield name
     with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -5,6 +5,10 @@ from __future__ import annotations
 import random
 import re
 import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from pantau import kafka
@@ -12,12 +16,15 @@ from pantau.codec import decode_as
 from pantau.ids import stable_id
 from pantau.messages import DeadLetter, SensorReading
 from pantau.topics import Topics
+from tests.conftest import REPO
 from tests.integration.conftest import Pipeline
 
 SENSORS = ("aq-alun-alun", "aq-pasar-tanjung")
 
 
-def produce_readings(pipeline: Pipeline, count: int, start: datetime) -> None:
+def produce_readings(
+    pipeline: Pipeline, count: int, start: datetime, per_second: float | None = None
+) -> None:
     """What sensor ingest would publish: `count` readings with two values each."""
     topics = Topics(pipeline.settings.kafka)
     kafka.ensure_topics(pipeline.settings.kafka, topics.specs())
@@ -35,6 +42,8 @@ def produce_readings(pipeline: Pipeline, count: int, start: datetime) -> None:
             ts_ingest=at,
         )
         kafka.publish(producer, topics.readings, reading)
+        if per_second is not None:
+            time.sleep(1 / per_second)
     producer.flush()
     producer.close()
 
@@ -139,3 +148,32 @@ def test_poison_record_is_dead_lettered_and_does_not_block_its_partition(
     # The sink stores the dead letter too, once it is read back from the dead-letter topic.
     pipeline.run("sink", "--idle-exit", "3")
     assert pipeline.scalar("SELECT count(*) FROM dead_letters WHERE id = %s", letters[0].id) == 1
+
+
+def test_database_outage_while_messages_flow_loses_nothing(pipeline: Pipeline) -> None:
+    count = 6000
+    start = unique_start()
+    sink = pipeline.start("sink", "sink")
+    feeder = threading.Thread(
+        target=produce_readings, args=(pipeline, count, start), kwargs={"per_second": 300}
+    )
+    feeder.start()
+    pipeline.wait_for("the first rows", lambda: stored(pipeline, start, count)[0] > 0)
+    services = [sys.executable, "-m", "pantau.cli", "services"]
+    subprocess.run([*services, "down", "postgres"], check=True, cwd=REPO, capture_output=True)
+    try:
+        time.sleep(8)  # messages keep arriving in Kafka meanwhile
+        assert sink.poll() is None, "the sink must survive the database outage"
+    finally:
+        subprocess.run([*services, "up", "postgres"], check=True, cwd=REPO, capture_output=True)
+    feeder.join()
+    pipeline.wait_for(
+        "every row after the outage",
+        lambda: stored(pipeline, start, count) == (2 * count, 2 * count),
+        timeout=120,
+        every=1,
+    )
+    pipeline.wait_for("offsets committed", lambda: sink_lag(pipeline) == 0, timeout=30)
+    log = pipeline.log_of(sink)
+    assert "database unavailable" in log
+    assert "database is back; resumed consuming" in log

@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from pantau.messages import Box
-from storage.rows import TABLES, Table, rows_for
-from tests.factories import ID, SAMPLES, T0
+from storage.rows import TABLES, Table, TrackSampler, Upsert, rows_for
+from tests.factories import SAMPLES, T0
 
 
 def test_reading_becomes_one_narrow_row_per_quantity() -> None:
     table, rows = rows_for(SAMPLES["sensor_reading"])
     assert table.name == "sensor_readings"
     assert sorted((r[2], r[3]) for r in rows) == [("pm10", 73.2), ("pm25", 41.7)]
-    assert all(r[0] == T0 and r[1] == "aq-alun-alun" and r[4] == ID for r in rows)
+    assert all(r[0] == T0 and r[1] == "aq-alun-alun" and r[4] == 812 for r in rows)
 
 
 def test_detections_one_row_per_box_and_none_for_an_empty_frame() -> None:
@@ -56,3 +58,59 @@ def test_frames_are_not_stored_rows() -> None:
 def test_row_width_matches_the_declared_columns(table: Table) -> None:
     assert len(table.columns) == len(table.types)
     assert len(set(table.columns)) == len(table.columns)
+
+
+def test_life_cycle_messages_map_to_their_tables() -> None:
+    for kind, table_name in [
+        ("dumping_event", "dumping_events"),
+        ("alert", "alerts"),
+        ("notification", "notifications"),
+        ("sensor_window", "sensor_readings_1m"),
+        ("metric", "pipeline_metrics"),
+    ]:
+        table, rows = rows_for(SAMPLES[kind])
+        assert table.name == table_name
+        assert len(rows) == 1
+        assert len(rows[0]) == len(table.columns)
+    table, rows = rows_for(SAMPLES["dumping_event"])
+    event_row = dict(zip(table.columns, rows[0], strict=True))
+    assert event_row["version"] == 2
+    assert event_row["label"] == "handbag"
+    assert '"sha256": "abab' in event_row["evidence"]
+
+
+def test_track_sampler_keeps_one_box_per_track_per_interval() -> None:
+    sampler = TrackSampler(timedelta(seconds=1))
+    t = [T0 + timedelta(milliseconds=200 * i) for i in range(11)]  # 2 s at 5 frames/s
+    kept = [i for i, at in enumerate(t) if sampler.take("cam", 7, at)]
+    assert kept == [0, 5, 10]
+    # Untracked boxes and other tracks are not held back.
+    assert all(sampler.take("cam", None, t[1]) for _ in range(3))
+    assert sampler.take("cam", 8, t[1])
+    assert sampler.take("other-cam", 7, t[1])
+
+
+def test_track_sampler_with_zero_interval_keeps_everything() -> None:
+    sampler = TrackSampler(timedelta(0))
+    assert all(sampler.take("cam", 1, T0) for _ in range(5))
+
+
+def test_detection_rows_are_sampled_by_track() -> None:
+    boxes = tuple(
+        Box(class_id=0, label="person", confidence=0.9, x1=1, y1=2, x2=3, y2=4, track_id=5)
+        for _ in range(1)
+    )
+    sampler = TrackSampler(timedelta(seconds=1))
+    frames = [
+        SAMPLES["detections"].model_copy(
+            update={"boxes": boxes, "ts_capture": T0 + timedelta(milliseconds=200 * i)}
+        )
+        for i in range(10)
+    ]
+    stored = sum(len(rows_for(f, sampler)[1]) for f in frames)
+    assert stored == 2
+
+
+def test_upsert_must_name_real_columns() -> None:
+    with pytest.raises(ValueError, match="unknown columns"):
+        Table("t", ("a", "b"), ("int4", "int4"), Upsert(("a",), "version"))
