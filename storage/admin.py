@@ -278,6 +278,24 @@ def maintain(
     return report
 
 
+def ensure_partitions(conn: psycopg.Connection, since: datetime, until: datetime) -> int:
+    """Plain PostgreSQL: partitions covering [since, until] for every time series (before a
+    backfill, so the rows go straight to their partitions); returns how many were created."""
+    created = 0
+    with conn.transaction():
+        for table, chunk in conn.execute(
+            "SELECT table_name, chunk FROM pantau_time_series ORDER BY 1"
+        ).fetchall():
+            moment = since
+            while moment <= until + chunk:
+                row = conn.execute(
+                    "SELECT pantau_ensure_partition(%s, %s)", (table, moment)
+                ).fetchone()
+                created += bool(row and row[0])
+                moment += min(chunk, timedelta(days=1))
+    return created
+
+
 def refresh_rollups(
     conn: psycopg.Connection, *, now: datetime, since: datetime | None = None
 ) -> int:

@@ -39,6 +39,13 @@ def register(sub: SubParsers) -> None:
     stats.add_argument("--since", type=datetime.fromisoformat, help="only rows stored since (ISO)")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(handler=_stats)
+    seed = what.add_parser("seed", help="generate synthetic history (benchmarks, dashboards)")
+    seed.add_argument("--days", type=int, default=30)
+    seed.add_argument("--sensors", type=int, default=500)
+    seed.add_argument("--cameras", type=int, default=50)
+    seed.add_argument("--interval-s", type=int, default=60, help="seconds between readings")
+    seed.add_argument("--replace", action="store_true", help="remove an earlier seed first")
+    seed.set_defaults(handler=_seed)
 
 
 def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
@@ -46,7 +53,7 @@ def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
 
     kwargs = ctx.settings.postgres.connect_kwargs("owner" if role == "owner" else "writer")
     try:
-        return psycopg.connect(**kwargs)  # type: ignore[arg-type]
+        return psycopg.connect(**kwargs, autocommit=True)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         pg = ctx.settings.postgres
@@ -145,4 +152,40 @@ def _stats(args: argparse.Namespace, ctx: Context) -> int:
         print(f"{table:<16} {total:>10} rows ({stats['rows_since'][table]} since)")
     for label, count in stats["detections_by_label"].items():
         print(f"  detections {label:<14} {count:>8}")
+    return 0
+
+
+def _seed(args: argparse.Namespace, ctx: Context) -> int:
+    from tqdm import tqdm
+
+    from pantau.ids import utcnow
+    from storage.admin import current_flavour, ensure_partitions, maintain
+    from storage.seed import SeedPlan, seed
+
+    plan = SeedPlan(
+        end=utcnow(),
+        days=args.days,
+        sensors=args.sensors,
+        cameras=args.cameras,
+        interval_s=args.interval_s,
+    )
+    bar = tqdm(total=args.days, desc="seeding", unit="day", file=sys.stderr)
+
+    def progress(day: str, rows: int) -> None:
+        bar.set_postfix(day=day, rows=rows, refresh=False)
+        bar.update(1)
+
+    with _connect(ctx) as conn:
+        # Partitions first, so the history does not all land in the default partitions.
+        if current_flavour(conn) == "postgres":
+            ensure_partitions(conn, plan.start, plan.end)
+        written = seed(conn, plan, replace=args.replace, progress=progress)
+        bar.close()
+        if current_flavour(conn) == "postgres":
+            maintain(conn, ctx.settings.storage, rollup_since=plan.start)
+        else:
+            conn.execute("CALL refresh_continuous_aggregate('sensor_readings_hourly', NULL, NULL)")
+            conn.execute("CALL refresh_continuous_aggregate('incidents_daily', NULL, NULL)")
+    for table, rows in written.items():
+        print(f"{table:<18} {rows:>10} rows")
     return 0
