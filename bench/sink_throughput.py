@@ -1,0 +1,204 @@
+"""Sink throughput, Kafka → PostgreSQL, with the broker and the database on this machine.
+
+Run with the services up: `python bench/sink_throughput.py [--messages 3000000]`
+(`--messages 30000000` keeps the sink busy for about five minutes).
+
+Publishes narrow sensor readings (one value each, 500 sensors) to a throw-away topic, then
+drains them into a throw-away database three ways, each from a clean table:
+
+- the sink as shipped (librdkafka consumer, binary COPY)       → sink_rows_per_s
+- the same sink on kafka-python                                → sink_kafka_python_rows_per_s
+- a plain writer: librdkafka consumer, executemany INSERTs     → executemany_rows_per_s
+
+Rates are rows stored per second between the first and the last commit, as PostgreSQL's own
+`stored_at` says, so process start-up and group joins are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+from confluent_kafka import Producer
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pantau import kafka  # noqa: E402
+from pantau.codec import decode_as, encode  # noqa: E402
+from pantau.consumers import open_consumer  # noqa: E402
+from pantau.ids import stable_id  # noqa: E402
+from pantau.messages import SensorReading  # noqa: E402
+from pantau.settings import Settings, load_settings  # noqa: E402
+from pantau.topics import Topics  # noqa: E402
+from storage.rows import reading_rows  # noqa: E402
+
+CONFIG = REPO / "configs" / "pantau.yaml"
+SENSORS = 500
+
+
+def publish(settings: Settings, topic: str, count: int) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "lz4",
+        }
+    )
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    now = datetime.now(UTC)
+    for i in tqdm(range(count), desc="publishing", unit="msg", mininterval=1, file=sys.stderr):
+        sensor = f"aq-bench-{i % SENSORS:03d}"
+        at = start + timedelta(microseconds=i * 50)
+        reading = SensorReading(
+            id=stable_id(sensor, at.isoformat()),
+            ts_capture=at,
+            seq=i,
+            sensor_id=sensor,
+            sensor_type="air_quality",
+            values={"pm25": float(i % 300) / 3},
+            ts_ingest=now,
+        )
+        while True:
+            try:
+                producer.produce(topic, encode(reading), sensor.encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush()
+
+
+def stored_rate(conn: psycopg.Connection, expected: int, timeout_s: float) -> tuple[int, float]:
+    """Wait for `expected` rows; (rows, rows per second between first and last commit)."""
+    deadline = time.monotonic() + timeout_s
+    rows = 0
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM sensor_readings").fetchone()
+        rows = int(row[0]) if row else 0
+        if rows >= expected:
+            break
+        time.sleep(1)
+    row = conn.execute(
+        "SELECT count(*), extract(epoch FROM max(stored_at) - min(stored_at)) FROM sensor_readings"
+    ).fetchone()
+    assert row is not None
+    rows, span = int(row[0]), float(row[1] or 0)
+    return rows, rows / span if span > 0 else float("nan")
+
+
+def run_sink(env: dict[str, str], conn: psycopg.Connection, expected: int, label: str) -> float:
+    conn.execute("TRUNCATE sensor_readings")
+    command = [sys.executable, "-m", "pantau.cli", "--config", str(CONFIG), "sink", "--idle-exit", "5"]
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    rows, rate = stored_rate(conn, expected, timeout_s=3600)
+    process.wait(timeout=600)
+    print(
+        f"{label}: {rows} rows in {time.monotonic() - started:.0f} s wall, {rate:,.0f} rows/s",
+        file=sys.stderr,
+    )
+    return rate
+
+
+def run_executemany(settings: Settings, conn: psycopg.Connection, expected: int) -> float:
+    """The plain way: a consumer, then INSERT ... VALUES row by row via executemany."""
+    conn.execute("TRUNCATE sensor_readings")
+    consumer = open_consumer(
+        settings.kafka,
+        client="confluent",
+        group_id=f"bench-executemany-{uuid.uuid4().hex[:6]}",
+        topics=[Topics(settings.kafka).readings],
+        name="bench",
+    )
+    writer = psycopg.connect(**settings.postgres.connect_kwargs("owner"))  # type: ignore[arg-type]
+    stored = 0
+    idle_since = time.monotonic()
+    while stored < expected and time.monotonic() - idle_since < 30:
+        records = consumer.poll(20_000, 0.5)
+        if not records:
+            continue
+        idle_since = time.monotonic()
+        rows = [
+            row for r in records for row in reading_rows(decode_as(r.value or b"", SensorReading))
+        ]
+        with writer.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sensor_readings (time, sensor_id, quantity, value, seq, ingested_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
+        writer.commit()
+        consumer.commit(records)
+        stored += len(rows)
+    consumer.close()
+    writer.close()
+    rows, rate = stored_rate(conn, expected, timeout_s=60)
+    print(f"executemany: {rows} rows, {rate:,.0f} rows/s", file=sys.stderr)
+    return rate
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=3_000_000)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+
+    tag = f"bench{uuid.uuid4().hex[:6]}"
+    dbname = f"pantau_{tag}"
+    env = {
+        **os.environ,
+        "PANTAU__KAFKA__TOPIC_PREFIX": f"{tag}.",
+        "PANTAU__POSTGRES__DBNAME": dbname,
+        "PANTAU__LOGGING__LEVEL": "WARNING",
+    }
+    settings = load_settings(CONFIG, env)
+    owner = settings.postgres.connect_kwargs("owner")
+    with psycopg.connect(**{**owner, "dbname": "postgres"}, autocommit=True) as admin:  # type: ignore[arg-type]
+        admin.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pantau.cli", "--config", str(CONFIG), "migrate"],
+            env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        topics = Topics(settings.kafka)
+        kafka.ensure_topics(settings.kafka, topics.specs())
+        publish(settings, topics.readings, args.messages)
+        with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
+            confluent = run_sink(
+                {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-confluent"}, conn, args.messages,
+                "sink (librdkafka)",
+            )  # fmt: skip
+            kafka_python = run_sink(
+                {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-kp", "PANTAU__SINK__CLIENT": "kafka-python"},
+                conn, args.messages, "sink (kafka-python)",
+            )  # fmt: skip
+            executemany = run_executemany(settings, conn, args.messages)
+    finally:
+        if not args.keep:
+            with psycopg.connect(**{**owner, "dbname": "postgres"}, autocommit=True) as admin:  # type: ignore[arg-type]
+                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            admin_client = kafka.admin(settings.kafka)
+            admin_client.delete_topics([t.name for t in Topics(settings.kafka).specs()])
+            admin_client.close()
+
+    print(f"figure: sink_rows_per_s = {confluent:.0f} rows/s")
+    print(f"figure: sink_kafka_python_rows_per_s = {kafka_python:.0f} rows/s")
+    print(f"figure: executemany_rows_per_s = {executemany:.0f} rows/s")
+    print(f"figure: sink_messages = {args.messages} messages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
