@@ -6,9 +6,10 @@ Run with the services up: `python bench/sink_throughput.py [--messages 3000000]`
 Publishes narrow sensor readings (one value each, 500 sensors) to a throw-away topic, then
 drains them into a throw-away database three ways, each from a clean table:
 
-- the sink as shipped (librdkafka consumer, binary COPY)       → sink_rows_per_s
-- the same sink on kafka-python                                → sink_kafka_python_rows_per_s
-- a plain writer: librdkafka consumer, executemany INSERTs     → executemany_rows_per_s
+- the sink as configured (librdkafka, binary COPY, sink.workers) → sink_rows_per_s
+- the same with one worker process                               → sink_one_worker_rows_per_s
+- the same on kafka-python                                       → sink_kafka_python_rows_per_s
+- a plain writer: librdkafka consumer, executemany INSERTs       → executemany_rows_per_s
 
 Rates are rows stored per second between the first and the last commit, as PostgreSQL's own
 `stored_at` says, so process start-up and group joins are not counted.
@@ -80,11 +81,18 @@ def publish(settings: Settings, topic: str, count: int) -> None:
     producer.flush()
 
 
-def stored_rate(conn: psycopg.Connection, expected: int, timeout_s: float) -> tuple[int, float]:
+def stored_rate(
+    conn: psycopg.Connection,
+    expected: int,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+) -> tuple[int, float]:
     """Wait for `expected` rows; (rows, rows per second between first and last commit)."""
     deadline = time.monotonic() + timeout_s
     rows = 0
     while time.monotonic() < deadline:
+        if process is not None and process.poll() not in (None, 0):
+            raise RuntimeError(f"the sink exited with code {process.returncode}")
         row = conn.execute("SELECT count(*) FROM sensor_readings").fetchone()
         rows = int(row[0]) if row else 0
         if rows >= expected:
@@ -98,12 +106,15 @@ def stored_rate(conn: psycopg.Connection, expected: int, timeout_s: float) -> tu
     return rows, rows / span if span > 0 else float("nan")
 
 
-def run_sink(env: dict[str, str], conn: psycopg.Connection, expected: int, label: str) -> float:
+def run_sink(
+    env: dict[str, str], conn: psycopg.Connection, expected: int, label: str, workers: int
+) -> float:
     conn.execute("TRUNCATE sensor_readings")
-    command = [sys.executable, "-m", "pantau.cli", "--config", str(CONFIG), "sink", "--idle-exit", "5"]
+    command = [sys.executable, "-m", "pantau.cli", "--config", str(CONFIG), "sink"]
+    command += ["--idle-exit", "5", "--workers", str(workers)]
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
-    rows, rate = stored_rate(conn, expected, timeout_s=3600)
+    rows, rate = stored_rate(conn, expected, timeout_s=3600, process=process)
     process.wait(timeout=600)
     print(
         f"{label}: {rows} rows in {time.monotonic() - started:.0f} s wall, {rate:,.0f} rows/s",
@@ -153,6 +164,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=3_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument(
+        "--sink-only", action="store_true", help="only the sink as configured, no comparisons"
+    )
     args = parser.parse_args()
 
     tag = f"bench{uuid.uuid4().hex[:6]}"
@@ -164,6 +178,7 @@ def main() -> int:
         "PANTAU__LOGGING__LEVEL": "WARNING",
     }
     settings = load_settings(CONFIG, env)
+    figures: dict[str, float] = {}
     owner = settings.postgres.connect_kwargs("owner")
     with psycopg.connect(**{**owner, "dbname": "postgres"}, autocommit=True) as admin:  # type: ignore[arg-type]
         admin.execute(f'CREATE DATABASE "{dbname}"')
@@ -176,15 +191,21 @@ def main() -> int:
         kafka.ensure_topics(settings.kafka, topics.specs())
         publish(settings, topics.readings, args.messages)
         with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-            confluent = run_sink(
+            figures["sink_rows_per_s"] = run_sink(
                 {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-confluent"}, conn, args.messages,
-                "sink (librdkafka)",
+                f"sink (librdkafka, {settings.sink.workers} workers)", settings.sink.workers,
             )  # fmt: skip
-            kafka_python = run_sink(
-                {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-kp", "PANTAU__SINK__CLIENT": "kafka-python"},
-                conn, args.messages, "sink (kafka-python)",
-            )  # fmt: skip
-            executemany = run_executemany(settings, conn, args.messages)
+            if not args.sink_only:
+                figures["sink_one_worker_rows_per_s"] = run_sink(
+                    {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-one"}, conn, args.messages,
+                    "sink (librdkafka, 1 worker)", 1,
+                )  # fmt: skip
+                figures["sink_kafka_python_rows_per_s"] = run_sink(
+                    {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-kp", "PANTAU__SINK__CLIENT": "kafka-python"},
+                    conn, args.messages, f"sink (kafka-python, {settings.sink.workers} workers)",
+                    settings.sink.workers,
+                )  # fmt: skip
+                figures["executemany_rows_per_s"] = run_executemany(settings, conn, args.messages)
     finally:
         if not args.keep:
             with psycopg.connect(**{**owner, "dbname": "postgres"}, autocommit=True) as admin:  # type: ignore[arg-type]
@@ -193,9 +214,8 @@ def main() -> int:
             admin_client.delete_topics([t.name for t in Topics(settings.kafka).specs()])
             admin_client.close()
 
-    print(f"figure: sink_rows_per_s = {confluent:.0f} rows/s")
-    print(f"figure: sink_kafka_python_rows_per_s = {kafka_python:.0f} rows/s")
-    print(f"figure: executemany_rows_per_s = {executemany:.0f} rows/s")
+    for name, value in figures.items():
+        print(f"figure: {name} = {value:.0f} rows/s")
     print(f"figure: sink_messages = {args.messages} messages")
     return 0
 

@@ -71,3 +71,6 @@ def configure_logging(level: str = "INFO") -> None:
     # Client libraries are chatty at INFO about every connection and rebalance.
     for noisy in ("kafka", "aiokafka", "ultralytics", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # kafka-python warns whenever its network thread waited for the GIL, which a busy
+    # decoding loop makes routine; it says nothing about the data.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

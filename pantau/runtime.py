@@ -34,3 +34,40 @@ def stop_after(stop: threading.Event, seconds: float | None) -> None:
     timer = threading.Timer(seconds, stop.set)
     timer.daemon = True
     timer.start()
+
+
+def _die_with_parent() -> None:
+    # Linux: the kernel kills the child when its parent dies, even by SIGKILL, so workers are
+    # never left consuming on their own.
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def supervise(commands: list[list[str]], stop: threading.Event) -> int:
+    """Run `commands` as worker processes until all end, one fails, or `stop` is set.
+
+    Workers get SIGTERM to stop (they finish their batch). The result is the first non-zero
+    exit code, or 0. Restarting is left to whatever supervises this process.
+    """
+    import subprocess
+
+    children = [subprocess.Popen(command, preexec_fn=_die_with_parent) for command in commands]
+    try:
+        while not stop.wait(0.2):
+            codes = [child.poll() for child in children]
+            if any(code not in (None, 0) for code in codes) or all(c is not None for c in codes):
+                break
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                log.error("worker %d did not stop in 90 s; killing it", child.pid)
+                child.kill()
+                child.wait()
+    return next((child.returncode for child in children if child.returncode), 0)

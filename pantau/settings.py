@@ -255,6 +255,9 @@ class SinkSettings(Section):
         description="Kafka client of the sink: librdkafka consumes about 8x faster here",
     )
     batch_max_rows: int = Field(20_000, ge=1, description="flush when this many rows are buffered")
+    workers: int = Field(
+        1, ge=1, le=64, description="sink processes (Python decodes on one core each)"
+    )
     flush_interval_s: float = Field(0.5, gt=0, le=1.0, description="and at least this often")
     retry_initial_s: float = Field(0.5, gt=0, description="first back-off when the database fails")
     retry_max_s: float = Field(15.0, gt=0)

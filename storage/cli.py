@@ -31,6 +31,9 @@ def register(sub: SubParsers) -> None:
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="stop once nothing arrived for this long"
     )
+    sink.add_argument(
+        "--workers", type=int, help="sink processes in the consumer group (default: sink.workers)"
+    )
     sink.set_defaults(handler=_sink)
 
     db = sub.add_parser("db", help="database tools")
@@ -118,10 +121,19 @@ def _maintain(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _sink(args: argparse.Namespace, ctx: Context) -> int:
+    from pantau.runtime import supervise
     from storage.sink import build
 
     stop = stop_on_signals()
     stop_after(stop, args.duration)
+    workers = args.workers or ctx.settings.sink.workers
+    if workers > 1:
+        # Python decodes on one core; more processes in the group use the others.
+        command = [sys.executable, "-m", "pantau.cli", "--config", str(ctx.config_path), "sink"]
+        command += ["--workers", "1"]
+        if args.idle_exit is not None:
+            command += ["--idle-exit", str(args.idle_exit)]
+        return supervise([command] * workers, stop)
     sink = build(ctx.settings)
     try:
         stats = sink.run(stop, idle_exit_s=args.idle_exit)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import socket
 import threading
 import time
@@ -66,6 +68,8 @@ from storage.rows import (
 log = logging.getLogger(__name__)
 
 COMPONENT = "sink"
+# The writer has been busy this long with one batch: pause fetching until it is done.
+_PAUSE_AFTER_S = 2.0
 # Which message kind each topic the sink reads carries; anything else there is a dead letter.
 _KIND_BY_TOPIC = {
     READINGS: "sensor_reading",
@@ -83,18 +87,12 @@ class DatabaseUnavailable(RuntimeError):
     pass
 
 
-@dataclass(slots=True)
-class PendingRow:
-    table: Table
-    row: Row
-    record: Record
-
-
 @dataclass
 class WriteResult:
     inserted: dict[str, int]
     offered: dict[str, int]
-    rejected: list[tuple[PendingRow, str]]
+    # (table, index of the row in that table's list, reason)
+    rejected: list[tuple[Table, int, str]]
 
 
 class PostgresWriter:
@@ -114,7 +112,7 @@ class PostgresWriter:
             self._conn.close()
             self._conn = None
 
-    def write(self, rows: Mapping[Table, list[PendingRow]]) -> WriteResult:
+    def write(self, rows: Mapping[Table, list[Row]]) -> WriteResult:
         offered = {t.name: len(items) for t, items in rows.items()}
         try:
             conn = self._connection()
@@ -131,7 +129,7 @@ class PostgresWriter:
             self.close()
             raise DatabaseUnavailable(str(exc).strip().splitlines()[0]) from exc
 
-    def _write_table(self, conn: psycopg.Connection, table: Table, items: list[PendingRow]) -> int:
+    def _write_table(self, conn: psycopg.Connection, table: Table, items: list[Row]) -> int:
         if table.upsert is None:
             try:
                 with conn.transaction():
@@ -144,18 +142,16 @@ class PostgresWriter:
 
     @staticmethod
     def _copy(
-        conn: psycopg.Connection, target: sql.Identifier, table: Table, items: list[PendingRow]
+        conn: psycopg.Connection, target: sql.Identifier, table: Table, items: list[Row]
     ) -> None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, columns)
         with conn.cursor() as cur, cur.copy(statement) as copy:
             copy.set_types(list(table.types))
-            for item in items:
-                copy.write_row(item.row)
+            for row in items:
+                copy.write_row(row)
 
-    def _staged_insert(
-        self, conn: psycopg.Connection, table: Table, items: list[PendingRow]
-    ) -> int:
+    def _staged_insert(self, conn: psycopg.Connection, table: Table, items: list[Row]) -> int:
         stage = sql.Identifier(f"stage_{table.name}")
         target = sql.Identifier(table.name)
         conn.execute(
@@ -167,58 +163,57 @@ class PostgresWriter:
         self._copy(conn, stage, table, items)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         if table.upsert is None:
-            statement = sql.SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING"
-            ).format(target, columns, columns, stage)
+            source = sql.SQL("SELECT {} FROM {}").format(columns, stage)
         else:
             key = sql.SQL(", ").join(sql.Identifier(c) for c in table.upsert.key)
-            version = sql.Identifier(table.upsert.version)
-            updates = sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
-                for c in table.columns
-                if c not in table.upsert.key
-            )
             # DISTINCT ON: one batch may hold several states of a record; keep its newest.
-            statement = sql.SQL(
-                "INSERT INTO {target} AS t ({columns}) "
-                "SELECT DISTINCT ON ({key}) {columns} FROM {stage} "
-                "ORDER BY {key}, {version} DESC "
-                "ON CONFLICT ({key}) DO UPDATE SET {updates} "
-                "WHERE t.{version} <= EXCLUDED.{version}"
-            ).format(
-                target=target,
-                columns=columns,
-                key=key,
-                stage=stage,
-                version=version,
-                updates=updates,
+            source = sql.SQL("SELECT DISTINCT ON ({}) {} FROM {} ORDER BY {}, {} DESC").format(
+                key, columns, stage, key, sql.Identifier(table.upsert.version)
             )
+        statement = sql.SQL("INSERT INTO {} AS t ({}) {} {}").format(
+            target, columns, source, _on_conflict(table)
+        )
         return max(conn.execute(statement).rowcount, 0)
 
     @staticmethod
     def _write_isolating(
-        conn: psycopg.Connection, rows: Mapping[Table, list[PendingRow]], offered: dict[str, int]
+        conn: psycopg.Connection, rows: Mapping[Table, list[Row]], offered: dict[str, int]
     ) -> WriteResult:
         inserted: dict[str, int] = defaultdict(int)
-        rejected: list[tuple[PendingRow, str]] = []
+        rejected: list[tuple[Table, int, str]] = []
         with conn.transaction():
             for table, items in rows.items():
-                statement = sql.SQL(
-                    "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING"
-                ).format(
+                statement = sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) {}").format(
                     sql.Identifier(table.name),
                     sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
                     sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
+                    _on_conflict(table),
                 )
-                for item in items:
+                for index, row in enumerate(items):
                     try:
                         with conn.transaction():
-                            cursor = conn.execute(statement, item.row)
+                            cursor = conn.execute(statement, row)
                             inserted[table.name] += max(cursor.rowcount, 0)
                     except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                         reason = exc.diag.message_primary or str(exc)
-                        rejected.append((item, f"{table.name}: {reason}"))
+                        rejected.append((table, index, f"{table.name}: {reason}"))
         return WriteResult(dict(inserted), offered, rejected)
+
+
+def _on_conflict(table: Table) -> sql.Composable:
+    """Append-only: a repeat is skipped. Life-cycle: the newer version replaces the row."""
+    if table.upsert is None:
+        return sql.SQL("ON CONFLICT DO NOTHING")
+    key = sql.SQL(", ").join(sql.Identifier(c) for c in table.upsert.key)
+    version = sql.Identifier(table.upsert.version)
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in table.columns
+        if c not in table.upsert.key
+    )
+    return sql.SQL("ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{} <= EXCLUDED.{}").format(
+        key, updates, version, version
+    )
 
 
 @dataclass
@@ -236,7 +231,9 @@ class SinkStats:
 class _Batch:
     def __init__(self) -> None:
         self.records: list[Record] = []
-        self.rows: dict[Table, list[PendingRow]] = defaultdict(list)
+        self.rows: dict[Table, list[Row]] = defaultdict(list)
+        # Per table, parallel to its rows: the record each row came from (None: the sink's own).
+        self.owners: dict[Table, list[Record | None]] = defaultdict(list)
         self.captured: list[float] = []
         self.row_count = 0
         self.started: float | None = None
@@ -248,10 +245,9 @@ class _Batch:
     def empty(self) -> bool:
         return not self.records and not self.row_count
 
-    def add(self, table: Table, rows: list[Row], record: Record) -> None:
-        bucket = self.rows[table]
-        for row in rows:
-            bucket.append(PendingRow(table, row, record))
+    def add(self, table: Table, rows: list[Row], record: Record | None) -> None:
+        self.rows[table].extend(rows)
+        self.owners[table].extend([record] * len(rows))
         self.row_count += len(rows)
 
 
@@ -279,7 +275,14 @@ class Sink:
         }
         self._batch = _Batch()
         self._stop = threading.Event()
-        self._instance = socket.gethostname()
+        # One batch written while the next is built; the queue bound is the backpressure.
+        self._to_write: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._written: queue.Queue[tuple[_Batch, WriteResult | None]] = queue.Queue()
+        self._writer_thread = threading.Thread(target=self._write_loop, name="sink-writer")
+        self._in_flight = 0
+        self._paused = False
+        self._failed = False
+        self._instance = f"{socket.gethostname()}-{os.getpid()}"
         self._metrics_at = time.monotonic()
         self._metrics_inserted: dict[str, int] = {}
         self.stats = SinkStats()
@@ -301,7 +304,10 @@ class Sink:
             if records:
                 last_record = time.monotonic()
             if self._due():
-                self.flush()
+                self._submit()
+            self._complete(block=False)
+            if self._failed:
+                break
             if time.monotonic() - self._metrics_at >= self._settings.metrics_interval_s:
                 self._record_metrics()
             if not self._consumer.has_assignment():
@@ -310,12 +316,19 @@ class Sink:
                 last_record = time.monotonic()
             idle_s = time.monotonic() - last_record
             # Metrics rows alone do not count as work pending.
-            if idle_exit_s is not None and not self._batch.records and idle_s >= idle_exit_s:
+            pending = self._batch.records or self._in_flight
+            if idle_exit_s is not None and not pending and idle_s >= idle_exit_s:
                 break
-        if not self._batch.empty:
+        if not self._failed:
             self.flush()
+        self._stop_writer()
         self._log_stats()
         return self.stats
+
+    def _stop_writer(self) -> None:
+        if self._writer_thread.is_alive():
+            self._to_write.put(None)
+            self._writer_thread.join()
 
     def close(self) -> None:
         """Leave the consumer group at once and release the database connection."""
@@ -392,22 +405,83 @@ class Sink:
         )
 
     # ------------------------------------------------------------------ flush
+    #
+    # Batches are written by one writer thread while this thread consumes and decodes the
+    # next one: PostgreSQL and Python work at the same time instead of taking turns. The
+    # writer only talks to PostgreSQL; everything Kafka (dead letters, offset commits, pause)
+    # stays on this thread, in batch order.
 
-    def flush(self) -> bool:
-        """Store the batch, then commit its offsets; False if stopped before it was stored."""
+    def _submit(self) -> None:
+        """Hand the current batch to the writer (waiting while it still has one)."""
         batch = self._batch
         if batch.empty:
-            return True
-        result = self._write_with_retry(batch)
-        if result is None:
-            log.warning(
-                "stopping with %d records not stored; they stay uncommitted and will be re-read",
-                len(batch),
-            )
-            return False
-        self._failpoints.hit("sink.after_db_commit")
-        for item, reason in result.rejected:
-            self._reject_record(item.record, reason)
+            return
+        if not self._writer_thread.is_alive():
+            self._writer_thread.start()
+        waited = 0.0
+        while True:
+            try:
+                self._to_write.put(batch, timeout=0.2)
+                break
+            except queue.Full:
+                waited += 0.2
+                self._complete(block=False)
+                if waited >= _PAUSE_AFTER_S:
+                    # The database is slow or down: stop fetching, keep the group membership,
+                    # let Kafka hold the data.
+                    self._keep_alive_paused()
+        self._in_flight += 1
+        self._batch = _Batch()
+        if self._paused:
+            self._consumer.resume_all()
+            self._paused = False
+
+    def _keep_alive_paused(self) -> None:
+        # Re-pause every time: a rebalance meanwhile may have assigned new partitions.
+        self._consumer.pause_all()
+        self._paused = True
+        for record in self._consumer.poll(1, 0.0):
+            # Cannot normally happen while paused; keep it rather than lose it.
+            self._add(record)
+
+    def flush(self) -> bool:
+        """Store everything buffered and commit its offsets; False if the sink stopped before
+        the database took it (nothing is committed then: it will be read again)."""
+        self._submit()
+        while self._in_flight and not self._failed:
+            self._complete(block=True)
+        return not self._failed
+
+    def _complete(self, *, block: bool) -> None:
+        """Commit the offsets of the batches the writer has stored, in order."""
+        while self._in_flight:
+            try:
+                batch, result = self._written.get(timeout=0.2 if block else None, block=block)
+            except queue.Empty:
+                if block and self._paused:
+                    self._keep_alive_paused()
+                if block:
+                    continue
+                return
+            self._in_flight -= 1
+            if result is None:
+                self._failed = True
+                log.warning(
+                    "stopping with %d records not stored; they stay uncommitted and will be "
+                    "re-read",
+                    len(batch),
+                )
+                return
+            self._committed(batch, result)
+            block = False
+
+    def _committed(self, batch: _Batch, result: WriteResult) -> None:
+        for table, index, reason in result.rejected:
+            owner = batch.owners[table][index]
+            if owner is None:
+                log.error("the sink's own row for %s was refused: %s", table.name, reason)
+            else:
+                self._reject_record(owner, reason)
         # Dead letters must be durable before the offsets that produced them are committed.
         self._producer.flush()
         self._failpoints.hit("sink.before_offset_commit")
@@ -422,43 +496,35 @@ class Sink:
         self.stats.latencies_s.extend(now - t for t in batch.captured)
         del self.stats.latencies_s[:-20_000]
         del self.stats.batch_rows[:-1000]
-        self._batch = _Batch()
-        return True
+
+    def _write_loop(self) -> None:
+        """The writer thread: one batch at a time, retried until stored or stopped."""
+        while True:
+            batch = self._to_write.get()
+            if batch is None:
+                return
+            result = self._write_with_retry(batch)
+            if result is not None:
+                self._failpoints.hit("sink.after_db_commit")
+            self._written.put((batch, result))
 
     def _write_with_retry(self, batch: _Batch) -> WriteResult | None:
         delay = self._settings.retry_initial_s
-        paused = False
+        failed = False
         while True:
             try:
                 result = self._writer.write(batch.rows)
             except DatabaseUnavailable as exc:
                 self.stats.db_failures += 1
-                if not paused:
-                    # Stop fetching, keep the group membership: Kafka holds the data meanwhile.
-                    self._consumer.pause_all()
-                    paused = True
+                failed = True
                 log.error("database unavailable (%s); retrying in %.1f s", exc, delay)
-                if self._sleep_polling(delay):
+                if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, self._settings.retry_max_s)
                 continue
-            if paused:
-                self._consumer.resume_all()
+            if failed:
                 log.info("database is back; resumed consuming")
             return result
-
-    def _sleep_polling(self, seconds: float) -> bool:
-        """Wait, polling the (paused) consumer so the group keeps us; True if stopping."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self._stop.is_set():
-                return True
-            # Re-pause every time: a rebalance during the wait may have assigned new partitions.
-            self._consumer.pause_all()
-            for record in self._consumer.poll(1, 0.2):
-                # Cannot normally happen while paused; keep it rather than lose it.
-                self._add(record)
-        return self._stop.is_set()
 
     # ------------------------------------------------------------------ metrics
 
@@ -486,8 +552,6 @@ class Sink:
         except Exception as exc:
             log.debug("lag unavailable: %s", exc)
         values.append(("dead_letters", float(self.stats.dead_letters), "records", {}))
-        # The rows need a record to blame if refused; it is never committed as an offset.
-        synthetic = Record(self._topics.metrics, -1, -1, None, None)
         if self._batch.started is None:
             self._batch.started = time.monotonic()
         self._batch.add(
@@ -504,7 +568,7 @@ class Sink:
                 )
                 for name, value, unit, labels in values
             ],
-            synthetic,
+            None,
         )
         self._log_stats()
 

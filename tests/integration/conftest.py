@@ -224,6 +224,8 @@ def pipeline(services: Settings, database: str, tmp_path: Path) -> Iterator[Pipe
         "PANTAU__MQTT__CLIENT_ID": f"{tag}-ingest-sensors",
         "PANTAU__DETECT__SNAPSHOT_DIR": str(tmp_path / "snapshots"),
         "PANTAU__INGEST__HEARTBEAT_INTERVAL_S": "1",
+        # One sink process unless a test asks for more: crash tests count what one stored.
+        "PANTAU__SINK__WORKERS": "1",
     }
     env = {**base_environ(), **overrides}
     settings = load_settings(BASE_CONFIG, env)

@@ -107,7 +107,12 @@ def test_sigkill_mid_stream_then_restart_stores_every_message_once(pipeline: Pip
     start = unique_start()
     produce_readings(pipeline, count, start)
 
-    first = pipeline.start("sink-killed", "sink", env={"PANTAU__SINK__BATCH_MAX_ROWS": "2000"})
+    # Two worker processes, as deployed: killing their supervisor takes both down mid-batch.
+    first = pipeline.start(
+        "sink-killed",
+        "sink",
+        env={"PANTAU__SINK__BATCH_MAX_ROWS": "2000", "PANTAU__SINK__WORKERS": "2"},
+    )
     pipeline.wait_for("some rows stored", lambda: stored(pipeline, start, count)[0] > 0, every=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
