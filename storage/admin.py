@@ -42,7 +42,8 @@ def current_flavour(conn: psycopg.Connection) -> Flavour:
 
 
 def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int]:
-    """Upsert the configured cameras, zones and sensors; mark the others inactive."""
+    """Upsert the configured cameras, zones and sensors; mark the others inactive (except
+    the synthetic `seed-` sources of `pantau db seed`, which that command manages)."""
     with conn.transaction():
         for camera in settings.cameras:
             loc = camera.location
@@ -112,17 +113,18 @@ def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int
         sensors = [s.id for s in settings.sensors]
         conn.execute(
             "UPDATE cameras SET active = false, updated_at = now() "
-            "WHERE active AND NOT camera_id = ANY(%s)",
+            "WHERE active AND NOT camera_id = ANY(%s) AND camera_id NOT LIKE 'seed-%%'",
             (cameras,),
         )
         conn.execute(
             "UPDATE zones SET active = false, updated_at = now() "
-            "WHERE active AND NOT camera_id || '/' || zone_id = ANY(%s)",
+            "WHERE active AND NOT camera_id || '/' || zone_id = ANY(%s) "
+            "AND camera_id NOT LIKE 'seed-%%'",
             (zones,),
         )
         conn.execute(
             "UPDATE sensors SET active = false, updated_at = now() "
-            "WHERE active AND NOT sensor_id = ANY(%s)",
+            "WHERE active AND NOT sensor_id = ANY(%s) AND sensor_id NOT LIKE 'seed-%%'",
             (sensors,),
         )
     return {"cameras": len(cameras), "zones": len(zones), "sensors": len(sensors)}
@@ -136,7 +138,7 @@ def apply_access(conn: psycopg.Connection, settings: Settings) -> None:
         ("pantau_grafana", pg.grafana_password),
         ("pantau_analyst", pg.analyst_password),
     ):
-        if secret is not None:
+        if secret is not None and secret.get_secret_value():
             set_login_password(conn, role, secret.get_secret_value())
     with conn.transaction():
         conn.execute("REVOKE SELECT ON dumping_events FROM pantau_analyst")

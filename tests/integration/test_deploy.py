@@ -19,6 +19,7 @@ SECRETS = {
     "PANTAU_DB_PASSWORD": "owner-secret",
     "PANTAU_WRITER_PASSWORD": "writer-secret",
     "GRAFANA_ADMIN_PASSWORD": "grafana-secret",
+    "PANTAU_GRAFANA_DB_PASSWORD": "grafana-db-secret",
 }
 PANTAU_SERVICES = (
     "pantau-migrate",
@@ -26,6 +27,7 @@ PANTAU_SERVICES = (
     "pantau-ingest-sensors",
     "pantau-detect",
     "pantau-sink",
+    "pantau-maintain",
 )
 
 
@@ -89,8 +91,9 @@ def test_each_pantau_service_gets_valid_settings_from_its_environment(
     assert settings.postgres.host == "timescaledb"
     assert settings.postgres.password is not None
     assert settings.postgres.writer_password is not None
+    assert settings.postgres.grafana_password is not None
     assert settings.mqtt.host == "mosquitto"
-    assert svc["command"][0] in {"migrate", "ingest", "detect", "sink"}
+    assert svc["command"][0] in {"migrate", "ingest", "detect", "sink", "maintain"}
 
 
 def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
