@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pantau.ids import utcnow
-from pantau.settings import Settings, StorageSettings
+from pantau.settings import Location, Settings, StorageSettings
 from storage.migrate import Flavour, set_login_password
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,17 @@ def current_flavour(conn: psycopg.Connection) -> Flavour:
 # --------------------------------------------------------------------------- after migrate
 
 
+def _place(loc: Location | None) -> tuple[float | None, float | None, str | None, str | None]:
+    if loc is None:
+        return (None, None, None, None)
+    return (loc.lat, loc.lon, loc.desa, loc.kecamatan)
+
+
 def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int]:
     """Upsert the configured cameras, zones and sensors; mark the others inactive (except
     the synthetic `seed-` sources of `pantau db seed`, which that command manages)."""
     with conn.transaction():
         for camera in settings.cameras:
-            loc = camera.location
             conn.execute(
                 """
                 INSERT INTO cameras (camera_id, name, lat, lon, desa, kecamatan, enabled, active,
@@ -57,15 +62,7 @@ def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int
                     desa = EXCLUDED.desa, kecamatan = EXCLUDED.kecamatan,
                     enabled = EXCLUDED.enabled, active = true, updated_at = now()
                 """,
-                (
-                    camera.id,
-                    camera.name,
-                    loc.lat if loc else None,
-                    loc.lon if loc else None,
-                    loc.desa if loc else None,
-                    loc.kecamatan if loc else None,
-                    camera.enabled,
-                ),
+                (camera.id, camera.name, *_place(camera.location), camera.enabled),
             )
             for zone in camera.zones:
                 conn.execute(
@@ -87,7 +84,6 @@ def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int
                     ),
                 )
         for sensor in settings.sensors:
-            loc = sensor.location
             conn.execute(
                 """
                 INSERT INTO sensors (sensor_id, type, name, lat, lon, desa, kecamatan, active,
@@ -98,15 +94,7 @@ def sync_registry(conn: psycopg.Connection, settings: Settings) -> dict[str, int
                     lon = EXCLUDED.lon, desa = EXCLUDED.desa, kecamatan = EXCLUDED.kecamatan,
                     active = true, updated_at = now()
                 """,
-                (
-                    sensor.id,
-                    sensor.type,
-                    sensor.name,
-                    loc.lat if loc else None,
-                    loc.lon if loc else None,
-                    loc.desa if loc else None,
-                    loc.kecamatan if loc else None,
-                ),
+                (sensor.id, sensor.type, sensor.name, *_place(sensor.location)),
             )
         cameras = [c.id for c in settings.cameras]
         zones = [f"{c.id}/{z.id}" for c in settings.cameras for z in c.zones]
