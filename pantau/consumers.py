@@ -59,6 +59,16 @@ def next_offsets(records: Iterable[Record]) -> dict[tuple[str, int], int]:
     return offsets
 
 
+def describe_partitions(what: str, partitions: Iterable[Any]) -> str:
+    """'assigned 6 partitions: readings[0-5], ...' for the log."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    count = sum(len(p) for p in by_topic.values())
+    parts = ", ".join(f"{topic}{sorted(numbers)}" for topic, numbers in sorted(by_topic.items()))
+    return f"{what} {count} partitions" + (f": {parts}" if parts else "")
+
+
 def open_consumer(
     settings: KafkaSettings,
     *,
@@ -103,11 +113,15 @@ class ConfluentBatchConsumer:
         )
         self._on_revoke = on_revoke
 
-        def revoked(_consumer: Any, _partitions: Any) -> None:
+        def revoked(_consumer: Any, partitions: Any) -> None:
+            log.info("consumer: %s", describe_partitions("revoked", partitions))
             if self._on_revoke is not None:
                 self._on_revoke()
 
-        self._consumer.subscribe(list(topics), on_revoke=revoked)
+        def assigned(_consumer: Any, partitions: Any) -> None:
+            log.info("consumer: %s", describe_partitions("assigned", partitions))
+
+        self._consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         from confluent_kafka import KafkaError, KafkaException
@@ -187,12 +201,13 @@ class KafkaPythonBatchConsumer:
         outer = self
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: object) -> None:
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                log.info("consumer: %s", describe_partitions("revoked", revoked))
                 if outer._on_revoke is not None:
                     outer._on_revoke()
 
-            def on_partitions_assigned(self, assigned: object) -> None:
-                return None
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                log.info("consumer: %s", describe_partitions("assigned", assigned))
 
         self._on_revoke = on_revoke
         self._consumer = kafka.consumer(settings, group_id, topics, name, listener=Listener())

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -260,8 +260,12 @@ class Sink:
         writer: PostgresWriter,
         *,
         failpoints: Failpoints | None = None,
+        group_lag: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings.sink
+        # What the whole consumer group has still to store: --idle-exit waits for zero, since
+        # right after a crash a dead member may still hold partitions until its session ends.
+        self._group_lag = group_lag
         self._topics = Topics(settings.kafka)
         self._consumer = consumer
         self._producer = producer
@@ -318,7 +322,11 @@ class Sink:
             # Metrics rows alone do not count as work pending.
             pending = self._batch.records or self._in_flight
             if idle_exit_s is not None and not pending and idle_s >= idle_exit_s:
-                break
+                waiting = self._group_lag() if self._group_lag is not None else 0
+                if not waiting:
+                    break
+                log.info("idle, but the group has %d records left to store; waiting", waiting)
+                last_record = time.monotonic()
         if not self._failed:
             self.flush()
         self._stop_writer()
@@ -620,7 +628,14 @@ def build(settings: Settings) -> Sink:
     producer = kafka.producer(settings.kafka, COMPONENT)
     writer = PostgresWriter(settings.postgres.connect_kwargs("writer"))
     sink = Sink(
-        settings, consumer, producer, writer, failpoints=Failpoints(settings.debug.failpoints)
+        settings,
+        consumer,
+        producer,
+        writer,
+        failpoints=Failpoints(settings.debug.failpoints),
+        group_lag=lambda: kafka.group_lag(
+            settings.kafka, settings.sink.group_id, sink_topics(topics)
+        ),
     )
     holder.append(sink)
     return sink

@@ -130,6 +130,13 @@ stop_pid() {
 
 # --- ports ---------------------------------------------------------------------
 
+# What a log gained since byte `offset`. The status is always 0: grep -q closes the
+# pipe at its first match, and under pipefail tail's SIGPIPE would otherwise turn
+# "found it" into a failure whenever much was logged after the match.
+log_since() {
+    tail -c +"$1" "$2" 2>/dev/null || true
+}
+
 port_accepts() {
     local port=$1 host=${2:-localhost}
     # A child bash, so that timeout can bound a connect that hangs.

@@ -18,6 +18,7 @@ KAFKA_LOG="$STATE_DIR/logs/kafka.log"
 KAFKA_PORT=${PANTAU_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${PANTAU_KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_HEAP=${PANTAU_KAFKA_HEAP:-768m}
+KAFKA_START_TIMEOUT_S=${PANTAU_KAFKA_START_TIMEOUT_S:-300}
 
 kafka_java() {
     if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
@@ -143,15 +144,17 @@ kafka_up() {
             die_with_log "$KAFKA_LOG" "kafka: the broker exited during start-up"
         fi
         if port_accepts "$KAFKA_PORT" &&
-            tail -c +"$offset" "$KAFKA_LOG" 2>/dev/null | grep -q 'Kafka Server started'; then
+            log_since "$offset" "$KAFKA_LOG" | grep -q 'Kafka Server started'; then
             break
         fi
-        if ((waited >= 120)); then
+        # A broker stopped uncleanly recovers every partition first: minutes
+        # with thousands of them.
+        if ((waited >= 2 * KAFKA_START_TIMEOUT_S)); then
             # Stop it rather than leave a half-started broker that the next
             # `up` would take for a running one.
             stop_pid kafka "$pid" 20
             rm -f "$KAFKA_PID_FILE"
-            die_with_log "$KAFKA_LOG" "kafka: not ready on localhost:$KAFKA_PORT after 60 s; stopped it again"
+            die_with_log "$KAFKA_LOG" "kafka: not ready on localhost:$KAFKA_PORT after $KAFKA_START_TIMEOUT_S s; stopped it again (PANTAU_KAFKA_START_TIMEOUT_S raises the limit)"
         fi
         sleep 0.5
         waited=$((waited + 1))

@@ -102,7 +102,7 @@ mq_up() {
         if pid=$(mq_pid) && port_accepts "$MQ_PORT" 127.0.0.1; then
             break
         fi
-        if tail -c +"$offset" "$MQ_LOG" 2>/dev/null | grep -q 'Error:'; then
+        if log_since "$offset" "$MQ_LOG" | grep -q 'Error:'; then
             die_with_log "$MQ_LOG" "mosquitto: the broker reported an error during start-up"
         fi
         if ((waited >= 100)); then

@@ -10,23 +10,33 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer
 
 from pantau import kafka
 from pantau.settings import Settings
 from pantau.topics import TopicSpec
-from tests.integration.conftest import read_all
+from tests.integration.conftest import drop_topics, read_all
+
+
+@pytest.fixture
+def prefix(services: Settings) -> Iterator[str]:
+    """A fresh topic prefix; the test's topics are deleted afterwards."""
+    name = f"compat-{uuid.uuid4().hex[:8]}"
+    yield name
+    drop_topics(services, name)
 
 
 def topic_names(prefix: str, *names: str) -> list[str]:
     return [f"{prefix}-{name}" for name in names]
 
 
-def test_kafka_python_produces_consumes_and_commits(services: Settings) -> None:
-    (topic,) = topic_names(f"compat-{uuid.uuid4().hex[:8]}", "kp")
+def test_kafka_python_produces_consumes_and_commits(services: Settings, prefix: str) -> None:
+    (topic,) = topic_names(prefix, "kp")
     kafka.ensure_topics(services.kafka, [TopicSpec(topic, 3)])
     producer = KafkaProducer(bootstrap_servers=services.kafka.bootstrap_servers, acks="all")
     for i in range(30):
@@ -53,8 +63,8 @@ def test_kafka_python_produces_consumes_and_commits(services: Settings) -> None:
     assert kafka.group_lag(services.kafka, group, [topic]) == 0
 
 
-def test_aiokafka_produces_consumes_and_commits(services: Settings) -> None:
-    (topic,) = topic_names(f"compat-{uuid.uuid4().hex[:8]}", "aio")
+def test_aiokafka_produces_consumes_and_commits(services: Settings, prefix: str) -> None:
+    (topic,) = topic_names(prefix, "aio")
     kafka.ensure_topics(services.kafka, [TopicSpec(topic, 3)])
     group = f"g-{topic}"
 
@@ -117,9 +127,8 @@ FAUST_APP = """
 
 
 def test_faust_streaming_agent_with_repartition_and_table(
-    services: Settings, tmp_path: Path
+    services: Settings, tmp_path: Path, prefix: str
 ) -> None:
-    prefix = f"compat-faust-{uuid.uuid4().hex[:8]}"
     topic_in, topic_out = topic_names(prefix, "in", "out")
     kafka.ensure_topics(services.kafka, [TopicSpec(topic_in, 3), TopicSpec(topic_out, 3)])
     producer = KafkaProducer(bootstrap_servers=services.kafka.bootstrap_servers)

@@ -119,9 +119,9 @@ def test_sigkill_mid_stream_then_restart_stores_every_message_once(pipeline: Pip
     rows_at_kill, _ = stored(pipeline, start, count)
     assert rows_at_kill < 2 * count, "the sink finished before it could be killed"
 
-    pipeline.run("sink", "--idle-exit", "3")
+    out = pipeline.run("sink", "--idle-exit", "3")
     rows, distinct = stored(pipeline, start, count)
-    assert rows == distinct == 2 * count
+    assert rows == distinct == 2 * count, out
     assert sink_lag(pipeline) == 0
 
 
@@ -182,3 +182,14 @@ def test_database_outage_while_messages_flow_loses_nothing(pipeline: Pipeline) -
     log = pipeline.log_of(sink)
     assert "database unavailable" in log
     assert "database is back; resumed consuming" in log
+    # The sink measured itself while it worked, for the pipeline-health wall.
+    with pipeline.db() as conn:
+        metrics = dict(
+            conn.execute(
+                "SELECT metric, max(value) FROM pipeline_metrics "
+                "WHERE component = 'sink' AND instance LIKE %s GROUP BY 1",
+                (f"%-{sink.pid}",),
+            ).fetchall()
+        )
+    assert metrics["rows_per_s"] > 0
+    assert {"batch_rows_mean", "capture_to_stored_p95_s", "consumer_lag"} <= set(metrics)
