@@ -253,6 +253,30 @@ class DumpingEvent(Message):
 
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 AlarmState = Literal["OPEN", "ACK", "DISPATCHED", "RESOLVED", "FALSE_POSITIVE", "CLEARED"]
+AlarmChange = Literal[
+    "opened",
+    "updated",
+    "escalated",
+    "reopened",
+    "cleared",
+    "acknowledged",
+    "dispatched",
+    "resolved",
+    "false_positive",
+]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
+
+
+class Place(BaseModel):
+    """Where a source stands, for people: name, desa, map position."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    desa: str | None = None
+    kecamatan: str | None = None
+    lat: float | None = None
+    lon: float | None = None
 
 
 class Alert(Message):
@@ -260,6 +284,7 @@ class Alert(Message):
 
     Stage timestamps follow a reading or frame through the pipeline: `ts_capture` (at the
     source), `ts_ingest`, `ts_rule` (rule fired) and `ts_notified` (first notification sent).
+    `change` says what this version changed; `notify` whether people should hear about it.
     """
 
     KIND: ClassVar[str] = "alert"
@@ -274,9 +299,16 @@ class Alert(Message):
     alarm_type: str
     severity: Severity
     state: AlarmState
+    change: AlarmChange = "opened"
+    notify: bool = True
     count: int = Field(ge=1, description="how many times the condition triggered")
     last_value: float | None = None
+    quantity: str | None = Field(None, description="e.g. waterLevel, for sensor alarms")
+    threshold: float | None = Field(None, description="the level that was crossed")
     message: str = ""
+    place: Place | None = None
+    evidence: tuple[EvidenceRef, ...] = ()
+    event_id: UUID | None = Field(None, description="the dumping event behind this alarm")
     opened_at: UtcDatetime
     updated_at: UtcDatetime
     acknowledged_at: UtcDatetime | None = None
@@ -292,8 +324,33 @@ class Alert(Message):
         return self.source_id.encode()
 
 
+AlarmActionKind = Literal["ack", "dispatch", "resolve", "false_positive", "check"]
+
+
+class AlarmAction(Message):
+    """An operator's decision on an alarm (ack, dispatch, resolve, false positive), or the
+    streams' own periodic `check` of a silent source; keyed by the source id."""
+
+    KIND: ClassVar[str] = "alarm_action"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["alarm_action"] = "alarm_action"
+    schema_version: Literal[1] = 1
+    action: AlarmActionKind
+    source_kind: Literal["sensor", "camera", "dumping"]
+    source_id: SourceId
+    alarm_id: UUID | None = Field(None, description="the alarm acted on (not for check)")
+    by: str = Field("", description="who decided (operator name); empty for check")
+    note: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.source_id.encode()
+
+
 class Notification(Message):
-    """A delivery attempt record of the notifier's outbox (one notification per alarm state)."""
+    """A delivery of the notifier's outbox (one notification per alarm state change and
+    recipient); carries the alert's stage timestamps for the latency panels."""
 
     KIND: ClassVar[str] = "notification"
     VERSION: ClassVar[int] = 1
@@ -303,11 +360,17 @@ class Notification(Message):
     notification_id: UUID
     alarm_id: UUID
     alarm_version: int = Field(ge=0)
+    alarm_type: str = ""
+    alarm_state: AlarmState = "OPEN"
+    severity: Severity = "info"
+    route: str = ""
     channel: Literal["webhook", "telegram", "email"]
     recipient: str = Field(description="credential-free: a chat id, an address, a host")
     status: Literal["pending", "sent", "failed"]
     attempts: int = Field(ge=0)
     error: str | None = None
+    ts_ingest: UtcDatetime | None = None
+    ts_rule: UtcDatetime | None = None
     sent_at: UtcDatetime | None = None
 
     @property
@@ -344,6 +407,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     SensorWindow,
     DumpingEvent,
     Alert,
+    AlarmAction,
     Notification,
     Metric,
 )

@@ -41,7 +41,7 @@ DEFAULT_CONFIG = Path("configs/pantau.yaml")
 WRITER_ROLE = "pantau_writer"
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_SECRET_KEYS = frozenset({"url", "password", "writer_password", "token"})
+_SECRET_KEYS = frozenset({"url", "password", "writer_password", "token", "webhooks"})
 
 
 class SettingsError(Exception):
@@ -214,11 +214,35 @@ class CameraSettings(Section):
 SensorType = Literal["air_quality", "water_level", "waste_container"]
 
 
+class Levels(Section):
+    """A sensor's own alarm levels for one quantity, overriding the rule's."""
+
+    raise_above: float = Field(description="raise at or above this value")
+    clear_below: float = Field(description="clear below this value (hysteresis)")
+
+    @model_validator(mode="after")
+    def verify_hysteresis(self) -> Self:
+        if self.clear_below > self.raise_above:
+            raise ValueError("clear_below must not be above raise_above")
+        return self
+
+
 class SensorSettings(Section):
     id: SourceId
     type: SensorType
     name: str = ""
     location: Location | None = None
+    tps: bool = Field(
+        False, description="a waste container at a TPS (tempat penampungan sementara)"
+    )
+    units: dict[str, str] = Field(
+        default_factory=dict,
+        description="unit the device reports per quantity when not the standard one, e.g. "
+        "{waterLevel: cm}; readings are converted on ingest",
+    )
+    thresholds: dict[str, Levels] = Field(
+        default_factory=dict, description="per quantity: this sensor's alarm levels"
+    )
 
 
 class UltralyticsDetector(Section):
@@ -296,6 +320,131 @@ class ServicesSettings(Section):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
 
 
+Severity = Literal["critical", "major", "minor", "warning", "info"]
+
+
+class _RuleBase(Section):
+    id: SourceId = Field(description="the alarm type this rule raises, e.g. pm25-high")
+    sensor_type: SensorType | None = Field(None, description="only sensors of this type")
+    sensors: tuple[SourceId, ...] = Field((), description="only these sensors (empty: all)")
+    tps_only: bool = Field(False, description="only containers at a TPS")
+    severity: Severity = "major"
+
+    def applies_to(self, sensor: SensorSettings) -> bool:
+        if self.sensor_type is not None and sensor.type != self.sensor_type:
+            return False
+        if self.sensors and sensor.id not in self.sensors:
+            return False
+        return not (self.tps_only and not sensor.tps)
+
+
+class ThresholdRule(_RuleBase):
+    """Raise when a quantity reaches `raise_above`; clear only once it falls below `clear_below`."""
+
+    type: Literal["threshold"] = "threshold"
+    quantity: str
+    raise_above: float
+    clear_below: float
+    critical_above: float | None = Field(None, description="escalate to critical at or above")
+
+    @model_validator(mode="after")
+    def verify_hysteresis(self) -> Self:
+        if self.clear_below > self.raise_above:
+            raise ValueError(f"rule {self.id}: clear_below must not be above raise_above")
+        return self
+
+
+class RateOfChangeRule(_RuleBase):
+    """Raise when a quantity rises faster than `rise` per `period_s` (e.g. a river rising)."""
+
+    type: Literal["rate_of_change"] = "rate_of_change"
+    quantity: str
+    rise: float = Field(gt=0, description="raise when it rose at least this much ...")
+    period_s: float = Field(600.0, gt=0, description="... within this many seconds")
+
+
+class StaleRule(_RuleBase):
+    """Raise when a sensor has sent nothing for `after_s`; clear on its next reading."""
+
+    type: Literal["stale"] = "stale"
+    after_s: float = Field(gt=0)
+
+
+Rule = Annotated[ThresholdRule | RateOfChangeRule | StaleRule, Field(discriminator="type")]
+
+
+class StreamsSettings(Section):
+    """The stream processors (faust): windows, rules, camera health, alarm lifecycle."""
+
+    app_id: str = Field("pantau-streams", description="faust app id (consumer group, tables)")
+    data_dir: ConfigPath = Field(
+        Path("../.pantau/streams"), validate_default=True, description="faust's local state"
+    )
+    window_s: int = Field(60, ge=1, description="tumbling window of the reading statistics")
+    window_grace_s: float = Field(
+        10.0, ge=0, description="readings this late still count in their window"
+    )
+    camera_offline_after_s: float = Field(
+        30.0, gt=0, description="no heartbeat for this long: camera offline alarm"
+    )
+    check_interval_s: float = Field(1.0, gt=0, description="how often timers look for silence")
+    cooldown_s: float = Field(
+        300.0,
+        ge=0,
+        description="a condition returning this soon after its clear re-opens the same alarm "
+        "without a new notification",
+    )
+    camera_severity: Severity = "major"
+    dumping_severity: Severity = "major"
+    rules: tuple[Rule, ...] = ()
+
+
+class Route(Section):
+    """Who hears about which alarms, and how."""
+
+    name: str = Field(description="shown in logs and the delivery log")
+    alarm_types: tuple[str, ...] = Field((), description="only these alarm types (empty: all)")
+    desa: tuple[str, ...] = Field((), description="only alarms in these desa (empty: all)")
+    min_severity: Severity = "info"
+    telegram_chat_ids: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = Field((), description="URLs that receive a JSON POST")
+    quiet_hours: tuple[str, str] | None = Field(
+        None,
+        description='("22:00", "06:00") local time: nothing but critical alarms then',
+    )
+
+
+class TelegramSettings(Section):
+    base_url: str = Field("https://api.telegram.org", description="Bot API base URL")
+    token: SecretStr | None = Field(None, description="bot token (from the environment)")
+
+
+class EmailSettings(Section):
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field("pantau@localhost", description="From: address")
+
+
+class NotifySettings(Section):
+    group_id: str = Field("pantau-notify", description="Kafka consumer group of the notifier")
+    language: Literal["id", "en"] = Field("id", description="Bahasa Indonesia or English")
+    incident_url: str = Field(
+        "http://localhost:3000/d/pantau-wall/wall?var-alarm={alarm_id}",
+        description="link in every message; {alarm_id} is replaced",
+    )
+    retry_initial_s: float = Field(2.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+    max_attempts: int = Field(20, ge=1, description="then the delivery is marked failed")
+    timeout_s: float = Field(10.0, gt=0, description="per delivery attempt")
+    telegram: TelegramSettings = _section()
+    email: EmailSettings = _section()
+    routes: tuple[Route, ...] = ()
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -318,6 +467,8 @@ class Settings(Section):
     detect: DetectSettings = _section()
     ingest: IngestSettings = _section()
     sink: SinkSettings = _section()
+    streams: StreamsSettings = _section()
+    notify: NotifySettings = _section()
     storage: StorageSettings = _section()
     services: ServicesSettings = _section()
     logging: LoggingSettings = _section()
@@ -336,6 +487,15 @@ class Settings(Section):
                 if item.id in seen:
                     raise ValueError(f"{kind} id {item.id!r} is used twice")
                 seen.add(item.id)
+        return self
+
+    @model_validator(mode="after")
+    def verify_rule_sensors(self) -> Self:
+        known = {sensor.id for sensor in self.sensors}
+        for rule in self.streams.rules:
+            unknown = [s for s in rule.sensors if s not in known]
+            if unknown:
+                raise ValueError(f"streams rule {rule.id}: unknown sensors {', '.join(unknown)}")
         return self
 
     @model_validator(mode="after")

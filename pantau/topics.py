@@ -19,6 +19,9 @@ READING_WINDOWS = "sensors.readings.1m.v1"
 CAMERA_HEALTH = "cameras.health.v1"
 DUMPING_EVENTS = "events.dumping.v1"
 ALERTS = "alerts.v1"
+# Operator decisions and the streams' silence checks; partitioned like the readings, so each
+# lands where the stream processor keeps that source's alarms.
+ALARM_ACTIONS = "alerts.actions.v1"
 NOTIFICATIONS = "notifications.v1"
 METRICS = "pipeline.metrics.v1"
 
@@ -90,6 +93,10 @@ class Topics:
         return self.name(ALERTS)
 
     @property
+    def alarm_actions(self) -> str:
+        return self.name(ALARM_ACTIONS)
+
+    @property
     def notifications(self) -> str:
         return self.name(NOTIFICATIONS)
 
@@ -122,6 +129,7 @@ class Topics:
             TopicSpec(self.reading_windows, parts.readings, week),
             TopicSpec(self.dumping_events, parts.events, week),
             TopicSpec(self.alerts, parts.events, week),
+            TopicSpec(self.alarm_actions, parts.readings, week),
             TopicSpec(self.notifications, parts.events, week),
             TopicSpec(self.metrics, parts.metrics, week),
         ]
