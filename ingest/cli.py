@@ -1,4 +1,4 @@
-"""Subcommands of the ingest stage: `ingest camera`, `ingest sensors`, `simulate sensors`."""
+"""Subcommands of the ingest stage: `ingest camera|sensors|http`, `simulate sensors`."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def register(sub: SubParsers) -> None:
     sensors = which.add_parser("sensors", help="MQTT sensor readings into Kafka")
     sensors.add_argument("--duration", type=float, help="stop after this many seconds")
     sensors.set_defaults(handler=_sensors)
+
+    http = which.add_parser("http", help="sensor readings POSTed over HTTP into Kafka")
+    http.add_argument("--host", help="listen address (default: ingest.http_host)")
+    http.add_argument("--port", type=int, help="listen port (default: ingest.http_port)")
+    http.add_argument("--duration", type=float, help="stop after this many seconds")
+    http.set_defaults(handler=_http)
 
     simulate = sub.add_parser("simulate", help="simulated sources")
     what = simulate.add_subparsers(dest="simulate_command", required=True, metavar="WHAT")
@@ -122,6 +128,33 @@ def _sensors(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         producer.close(timeout=10)
     print(f"sensors: accepted {stats.accepted}, rejected {stats.rejected} (dead-lettered)")
+    return 0
+
+
+def _http(args: argparse.Namespace, ctx: Context) -> int:
+    from ingest.http import ListenFailed, http_producer, run_http_ingest
+
+    settings = ctx.settings
+    host = args.host if args.host is not None else settings.ingest.http_host
+    port = args.port if args.port is not None else settings.ingest.http_port
+    stop = stop_on_signals()
+    topics = Topics(settings.kafka)
+    kafka.wait_until_ready(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    producer = http_producer(settings.kafka)
+    stop_after(stop, args.duration)
+    try:
+        stats = run_http_ingest(settings, producer, topics, stop, host=host, port=port)
+    except ListenFailed as exc:
+        print(f"pantau ingest http: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        producer.flush(timeout=30)
+        producer.close(timeout=10)
+    print(
+        f"http: accepted {stats.accepted}, rejected {stats.rejected} (dead-lettered), "
+        f"failed batches {stats.failed_batches}"
+    )
     return 0
 
 

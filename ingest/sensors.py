@@ -4,6 +4,12 @@ Nothing is acknowledged to the MQTT broker before Kafka has it: the subscription
 persistent session with manual acknowledgement, and a message is acked only from the Kafka
 delivery callback (of the reading, or of its dead letter). If Kafka fails for good the
 process stops without acking, and the broker redelivers the unacked messages to the next run.
+
+A reading whose seq this process already ingested for its sensor is dead-lettered as a
+duplicate (and acked, like any dead letter). The memory of seqs is in this process only, so a
+QoS 1 redelivery to the next run, of a message Kafka had but the broker never saw acked,
+passes again. That is fine: the reading's id is stable (`stable_id`), so the copy is stored
+once downstream.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import paho.mqtt.client as mqtt
 from kafka import KafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.validation import InvalidReading, parse_reading
+from ingest.validation import InvalidReading, SeqTracker, parse_reading, verify_units
 from pantau.ids import utcnow
 from pantau.kafka import DeadLetters, publish
 from pantau.settings import MqttSettings, Settings
@@ -46,8 +52,10 @@ class SensorIngest:
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        verify_units(settings.sensors)
         self._settings = settings
         self._registry = settings.sensor_registry()
+        self._seqs = SeqTracker()
         self._producer = producer
         self._topics = topics
         self._dead_letters = DeadLetters(producer, stage="ingest.sensors")
@@ -71,6 +79,7 @@ class SensorIngest:
                 now=self._clock(),
                 max_future_skew_s=self._settings.ingest.max_future_skew_s,
             )
+            self._seqs.claim(reading)
         except InvalidReading as exc:
             with self.stats.lock:
                 self.stats.rejected += 1

@@ -270,6 +270,34 @@ class IngestSettings(Section):
     max_future_skew_s: float = Field(
         120.0, ge=0, description="readings stamped further in the future are rejected"
     )
+    # Every interface: gateways in the field reach it over the network (set http_token).
+    http_host: str = Field(
+        "0.0.0.0",  # noqa: S104
+        description="address `pantau ingest http` listens on",
+    )
+    http_port: int = Field(8088, ge=1, le=65535, description="port of `pantau ingest http`")
+    http_max_items: int = Field(
+        5000, ge=1, description="most readings in one POST /v1/readings; more is refused (413)"
+    )
+    http_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="largest POST /v1/readings body in bytes; larger is refused (413)",
+    )
+    http_token: SecretStr | None = Field(
+        None,
+        description="when set, POST /v1/readings needs `Authorization: Bearer <token>` "
+        "(from the environment: PANTAU__INGEST__HTTP_TOKEN)",
+    )
+
+    @field_validator("http_token")
+    @classmethod
+    def blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # `http_token: ${PANTAU_HTTP_TOKEN:-}` with the variable unset means "no token", not
+        # "the empty token", which every request would match.
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
 
 
 class SinkSettings(Section):

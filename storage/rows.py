@@ -116,13 +116,13 @@ ALERTS = Table(
         "opened_at", "alarm_id", "version", "source_kind", "source_id", "alarm_type", "severity",
         "state", "count", "last_value", "message", "updated_at", "acknowledged_at",
         "dispatched_at", "resolved_at", "cleared_at", "ts_capture", "ts_ingest", "ts_rule",
-        "ts_notified",
+        "change", "quantity", "threshold", "event_id",
     ),
     (
         "timestamptz", "uuid", "int4", "text", "text", "text", "text",
         "text", "int4", "float8", "text", "timestamptz", "timestamptz",
         "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz",
-        "timestamptz",
+        "text", "text", "float8", "uuid",
     ),
     Upsert(("alarm_id", "opened_at"), "version"),
 )  # fmt: skip
@@ -130,11 +130,13 @@ NOTIFICATIONS = Table(
     "notifications",
     (
         "created_at", "notification_id", "alarm_id", "alarm_version", "channel", "recipient",
-        "status", "attempts", "error", "sent_at",
+        "status", "attempts", "error", "sent_at", "alarm_type", "alarm_state", "severity",
+        "route", "ts_ingest", "ts_rule",
     ),
     (
         "timestamptz", "uuid", "uuid", "int4", "text", "text",
-        "text", "int4", "text", "timestamptz",
+        "text", "int4", "text", "timestamptz", "text", "text", "text",
+        "text", "timestamptz", "timestamptz",
     ),
     Upsert(("notification_id", "created_at"), "attempts"),
 )  # fmt: skip
@@ -214,7 +216,7 @@ def alert_rows(m: Alert) -> list[Row]:
             m.opened_at, m.alarm_id, m.version, m.source_kind, m.source_id, m.alarm_type,
             m.severity, m.state, m.count, m.last_value, m.message, m.updated_at,
             m.acknowledged_at, m.dispatched_at, m.resolved_at, m.cleared_at, m.ts_capture,
-            m.ts_ingest, m.ts_rule, m.ts_notified,
+            m.ts_ingest, m.ts_rule, m.change, m.quantity, m.threshold, m.event_id,
         )
     ]  # fmt: skip
 
@@ -223,7 +225,8 @@ def notification_rows(m: Notification) -> list[Row]:
     return [
         (
             m.ts_capture, m.notification_id, m.alarm_id, m.alarm_version, m.channel, m.recipient,
-            m.status, m.attempts, m.error, m.sent_at,
+            m.status, m.attempts, m.error, m.sent_at, m.alarm_type, m.alarm_state, m.severity,
+            m.route, m.ts_ingest, m.ts_rule,
         )
     ]  # fmt: skip
 

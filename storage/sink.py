@@ -55,6 +55,7 @@ from pantau.topics import (
     Topics,
     is_dead_letter_topic,
 )
+from storage.rows import ALERTS as ALERTS_TABLE
 from storage.rows import (
     DEAD_LETTERS,
     PIPELINE_METRICS,
@@ -64,6 +65,7 @@ from storage.rows import (
     dead_letter_rows,
     rows_for,
 )
+from storage.rows import NOTIFICATIONS as NOTIFICATIONS_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,21 @@ _KIND_BY_TOPIC = {
     NOTIFICATIONS: "notification",
     METRICS: "metric",
 }
+
+
+def _note_first_notifications(conn: psycopg.Connection, rows: Mapping[Table, list[Row]]) -> None:
+    """Set alerts.ts_notified from the delivery log, whichever of the two arrived first."""
+    alarm_ids = {row[1] for row in rows.get(ALERTS_TABLE, ())}
+    alarm_ids |= {row[2] for row in rows.get(NOTIFICATIONS_TABLE, ())}
+    if not alarm_ids:
+        return
+    conn.execute(
+        "UPDATE alerts a SET ts_notified = n.first_sent "
+        "FROM (SELECT alarm_id, min(sent_at) AS first_sent FROM notifications "
+        "      WHERE alarm_id = ANY(%s) AND status = 'sent' GROUP BY alarm_id) n "
+        "WHERE a.alarm_id = n.alarm_id AND a.ts_notified IS DISTINCT FROM n.first_sent",
+        (list(alarm_ids),),
+    )
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -121,6 +138,7 @@ class PostgresWriter:
                     inserted = {
                         t.name: self._write_table(conn, t, items) for t, items in rows.items()
                     }
+                    _note_first_notifications(conn, rows)
                 return WriteResult(inserted, offered, [])
             except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 log.warning("a batch row was refused (%s); writing row by row to isolate it", exc)

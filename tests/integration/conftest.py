@@ -220,6 +220,9 @@ def pipeline(services: Settings, database: str, tmp_path: Path) -> Iterator[Pipe
         "PANTAU__POSTGRES__DBNAME": database,
         "PANTAU__DETECT__GROUP_ID": f"{tag}-detect",
         "PANTAU__SINK__GROUP_ID": f"{tag}-sink",
+        "PANTAU__STREAMS__APP_ID": f"{tag}-streams",
+        "PANTAU__STREAMS__DATA_DIR": str(tmp_path / "streams"),
+        "PANTAU__NOTIFY__GROUP_ID": f"{tag}-notify",
         "PANTAU__MQTT__TOPIC_PREFIX": f"{tag}/sensors",
         "PANTAU__MQTT__CLIENT_ID": f"{tag}-ingest-sensors",
         "PANTAU__DETECT__SNAPSHOT_DIR": str(tmp_path / "snapshots"),
@@ -236,7 +239,8 @@ def pipeline(services: Settings, database: str, tmp_path: Path) -> Iterator[Pipe
         yield line
     finally:
         line.stop_all()
-        drop_topics(settings, f"{tag}.")
+        # The data topics ({tag}.) and faust's own ({tag}-streams-...).
+        drop_topics(settings, tag)
 
 
 def drop_topics(settings: Settings, prefix: str) -> None:

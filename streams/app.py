@@ -1,0 +1,301 @@
+"""The stream processor: a faust app that turns readings, heartbeats and dumping events into
+reading windows and alarms.
+
+Data flow (every input keyed by its source id):
+
+    sensors.readings.v1 ─────────────┐
+    cameras.health.v1 ─► repartition ┼─► source state (faust table) ─► alerts.v1
+    events.dumping.v1 ─► repartition ┤                                └► sensors.readings.1m.v1
+    alerts.actions.v1 ───────────────┘   (operator actions, and this app's silence checks)
+
+Guarantee: at least once, with idempotent effects. faust flushes every produced record (the
+table's changelog included) before it commits offsets, so nothing is lost. A crash can make
+faust deliver inputs again; each source's state remembers the last offset it applied per
+topic, and is written only after the broker acknowledged what those inputs produced, so a
+redelivered input is either skipped (its effects are out) or applied again to the older state,
+producing the same alarm versions (downstream keeps one copy of each alarm_id and version).
+
+The state table is partitioned by key like the readings topic, so a source's readings,
+actions and repartitioned camera inputs meet its state in the same partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from pantau.codec import DecodeError, decode_as, encode
+from pantau.ids import SeqCounter, uuid7
+from pantau.messages import (
+    AlarmAction,
+    CameraHeartbeat,
+    DeadLetter,
+    DumpingEvent,
+    Message,
+    SensorReading,
+)
+from pantau.settings import Settings
+from pantau.topics import Topics
+from streams.engine import (
+    ActionRejected,
+    Engine,
+    Output,
+    State,
+    is_replay,
+    mark_applied,
+    new_state,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "streams"
+# Readings are handled in batches: one table write per source per batch instead of per reading.
+_BATCH = 2000
+_BATCH_WITHIN_S = 0.05
+# A silent source is checked at most this often while its check is on its way.
+_CHECK_REPEAT_S = 5.0
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
+
+
+class StreamsApp:
+    """Wires the faust app, its topics and table to the engine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine(settings)
+        self.topics = Topics(settings.kafka)
+        partitions = settings.kafka.partitions.readings
+        streams = settings.streams
+        self.app = faust.App(
+            streams.app_id,
+            broker=_broker_url(settings.kafka.bootstrap_servers),
+            datadir=str(streams.data_dir),
+            store="memory://",
+            processing_guarantee="at_least_once",
+            topic_partitions=partitions,
+            topic_replication_factor=1,
+            key_serializer="raw",
+            value_serializer="raw",
+            broker_commit_interval=1.0,
+            # A worker killed outright is replaced within seconds, not faust's default minute.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=2.0,
+            broker_commit_every=10_000,
+            consumer_auto_offset_reset="earliest",
+            web_enabled=False,
+            table_standby_replicas=0,
+        )
+        t = self.topics
+        self.readings_topic = self.app.topic(t.readings, internal=False)
+        self.health_topic = self.app.topic(t.camera_health, internal=False)
+        self.dumping_topic = self.app.topic(t.dumping_events, internal=False)
+        self.actions_topic = self.app.topic(t.alarm_actions, internal=False)
+        self.alerts_topic = self.app.topic(t.alerts, internal=False)
+        self.windows_topic = self.app.topic(t.reading_windows, internal=False)
+        self.state = self.app.Table(
+            "source-state",
+            default=None,
+            partitions=partitions,
+            schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+            # Partition by key like every producer does, so timers may write too.
+            use_partitioner=True,
+        )
+        self._seq = SeqCounter()
+        self._check_sent: dict[str, float] = {}
+        self.counts = {"readings": 0, "alerts": 0, "windows": 0, "dead_letters": 0, "late": 0}
+        self._register()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _register(self) -> None:
+        app = self.app
+
+        @app.agent(self.readings_topic, name="readings")
+        async def readings(stream: Any) -> AsyncIterator[None]:
+            async for events in stream.take_events(_BATCH, within=_BATCH_WITHIN_S):
+                await self._handle_batch(events, SensorReading, "sensor", self._on_reading)
+                yield None
+
+        @app.agent(self.actions_topic, name="actions")
+        async def actions(stream: Any) -> AsyncIterator[None]:
+            async for events in stream.take_events(100, within=_BATCH_WITHIN_S):
+                await self._handle_batch(events, AlarmAction, None, self._on_action)
+                yield None
+
+        @app.agent(self.health_topic, name="heartbeats")
+        async def heartbeats(stream: Any) -> AsyncIterator[None]:
+            by_camera = stream.group_by(_message_key, name="cameras-by-id")
+            async for events in by_camera.take_events(100, within=_BATCH_WITHIN_S):
+                await self._handle_batch(events, CameraHeartbeat, "camera", self._on_heartbeat)
+                yield None
+
+        @app.agent(self.dumping_topic, name="dumping")
+        async def dumping(stream: Any) -> AsyncIterator[None]:
+            by_camera = stream.group_by(_message_key, name="dumping-by-camera")
+            async for events in by_camera.take_events(100, within=_BATCH_WITHIN_S):
+                await self._handle_batch(events, DumpingEvent, "camera", self._on_dumping)
+                yield None
+
+        @app.timer(self.settings.streams.check_interval_s)  # type: ignore[untyped-decorator]
+        async def look_for_silence() -> None:
+            await self._look_for_silence()
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_reading(self, state: State, message: Any, now: datetime) -> Output:
+        return self.engine.on_reading(state, message, ts_rule=now)
+
+    def _on_heartbeat(self, state: State, message: Any, now: datetime) -> Output:
+        return self.engine.on_heartbeat(state, message, ts_rule=now)
+
+    def _on_dumping(self, state: State, message: Any, now: datetime) -> Output:
+        return self.engine.on_dumping(state, message, ts_rule=now)
+
+    def _on_action(self, state: State, message: Any, now: datetime) -> Output:
+        return self.engine.on_action(state, message, ts_rule=now)
+
+    async def _handle_batch(
+        self,
+        events: list[EventT[bytes]],
+        cls: type[Message],
+        kind: str | None,
+        handler: Callable[[State, Any, datetime], Output],
+    ) -> None:
+        touched: dict[str, State] = {}
+        out = Output()
+        letters: list[tuple[str, DeadLetter]] = []
+        for event in events:
+            message = event.message
+            raw_key = message.key
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key or "")
+            value = event.value
+            try:
+                decoded = decode_as(value, cls)
+            except DecodeError as exc:
+                letters.append((message.topic, self._letter(event, key, str(exc))))
+                continue
+            state = touched.get(key)
+            if state is None:
+                state = self.state.get(key)
+                if state is None:
+                    state_kind = kind or getattr(decoded, "source_kind", "sensor")
+                    state = new_state("camera" if state_kind != "sensor" else "sensor", key)
+            if is_replay(state, message.topic, message.offset):
+                # Applied before a crash, and its effects were delivered before that state
+                # was written (see below): nothing to do.
+                continue
+            try:
+                result = handler(state, decoded, datetime.now(UTC))
+            except ActionRejected as exc:
+                letters.append((message.topic, self._letter(event, key, str(exc))))
+                result = Output()
+            mark_applied(state, message.topic, message.offset)
+            touched[key] = state
+            out.alerts.extend(result.alerts)
+            out.windows.extend(result.windows)
+            out.late += result.late
+        # Effects first, state after: the state (with its applied offsets) reaches the
+        # changelog only once the broker has every alert, window and dead letter it led to. A
+        # crash in between replays the inputs onto the older state, which produces the same
+        # alarm ids and versions again, and downstream keeps one copy of each.
+        sent = [
+            await self.alerts_topic.send(key=alert.key, value=encode(alert)) for alert in out.alerts
+        ]
+        sent += [
+            await self.windows_topic.send(key=window.key, value=encode(window))
+            for window in out.windows
+        ]
+        for topic, letter in letters:
+            sent.append(
+                await self.app.topic(self.topics.dead_letters(self._public(topic))).send(
+                    key=letter.source_key.encode() if letter.source_key else None,
+                    value=encode(letter),
+                )
+            )
+        if sent:
+            await asyncio.gather(*sent)
+        for key, state in touched.items():
+            self.state[key] = state
+        if cls is SensorReading:
+            self.counts["readings"] += len(events)
+        self.counts["alerts"] += len(out.alerts)
+        self.counts["windows"] += len(out.windows)
+        self.counts["dead_letters"] += len(letters)
+        self.counts["late"] += out.late
+        for alert in out.alerts:
+            log.info(
+                "alarm %s %s on %s: %s (%s, version %d)",
+                alert.alarm_type,
+                alert.change,
+                alert.source_id,
+                alert.state,
+                alert.severity,
+                alert.version,
+            )
+
+    def _public(self, topic: str) -> str:
+        """The public input topic a (possibly repartitioned) record came from."""
+        if topic.endswith("cameras-by-id-repartition"):
+            return self.topics.camera_health
+        if topic.endswith("dumping-by-camera-repartition"):
+            return self.topics.dumping_events
+        return topic
+
+    def _letter(self, event: EventT[bytes], key: str, error: str) -> DeadLetter:
+        message = event.message
+        log.warning(
+            "dead letter from %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            error,
+        )
+        return DeadLetter(
+            id=uuid7(),
+            ts_capture=datetime.now(UTC),
+            seq=next(self._seq),
+            stage=STAGE,
+            source_kind="kafka",
+            source_topic=self._public(message.topic),
+            partition=message.partition,
+            offset=message.offset,
+            source_key=key or None,
+            error=error,
+            original=bytes(event.value) if event.value is not None else b"",
+        )
+
+    async def _look_for_silence(self) -> None:
+        now = time.time()
+        for key, state in list(self.state.items()):
+            if state is None or not self.engine.due(state, now):
+                continue
+            if now - self._check_sent.get(key, 0.0) < _CHECK_REPEAT_S:
+                continue
+            self._check_sent[key] = now
+            check = AlarmAction(
+                id=uuid7(),
+                ts_capture=datetime.fromtimestamp(now, UTC),
+                seq=next(self._seq),
+                action="check",
+                source_kind="camera" if state["kind"] == "camera" else "sensor",
+                source_id=key,
+            )
+            await self.actions_topic.send(key=check.key, value=encode(check))
+
+
+def _message_key(_value: bytes) -> bytes:
+    event = faust.current_event()
+    if event is None or event.key is None:
+        raise ValueError("a camera message without a key cannot be routed to its camera")
+    key: bytes = event.key
+    return key

@@ -1,0 +1,618 @@
+"""Alarm rules, reading windows and the alarm life-cycle, as plain functions over one
+source's state.
+
+The stream processor keeps one state per source (a sensor or a camera) in a faust table and
+hands it here together with each input: a reading, a heartbeat, a dumping event or an alarm
+action. Everything here is deterministic in its inputs — times come from the messages, never
+from the clock — so replaying the same inputs after a crash yields the same alarms with the
+same ids and versions, and downstream de-duplication by (alarm_id, version) makes the effects
+idempotent.
+
+State is a JSON-able dict, because faust writes it to the table's changelog topic:
+
+    kind        "sensor" | "camera"
+    offsets     {topic: last applied offset}   (inputs at or below are replays)
+    last_ts     newest capture time seen (epoch seconds)
+    windows     {window start: {quantity: [count, min, max, sum]}}
+    hist        {quantity: [[t, value], ...]} for rate-of-change rules
+    above       {rule id: bool}    edge detection: a crossing is a trigger, holding is not
+    alarms      {alarm type: Alert as JSON}   the latest version of each alarm
+    silent      {alarm type: bool}  re-opened within the cool-down without telling anyone
+    online_ts   camera: last heartbeat that said online
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pantau.ids import stable_id
+from pantau.messages import (
+    SEVERITY_RANK,
+    AlarmAction,
+    AlarmChange,
+    AlarmState,
+    Alert,
+    CameraHeartbeat,
+    DumpingEvent,
+    EvidenceRef,
+    Place,
+    SensorReading,
+    SensorWindow,
+    Severity,
+)
+from pantau.settings import (
+    CameraSettings,
+    Location,
+    RateOfChangeRule,
+    SensorSettings,
+    Settings,
+    StaleRule,
+    ThresholdRule,
+)
+
+State = dict[str, Any]
+
+ACTIVE: frozenset[str] = frozenset({"OPEN", "ACK", "DISPATCHED"})
+CAMERA_OFFLINE = "camera-offline"
+DUMPING = "dumping"
+
+# Operator actions: the states each may leave, the state it leads to, whether people hear of it.
+_ACTIONS: dict[str, tuple[frozenset[str], AlarmState, AlarmChange, bool]] = {
+    "ack": (frozenset({"OPEN"}), "ACK", "acknowledged", False),
+    "dispatch": (frozenset({"OPEN", "ACK"}), "DISPATCHED", "dispatched", True),
+    "resolve": (frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"}), "RESOLVED", "resolved", True),
+    "false_positive": (
+        frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"}),
+        "FALSE_POSITIVE",
+        "false_positive",
+        False,
+    ),
+}
+
+UNITS = {
+    "pm25": "µg/m³",
+    "pm10": "µg/m³",
+    "waterLevel": "m",
+    "fillingLevel": "",
+    "temperature": "°C",
+    "relativeHumidity": "",
+    "noiseLevel": "dB(A)",
+}
+
+
+class ActionRejected(ValueError):
+    """An operator action that does not fit the alarm's state; the reason says why."""
+
+
+@dataclass
+class Output:
+    alerts: list[Alert] = field(default_factory=list)
+    windows: list[SensorWindow] = field(default_factory=list)
+    late: int = 0
+
+
+@dataclass(frozen=True)
+class _Threshold:
+    rule: ThresholdRule
+    raise_above: float
+    clear_below: float
+
+
+def new_state(kind: str, source_id: str) -> State:
+    return {
+        "kind": kind,
+        "source_id": source_id,
+        "offsets": {},
+        "last_ts": None,
+        "windows": {},
+        "hist": {},
+        "above": {},
+        "alarms": {},
+        "silent": {},
+        "online_ts": None,
+    }
+
+
+def is_replay(state: State, topic: str, offset: int) -> bool:
+    """True when this input was applied before (a redelivery after a crash)."""
+    last = state["offsets"].get(topic)
+    return last is not None and offset <= last
+
+
+def mark_applied(state: State, topic: str, offset: int) -> None:
+    state["offsets"][topic] = offset
+
+
+def _epoch(ts: datetime) -> float:
+    return ts.timestamp()
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _place(location: Location | None, name: str) -> Place:
+    if location is None:
+        return Place(name=name)
+    return Place(
+        name=name,
+        desa=location.desa,
+        kecamatan=location.kecamatan,
+        lat=location.lat,
+        lon=location.lon,
+    )
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        streams = settings.streams
+        self.window_s = streams.window_s
+        self.grace_s = streams.window_grace_s
+        self.cooldown_s = streams.cooldown_s
+        self.offline_after_s = streams.camera_offline_after_s
+        self.camera_severity: Severity = streams.camera_severity
+        self.dumping_severity: Severity = streams.dumping_severity
+        self.sensors: dict[str, SensorSettings] = settings.sensor_registry()
+        self.cameras: dict[str, CameraSettings] = {c.id: c for c in settings.cameras}
+        self._thresholds: dict[str, list[_Threshold]] = {}
+        self._rates: dict[str, list[RateOfChangeRule]] = {}
+        self._stale: dict[str, list[StaleRule]] = {}
+        for sensor in settings.sensors:
+            thresholds: list[_Threshold] = []
+            for rule in streams.rules:
+                if not rule.applies_to(sensor):
+                    continue
+                if isinstance(rule, ThresholdRule):
+                    own = sensor.thresholds.get(rule.quantity)
+                    levels = (
+                        (own.raise_above, own.clear_below)
+                        if own is not None
+                        else (rule.raise_above, rule.clear_below)
+                    )
+                    thresholds.append(_Threshold(rule, *levels))
+                elif isinstance(rule, RateOfChangeRule):
+                    self._rates.setdefault(sensor.id, []).append(rule)
+                else:
+                    self._stale.setdefault(sensor.id, []).append(rule)
+            self._thresholds[sensor.id] = thresholds
+        self._rate_horizon = {
+            sid: max(r.period_s for r in rules) for sid, rules in self._rates.items()
+        }
+
+    # ------------------------------------------------------------------ sensors
+
+    def on_reading(self, state: State, reading: SensorReading, *, ts_rule: datetime) -> Output:
+        out = Output()
+        sensor = self.sensors.get(reading.sensor_id)
+        t = _epoch(reading.ts_capture)
+        last = state["last_ts"]
+        newest = t if last is None else max(last, t)
+        state["last_ts"] = newest
+        self._add_to_window(state, reading, t, newest, out)
+        if sensor is None:
+            return out
+        ctx = _Trigger(
+            trigger_id=str(reading.id),
+            ts_capture=reading.ts_capture,
+            ts_ingest=reading.ts_ingest,
+            ts_rule=ts_rule,
+            place=_place(sensor.location, sensor.name or sensor.id),
+        )
+        for stale in self._stale.get(sensor.id, ()):
+            self._clear(state, "sensor", sensor.id, stale.id, ctx, out)
+        for th in self._thresholds.get(sensor.id, ()):
+            value = reading.values.get(th.rule.quantity)
+            if value is None:
+                continue
+            self._threshold(state, sensor, th, value, ctx, out)
+        rates = self._rates.get(sensor.id)
+        if rates:
+            self._rate_rules(state, sensor, rates, reading, t, ctx, out)
+        return out
+
+    def _add_to_window(
+        self, state: State, reading: SensorReading, t: float, newest: float, out: Output
+    ) -> None:
+        start = math.floor(t / self.window_s) * self.window_s
+        if start + self.window_s + self.grace_s <= newest:
+            # Its window is closed and stored already; the raw reading is still stored.
+            out.late += 1
+        else:
+            window = state["windows"].setdefault(str(start), {})
+            for quantity, value in reading.values.items():
+                agg = window.get(quantity)
+                if agg is None:
+                    window[quantity] = [1, value, value, value]
+                else:
+                    agg[0] += 1
+                    if value < agg[1]:
+                        agg[1] = value
+                    if value > agg[2]:
+                        agg[2] = value
+                    agg[3] += value
+        self._close_windows(state, reading.sensor_id, newest, out)
+
+    def _close_windows(self, state: State, sensor_id: str, watermark: float, out: Output) -> None:
+        windows: dict[str, dict[str, list[float]]] = state["windows"]
+        for key in sorted(windows, key=float):
+            start = float(key)
+            if start + self.window_s + self.grace_s > watermark:
+                break
+            for quantity, (count, low, high, total) in sorted(windows.pop(key).items()):
+                out.windows.append(
+                    SensorWindow(
+                        id=stable_id("sensor_window", sensor_id, quantity, int(start)),
+                        ts_capture=_utc(start),
+                        seq=int(start),
+                        sensor_id=sensor_id,
+                        quantity=quantity,
+                        window_s=self.window_s,
+                        count=int(count),
+                        min=low,
+                        max=high,
+                        mean=total / count,
+                    )
+                )
+
+    def _threshold(
+        self,
+        state: State,
+        sensor: SensorSettings,
+        th: _Threshold,
+        value: float,
+        ctx: _Trigger,
+        out: Output,
+    ) -> None:
+        rule = th.rule
+        was_above = state["above"].get(rule.id, False)
+        if value >= th.raise_above:
+            state["above"][rule.id] = True
+            severity: Severity = rule.severity
+            if rule.critical_above is not None and value >= rule.critical_above:
+                severity = "critical"
+            current = state["alarms"].get(rule.id)
+            escalates = (
+                current is not None
+                and current["state"] in ACTIVE
+                and SEVERITY_RANK[severity] > SEVERITY_RANK[current["severity"]]
+            )
+            if not was_above or escalates:
+                self._raise(
+                    state, "sensor", sensor.id, rule.id, severity, ctx, out,
+                    value=value, quantity=rule.quantity, threshold=th.raise_above,
+                )  # fmt: skip
+        elif value < th.clear_below:
+            state["above"][rule.id] = False
+            self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=value)
+        elif was_above and value < th.raise_above:
+            # Between the levels: not a trigger any more, not yet clear (hysteresis).
+            state["above"][rule.id] = False
+
+    def _rate_rules(
+        self,
+        state: State,
+        sensor: SensorSettings,
+        rules: list[RateOfChangeRule],
+        reading: SensorReading,
+        t: float,
+        ctx: _Trigger,
+        out: Output,
+    ) -> None:
+        horizon = self._rate_horizon[sensor.id]
+        for quantity in {r.quantity for r in rules}:
+            value = reading.values.get(quantity)
+            if value is None:
+                continue
+            hist: list[list[float]] = state["hist"].setdefault(quantity, [])
+            hist.append([t, value])
+            hist.sort(key=lambda p: p[0])
+            while hist and hist[0][0] < t - horizon:
+                hist.pop(0)
+        for rule in rules:
+            value = reading.values.get(rule.quantity)
+            if value is None:
+                continue
+            points = [v for ts, v in state["hist"][rule.quantity] if ts >= t - rule.period_s]
+            rise = value - min(points)
+            above = state["above"].get(rule.id, False)
+            if rise >= rule.rise:
+                state["above"][rule.id] = True
+                if not above:
+                    self._raise(
+                        state, "sensor", sensor.id, rule.id, rule.severity, ctx, out,
+                        value=rise, quantity=rule.quantity, threshold=rule.rise,
+                    )  # fmt: skip
+            elif rise < rule.rise / 2:
+                state["above"][rule.id] = False
+                self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=rise)
+            else:
+                state["above"][rule.id] = False
+
+    # ------------------------------------------------------------------ cameras
+
+    def on_heartbeat(self, state: State, beat: CameraHeartbeat, *, ts_rule: datetime) -> Output:
+        out = Output()
+        t = _epoch(beat.ts_capture)
+        state["last_ts"] = t if state["last_ts"] is None else max(state["last_ts"], t)
+        if beat.status == "online":
+            state["online_ts"] = t if state["online_ts"] is None else max(state["online_ts"], t)
+            ctx = self._camera_ctx(beat.camera_id, str(beat.id), beat.ts_capture, ts_rule)
+            self._clear(state, "camera", beat.camera_id, CAMERA_OFFLINE, ctx, out)
+        elif state["online_ts"] is None:
+            # Never seen online: count from its first sign of life.
+            state["online_ts"] = t
+        return out
+
+    def _camera_ctx(
+        self, camera_id: str, trigger_id: str, ts: datetime, ts_rule: datetime
+    ) -> _Trigger:
+        camera = self.cameras.get(camera_id)
+        place = (
+            _place(camera.location, camera.name or camera.id)
+            if camera is not None
+            else Place(name=camera_id)
+        )
+        return _Trigger(trigger_id, ts, None, ts_rule, place)
+
+    def on_dumping(self, state: State, event: DumpingEvent, *, ts_rule: datetime) -> Output:
+        out = Output()
+        ctx = self._camera_ctx(event.camera_id, str(event.event_id), event.ts_capture, ts_rule)
+        ctx.evidence = event.evidence
+        ctx.event_id = event.event_id
+        if event.phase == "new":
+            self._raise(
+                state, "dumping", event.camera_id, DUMPING, self.dumping_severity, ctx, out,
+                value=event.confidence, zone=event.zone_id,
+            )  # fmt: skip
+        elif event.phase == "end" and event.state in {"cleaned", "picked_up", "removed"}:
+            self._clear(state, "dumping", event.camera_id, DUMPING, ctx, out)
+        return out
+
+    # ------------------------------------------------------------------ silence and actions
+
+    def due(self, state: State, now: float) -> bool:
+        """Whether a silence check would change anything now (the timer asks, cheaply)."""
+        windows = state["windows"]
+        if windows and min(float(k) for k in windows) + self.window_s + self.grace_s <= now:
+            return True
+        last = state["last_ts"]
+        if state["kind"] == "camera":
+            online = state["online_ts"]
+            current = state["alarms"].get(CAMERA_OFFLINE)
+            active = current is not None and current["state"] in ACTIVE
+            return online is not None and now - online >= self.offline_after_s and not active
+        return False if last is None else self._stale_due(state, now) is not None
+
+    def _stale_due(self, state: State, now: float) -> StaleRule | None:
+        for rule in self._stale.get(state["source_id"], ()):
+            current = state["alarms"].get(rule.id)
+            active = current is not None and current["state"] in ACTIVE
+            if not active and now - state["last_ts"] >= rule.after_s:
+                return rule
+        return None
+
+    def on_action(self, state: State, action: AlarmAction, *, ts_rule: datetime) -> Output:
+        out = Output()
+        now = _epoch(action.ts_capture)
+        if action.action == "check":
+            self._close_windows(state, action.source_id, now, out)
+            if state["kind"] == "camera":
+                online = state["online_ts"]
+                if online is not None and now - online >= self.offline_after_s:
+                    ctx = self._camera_ctx(
+                        action.source_id, str(action.id), action.ts_capture, ts_rule
+                    )
+                    self._raise(
+                        state, "camera", action.source_id, CAMERA_OFFLINE,
+                        self.camera_severity, ctx, out,
+                        value=now - online,
+                    )  # fmt: skip
+            else:
+                sensor = self.sensors.get(action.source_id)
+                if sensor is not None and state["last_ts"] is not None:
+                    rule = self._stale_due(state, now)
+                    if rule is not None:
+                        ctx = _Trigger(
+                            str(action.id), action.ts_capture, None, ts_rule,
+                            _place(sensor.location, sensor.name or sensor.id),
+                        )  # fmt: skip
+                        self._raise(
+                            state, "sensor", sensor.id, rule.id, rule.severity, ctx, out,
+                            value=now - state["last_ts"],
+                        )  # fmt: skip
+            return out
+        self._operator(state, action, ts_rule, out)
+        return out
+
+    def _operator(self, state: State, action: AlarmAction, ts_rule: datetime, out: Output) -> None:
+        alarm_type, current = next(
+            (
+                (t, a)
+                for t, a in state["alarms"].items()
+                if action.alarm_id is not None and a["alarm_id"] == str(action.alarm_id)
+            ),
+            (None, None),
+        )
+        if current is None or alarm_type is None:
+            raise ActionRejected(
+                f"{action.action}: no alarm {action.alarm_id} on {action.source_id} "
+                "(unknown id, or a newer alarm replaced it)"
+            )
+        allowed, new_state_, change, notify = _ACTIONS[action.action]
+        if current["state"] not in allowed:
+            raise ActionRejected(
+                f"{action.action}: alarm {action.alarm_id} is {current['state']}; "
+                f"{action.action} applies to {', '.join(sorted(allowed))}"
+            )
+        alert = Alert.model_validate(current)
+        stamp = {
+            "ACK": "acknowledged_at",
+            "DISPATCHED": "dispatched_at",
+            "RESOLVED": "resolved_at",
+            "FALSE_POSITIVE": "resolved_at",
+        }[new_state_]
+        note = f" — {action.note}" if action.note else ""
+        self._emit(
+            state,
+            alarm_type,
+            alert.model_copy(
+                update={
+                    "version": alert.version + 1,
+                    "state": new_state_,
+                    "change": change,
+                    "notify": notify,
+                    "updated_at": action.ts_capture,
+                    stamp: action.ts_capture,
+                    "message": f"{change} by {action.by or 'operator'}{note}",
+                    "ts_rule": ts_rule,
+                    "ts_ingest": None,
+                    "ts_capture": action.ts_capture,
+                }
+            ),
+            out,
+        )
+
+    # ------------------------------------------------------------------ life-cycle
+
+    def _raise(
+        self,
+        state: State,
+        source_kind: str,
+        source_id: str,
+        alarm_type: str,
+        severity: Severity,
+        ctx: _Trigger,
+        out: Output,
+        *,
+        value: float | None = None,
+        quantity: str | None = None,
+        threshold: float | None = None,
+        zone: str | None = None,
+    ) -> None:
+        current = state["alarms"].get(alarm_type)
+        t = _epoch(ctx.ts_capture)
+        common: dict[str, Any] = {
+            "last_value": value,
+            "updated_at": ctx.ts_capture,
+            "ts_capture": ctx.ts_capture,
+            "ts_ingest": ctx.ts_ingest,
+            "ts_rule": ctx.ts_rule,
+        }
+        if ctx.evidence:
+            common["evidence"] = ctx.evidence
+        if ctx.event_id is not None:
+            common["event_id"] = ctx.event_id
+        if current is not None and current["state"] in ACTIVE:
+            alert = Alert.model_validate(current)
+            escalated = SEVERITY_RANK[severity] > SEVERITY_RANK[alert.severity]
+            update = {
+                **common,
+                "version": alert.version + 1,
+                "count": alert.count + 1,
+                "change": "escalated" if escalated else "updated",
+                "notify": escalated,
+                "severity": severity if escalated else alert.severity,
+            }
+            self._emit(state, alarm_type, alert.model_copy(update=update), out)
+            return
+        if (
+            current is not None
+            and current["state"] == "CLEARED"
+            and current.get("cleared_at") is not None
+            and t - _epoch(datetime.fromisoformat(current["cleared_at"])) < self.cooldown_s
+        ):
+            # Flapping: the same alarm again, quietly; its clear will be quiet too.
+            alert = Alert.model_validate(current)
+            state["silent"][alarm_type] = True
+            update = {
+                **common,
+                "version": alert.version + 1,
+                "count": alert.count + 1,
+                "state": "OPEN",
+                "change": "reopened",
+                "notify": False,
+                "severity": severity,
+                "cleared_at": None,
+            }
+            self._emit(state, alarm_type, alert.model_copy(update=update), out)
+            return
+        state["silent"][alarm_type] = False
+        alarm_id = stable_id("alarm", source_id, alarm_type, ctx.trigger_id)
+        message = f"{alarm_type} at {ctx.place.name}" + (f" (zone {zone})" if zone else "")
+        alert = Alert(
+            id=stable_id("alert", alarm_id, 0),
+            seq=0,
+            alarm_id=alarm_id,
+            version=0,
+            source_kind=source_kind,
+            source_id=source_id,
+            alarm_type=alarm_type,
+            severity=severity,
+            state="OPEN",
+            change="opened",
+            notify=True,
+            count=1,
+            quantity=quantity,
+            threshold=threshold,
+            message=message,
+            place=ctx.place,
+            opened_at=ctx.ts_capture,
+            **common,
+        )
+        self._emit(state, alarm_type, alert, out)
+
+    def _clear(
+        self,
+        state: State,
+        source_kind: str,
+        source_id: str,
+        alarm_type: str,
+        ctx: _Trigger,
+        out: Output,
+        *,
+        value: float | None = None,
+    ) -> None:
+        current = state["alarms"].get(alarm_type)
+        if current is None or current["state"] not in ACTIVE:
+            return
+        alert = Alert.model_validate(current)
+        update = {
+            "version": alert.version + 1,
+            "state": "CLEARED",
+            "change": "cleared",
+            "notify": not state["silent"].get(alarm_type, False),
+            "cleared_at": ctx.ts_capture,
+            "updated_at": ctx.ts_capture,
+            "ts_capture": ctx.ts_capture,
+            "ts_ingest": ctx.ts_ingest,
+            "ts_rule": ctx.ts_rule,
+        }
+        if value is not None:
+            update["last_value"] = value
+        self._emit(state, alarm_type, alert.model_copy(update=update), out)
+
+    def _emit(self, state: State, alarm_type: str, alert: Alert, out: Output) -> None:
+        # model_copy does not validate: give each version its own id and sequence number.
+        alert = alert.model_copy(
+            update={"id": stable_id("alert", alert.alarm_id, alert.version), "seq": alert.version}
+        )
+        as_json = alert.model_dump(mode="json")
+        state["alarms"][alarm_type] = as_json
+        out.alerts.append(alert)
+
+
+@dataclass
+class _Trigger:
+    """What set a rule off: the input's id (seeds a new alarm's id) and its stage times."""
+
+    trigger_id: str
+    ts_capture: datetime
+    ts_ingest: datetime | None
+    ts_rule: datetime
+    place: Place
+    evidence: tuple[EvidenceRef, ...] = ()
+    event_id: UUID | None = None

@@ -1,0 +1,331 @@
+"""The notifier: alarm states from `alerts.v1` → an outbox in PostgreSQL → Telegram, email and
+webhooks, with retries.
+
+Two halves, one process:
+
+- Queueing. Each alert version that people should hear about (`notify`) becomes one outbox
+  row per recipient, its id derived from (alarm, version, channel, target). Rows are inserted
+  with ON CONFLICT DO NOTHING and the Kafka offsets are committed only after the database
+  commit, so an alert re-delivered after a crash of the stream processor, the broker or this
+  process queues nothing twice and an alert is never skipped.
+- Delivery. Due rows are claimed one at a time (FOR UPDATE SKIP LOCKED, so several notifiers
+  may share the outbox), sent, and marked sent in the same transaction; a failure is retried
+  with exponential back-off until `notify.max_attempts`, then marked failed. Every outcome is
+  published to `notifications.v1` for the delivery log and the latency panels.
+
+The one window left: a crash after a channel accepted a message and before its row is marked
+sent sends it again on restart. Webhooks carry an Idempotency-Key and emails a Message-ID
+derived from the notification id, so receivers that care can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import psycopg
+from kafka import KafkaProducer
+from psycopg.rows import dict_row
+
+from pantau import kafka
+from pantau.codec import DecodeError, decode_as
+from pantau.consumers import BatchConsumer, Record, open_consumer
+from pantau.failpoints import Failpoints
+from pantau.ids import stable_id
+from pantau.messages import Alert, Notification
+from pantau.settings import Settings
+from pantau.topics import Topics
+from streams.channels import Channels, DeliveryError
+from streams.routing import Delivery, deliveries_for, redact_recipient
+from streams.templates import render
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "notify"
+
+
+@dataclass
+class NotifierStats:
+    alerts: int = 0
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    dead_letters: int = 0
+
+
+def notification_id(alert: Alert, delivery: Delivery) -> UUID:
+    return stable_id(
+        "notification", alert.alarm_id, alert.version, delivery.channel, delivery.recipient
+    )
+
+
+class Notifier:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: BatchConsumer,
+        producer: KafkaProducer,
+        conninfo: dict[str, Any],
+        channels: Channels,
+        *,
+        failpoints: Failpoints | None = None,
+    ) -> None:
+        self._notify = settings.notify
+        self._tz = ZoneInfo(settings.timezone)
+        self._topics = Topics(settings.kafka)
+        self._consumer = consumer
+        self._producer = producer
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[Any] | None = None
+        self._channels = channels
+        self._dead_letters = kafka.DeadLetters(producer, stage=COMPONENT)
+        self._failpoints = failpoints or Failpoints()
+        self.stats = NotifierStats()
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> NotifierStats:
+        idle_since = time.monotonic()
+        while not stop.is_set():
+            records = self._consumer.poll(500, 0.2)
+            if records:
+                self._queue(records)
+                idle_since = time.monotonic()
+            delivered = self._deliver_due(stop)
+            if delivered:
+                idle_since = time.monotonic()
+            if (
+                idle_exit_s is not None
+                and time.monotonic() - idle_since >= idle_exit_s
+                and self._consumer.has_assignment()
+                and self._pending() == 0
+            ):
+                break
+        self._producer.flush(timeout=30)
+        return self.stats
+
+    def close(self) -> None:
+        self._producer.flush(timeout=30)
+        self._consumer.close()
+        self._producer.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(**self._conninfo, row_factory=dict_row)
+        return self._conn
+
+    # ------------------------------------------------------------------ queueing
+
+    def _queue(self, records: list[Record]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for record in records:
+            try:
+                alert = decode_as(record.value or b"", Alert)
+            except DecodeError as exc:
+                self._dead_letter(record, str(exc))
+                continue
+            self.stats.alerts += 1
+            if not alert.notify:
+                continue
+            # Quiet hours are judged at the time of the change, so a replay decides the same.
+            for delivery in deliveries_for(alert, self._notify, now=alert.updated_at, tz=self._tz):
+                rows.append(
+                    (
+                        notification_id(alert, delivery),
+                        alert.alarm_id,
+                        alert.version,
+                        delivery.route,
+                        delivery.channel,
+                        delivery.recipient,
+                        redact_recipient(delivery),
+                        json.dumps(alert.model_dump(mode="json")),
+                    )
+                )
+        conn = self._db()
+        with conn.transaction(), conn.cursor() as cur:
+            queued = 0
+            for row in rows:
+                cur.execute(
+                    "INSERT INTO notification_outbox (notification_id, alarm_id, "
+                    "alarm_version, route, channel, target, recipient, alert) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (notification_id) DO NOTHING",
+                    row,
+                )
+                queued += max(cur.rowcount, 0)
+        self.stats.queued += queued
+        self._failpoints.hit("notify.after_queue")
+        self._consumer.commit(records)
+
+    def _dead_letter(self, record: Record, error: str) -> None:
+        log.warning(
+            "dead letter from %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
+        )
+        self._dead_letters.send(
+            self._topics.dead_letters(record.topic),
+            original=record.value or b"",
+            error=error,
+            source_kind="kafka",
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            source_key=record.key.decode(errors="replace") if record.key else None,
+        )
+        self.stats.dead_letters += 1
+
+    # ------------------------------------------------------------------ delivery
+
+    def _pending(self) -> int:
+        row = (
+            self._db()
+            .execute("SELECT count(*) AS n FROM notification_outbox WHERE status = 'pending'")
+            .fetchone()
+        )
+        self._db().commit()
+        return int(row["n"]) if row else 0
+
+    def _deliver_due(self, stop: threading.Event) -> int:
+        done = 0
+        while not stop.is_set() and self._deliver_one():
+            done += 1
+        return done
+
+    def _deliver_one(self) -> bool:
+        conn = self._db()
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT * FROM notification_outbox WHERE status = 'pending' "
+                "AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED"
+            ).fetchone()
+            if row is None:
+                return False
+            alert = Alert.model_validate(row["alert"])
+            delivery = Delivery(route=row["route"], channel=row["channel"], recipient=row["target"])
+            attempts = row["attempts"] + 1
+            rendered = render(
+                alert,
+                language=self._notify.language,
+                tz=self._tz,
+                incident_url=self._notify.incident_url,
+            )
+            error: DeliveryError | None = None
+            try:
+                self._channels.send(
+                    delivery, alert, rendered, notification_id=row["notification_id"]
+                )
+            except DeliveryError as exc:
+                error = exc
+            now = datetime.now(UTC)
+            if error is None:
+                self._failpoints.hit("notify.after_send")
+                status = "sent"
+                conn.execute(
+                    "UPDATE notification_outbox SET status = 'sent', attempts = %s, sent_at = %s, "
+                    "last_error = NULL WHERE notification_id = %s",
+                    (attempts, now, row["notification_id"]),
+                )
+                self.stats.sent += 1
+                log.info(
+                    "sent %s %s to %s (%s %s)",
+                    alert.alarm_type,
+                    alert.change,
+                    row["recipient"],
+                    row["channel"],
+                    row["route"],
+                )
+            elif not error.retryable or attempts >= self._notify.max_attempts:
+                status = "failed"
+                conn.execute(
+                    "UPDATE notification_outbox SET status = 'failed', attempts = %s, "
+                    "last_error = %s WHERE notification_id = %s",
+                    (attempts, str(error), row["notification_id"]),
+                )
+                self.stats.failed += 1
+                log.error("gave up on %s after %d attempts: %s", row["recipient"], attempts, error)
+            else:
+                status = "pending"
+                delay = min(
+                    self._notify.retry_max_s, self._notify.retry_initial_s * 2 ** (attempts - 1)
+                )
+                if error.retry_after_s is not None:
+                    delay = max(delay, error.retry_after_s)
+                conn.execute(
+                    "UPDATE notification_outbox SET attempts = %s, last_error = %s, "
+                    "next_attempt_at = %s WHERE notification_id = %s",
+                    (attempts, str(error), now + timedelta(seconds=delay), row["notification_id"]),
+                )
+                self.stats.retried += 1
+                log.warning(
+                    "delivery to %s failed (attempt %d), retrying in %.0f s: %s",
+                    row["recipient"],
+                    attempts,
+                    delay,
+                    error,
+                )
+        self._publish(row, alert, status, attempts, now, error)
+        return True
+
+    def _publish(
+        self,
+        row: dict[str, Any],
+        alert: Alert,
+        status: str,
+        attempts: int,
+        now: datetime,
+        error: DeliveryError | None,
+    ) -> None:
+        record = Notification(
+            id=stable_id("notification-log", row["notification_id"], attempts),
+            ts_capture=alert.ts_capture,
+            seq=attempts,
+            notification_id=row["notification_id"],
+            alarm_id=alert.alarm_id,
+            alarm_version=alert.version,
+            alarm_type=alert.alarm_type,
+            alarm_state=alert.state,
+            severity=alert.severity,
+            route=row["route"],
+            channel=row["channel"],
+            recipient=row["recipient"],
+            status=status,
+            attempts=attempts,
+            error=str(error) if error is not None else None,
+            ts_ingest=alert.ts_ingest,
+            ts_rule=alert.ts_rule,
+            sent_at=now if status == "sent" else None,
+        )
+        kafka.publish(self._producer, self._topics.notifications, record)
+
+
+def build(settings: Settings) -> Notifier:
+    topics = Topics(settings.kafka)
+    kafka.wait_until_ready(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    consumer = open_consumer(
+        settings.kafka,
+        # librdkafka: joins the group promptly even when the topic was created a moment ago.
+        client="confluent",
+        group_id=settings.notify.group_id,
+        topics=[topics.alerts],
+        name=COMPONENT,
+    )
+    producer = kafka.producer(settings.kafka, COMPONENT)
+    return Notifier(
+        settings,
+        consumer,
+        producer,
+        dict(settings.postgres.connect_kwargs("writer")),
+        Channels(settings.notify),
+        failpoints=Failpoints(settings.debug.failpoints),
+    )
