@@ -112,6 +112,9 @@ class StreamsApp:
         )
         self._seq = SeqCounter()
         self._check_sent: dict[str, float] = {}
+        # Agents interleave at every await; a source's state must not be written by one
+        # agent (with its offsets) while another's effects on it are still unacknowledged.
+        self._lock = asyncio.Lock()
         self.counts = {"readings": 0, "alerts": 0, "windows": 0, "dead_letters": 0, "late": 0}
         self._register()
 
@@ -165,6 +168,16 @@ class StreamsApp:
         return self.engine.on_action(state, message, ts_rule=now)
 
     async def _handle_batch(
+        self,
+        events: list[EventT[bytes]],
+        cls: type[Message],
+        kind: str | None,
+        handler: Callable[[State, Any, datetime], Output],
+    ) -> None:
+        async with self._lock:
+            await self._handle_locked(events, cls, kind, handler)
+
+    async def _handle_locked(
         self,
         events: list[EventT[bytes]],
         cls: type[Message],

@@ -14,6 +14,7 @@ State is a JSON-able dict, because faust writes it to the table's changelog topi
     offsets     {topic: last applied offset}   (inputs at or below are replays)
     last_ts     newest capture time seen (epoch seconds)
     windows     {window start: {quantity: [count, min, max, sum]}}
+    closed      start of the newest window already emitted (older readings are late)
     hist        {quantity: [[t, value], ...]} for rate-of-change rules
     above       {rule id: bool}    edge detection: a crossing is a trigger, holding is not
     alarms      {alarm type: Alert as JSON}   the latest version of each alarm
@@ -218,7 +219,10 @@ class Engine:
         self, state: State, reading: SensorReading, t: float, newest: float, out: Output
     ) -> None:
         start = math.floor(t / self.window_s) * self.window_s
-        if start + self.window_s + self.grace_s <= newest:
+        closed = state.get("closed")
+        if start + self.window_s + self.grace_s <= newest or (
+            closed is not None and start <= closed
+        ):
             # Its window is closed and stored already; the raw reading is still stored.
             out.late += 1
         else:
@@ -242,6 +246,8 @@ class Engine:
             start = float(key)
             if start + self.window_s + self.grace_s > watermark:
                 break
+            # Whatever arrives for this window or an earlier one from now on is late.
+            state["closed"] = max(start, state.get("closed") or start)
             for quantity, (count, low, high, total) in sorted(windows.pop(key).items()):
                 out.windows.append(
                     SensorWindow(
@@ -509,6 +515,9 @@ class Engine:
         if current is not None and current["state"] in ACTIVE:
             alert = Alert.model_validate(current)
             escalated = SEVERITY_RANK[severity] > SEVERITY_RANK[alert.severity]
+            if escalated:
+                # People hear of this one, so they must hear of its clear too.
+                state["silent"][alarm_type] = False
             update = {
                 **common,
                 "version": alert.version + 1,

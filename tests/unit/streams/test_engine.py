@@ -1,0 +1,747 @@
+"""Alarm rules, reading windows and the alarm life-cycle, driven by messages alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from pantau.ids import stable_id
+from pantau.messages import (
+    AlarmAction,
+    Alert,
+    CameraHeartbeat,
+    DumpingEvent,
+    SensorReading,
+)
+from pantau.settings import settings_from_mapping
+from streams.engine import (
+    CAMERA_OFFLINE,
+    DUMPING,
+    ActionRejected,
+    Engine,
+    Output,
+    State,
+    is_replay,
+    mark_applied,
+    new_state,
+)
+from tests.factories import EVENT_ID, SAMPLES
+
+# Minute-aligned, so window starts are whole multiples of BASE's epoch seconds.
+BASE = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+COOLDOWN_S = 300.0
+STALE_AFTER_S = 900.0
+OFFLINE_AFTER_S = 30.0
+
+SETTINGS = settings_from_mapping(
+    {
+        "sensors": [
+            {
+                "id": "wl-lengkong",
+                "type": "water_level",
+                "name": "Brantas Lengkong",
+                "location": {"lat": -7.4496, "lon": 112.415, "desa": "Lengkong"},
+                "thresholds": {"waterLevel": {"raise_above": 3.0, "clear_below": 2.7}},
+            },
+            {"id": "wl-ploso", "type": "water_level"},
+            {"id": "bin-tps-sooko", "type": "waste_container", "tps": True},
+            {"id": "bin-pasar", "type": "waste_container", "tps": False},
+            {"id": "aq-alun-alun", "type": "air_quality"},
+        ],
+        "cameras": [
+            {
+                "id": "tps-gedeg",
+                "name": "TPS Gedeg",
+                "url": "rtsp://10.0.0.5/stream",
+                "location": {"lat": -7.43, "lon": 112.39, "desa": "Gedeg"},
+            }
+        ],
+        "streams": {
+            "cooldown_s": COOLDOWN_S,
+            "camera_offline_after_s": OFFLINE_AFTER_S,
+            "window_s": 60,
+            "window_grace_s": 10,
+            "rules": [
+                {
+                    # wl-lengkong overrides these levels with its own 3.0 / 2.7.
+                    "id": "water-high",
+                    "type": "threshold",
+                    "sensors": ["wl-lengkong"],
+                    "quantity": "waterLevel",
+                    "raise_above": 3.5,
+                    "clear_below": 3.2,
+                    "critical_above": 4.0,
+                },
+                {
+                    "id": "water-rising",
+                    "type": "rate_of_change",
+                    "sensors": ["wl-ploso"],
+                    "quantity": "waterLevel",
+                    "rise": 0.5,
+                    "period_s": 600,
+                },
+                {
+                    "id": "bin-full",
+                    "type": "threshold",
+                    "sensor_type": "waste_container",
+                    "tps_only": True,
+                    "quantity": "fillingLevel",
+                    "raise_above": 0.9,
+                    "clear_below": 0.7,
+                },
+                {
+                    "id": "sensor-silent",
+                    "type": "stale",
+                    "sensors": ["wl-lengkong"],
+                    "after_s": STALE_AFTER_S,
+                    "severity": "minor",
+                },
+            ],
+        },
+    },
+    base_dir=Path("."),
+)
+ENGINE = Engine(SETTINGS)
+SENSOR_TYPES = {s.id: s.type for s in SETTINGS.sensors}
+
+
+def at(seconds: float) -> datetime:
+    return BASE + timedelta(seconds=seconds)
+
+
+def epoch(seconds: float) -> float:
+    return at(seconds).timestamp()
+
+
+def reading(sensor_id: str, seconds: float, **values: float) -> SensorReading:
+    return SensorReading(
+        id=stable_id("test-reading", sensor_id, seconds),
+        ts_capture=at(seconds),
+        seq=int(seconds),
+        sensor_id=sensor_id,
+        sensor_type=SENSOR_TYPES[sensor_id],
+        values=values,
+        ts_ingest=at(seconds + 1),
+    )
+
+
+def feed(state: State, sensor_id: str, quantity: str, seconds: float, value: float) -> Output:
+    return ENGINE.on_reading(
+        state, reading(sensor_id, seconds, **{quantity: value}), ts_rule=at(seconds + 2)
+    )
+
+
+def water(state: State, seconds: float, level: float) -> list[Alert]:
+    return feed(state, "wl-lengkong", "waterLevel", seconds, level).alerts
+
+
+def action(
+    kind: str,
+    seconds: float,
+    source_id: str = "wl-lengkong",
+    alarm_id: UUID | None = None,
+    source_kind: str = "sensor",
+) -> AlarmAction:
+    return AlarmAction.model_validate(
+        {
+            "id": stable_id("test-action", kind, source_id, seconds),
+            "ts_capture": at(seconds),
+            "seq": int(seconds),
+            "action": kind,
+            "source_kind": source_kind,
+            "source_id": source_id,
+            "alarm_id": alarm_id,
+            "by": "" if kind == "check" else "Siti (DLH)",
+            "note": "" if kind == "check" else "petugas menuju lokasi",
+        }
+    )
+
+
+def check(state: State, seconds: float, source_id: str, source_kind: str = "sensor") -> Output:
+    return ENGINE.on_action(
+        state,
+        action("check", seconds, source_id, source_kind=source_kind),
+        ts_rule=at(seconds),
+    )
+
+
+def act(state: State, kind: str, seconds: float, alarm_id: UUID) -> Alert:
+    out = ENGINE.on_action(state, action(kind, seconds, alarm_id=alarm_id), ts_rule=at(seconds))
+    [alert] = out.alerts
+    return alert
+
+
+def heartbeat(seconds: float, status: str) -> CameraHeartbeat:
+    data = SAMPLES["camera_heartbeat"].model_dump()
+    data.update(
+        id=stable_id("test-beat", seconds), ts_capture=at(seconds), seq=int(seconds), status=status
+    )
+    return CameraHeartbeat.model_validate(data)
+
+
+def dumping(seconds: float, phase: str, state: str) -> DumpingEvent:
+    data = SAMPLES["dumping_event"].model_dump()
+    data.update(
+        id=stable_id("test-dumping", phase, seconds),
+        ts_capture=at(seconds),
+        seq=int(seconds),
+        phase=phase,
+        state=state,
+        appeared_at=at(seconds - 45),
+    )
+    return DumpingEvent.model_validate(data)
+
+
+def sensor_state(sensor_id: str = "wl-lengkong") -> State:
+    return new_state("sensor", sensor_id)
+
+
+def opened_water_alarm(state: State) -> Alert:
+    water(state, 0, 2.5)
+    [alert] = water(state, 10, 3.1)
+    return alert
+
+
+# --------------------------------------------------------------------------- thresholds
+
+# (seconds, waterLevel, expected (change, state, notify, count, severity) or None: no alert)
+WATER_HIGH_STORY: list[tuple[float, float, tuple[str, str, bool, int, str] | None]] = [
+    (0, 2.5, None),
+    (10, 3.1, ("opened", "OPEN", True, 1, "major")),
+    (20, 3.4, None),  # holding above is not a new trigger
+    (30, 2.9, None),  # between clear_below and raise_above: hysteresis, still open
+    (40, 3.2, ("updated", "OPEN", False, 2, "major")),
+    (50, 4.1, ("escalated", "OPEN", True, 3, "critical")),
+    (60, 4.3, None),
+    (70, 2.6, ("cleared", "CLEARED", True, 3, "critical")),
+]
+
+
+def run_water_story(state: State) -> list[Alert]:
+    alerts: list[Alert] = []
+    for seconds, level, expected in WATER_HIGH_STORY:
+        got = water(state, seconds, level)
+        assert len(got) == (0 if expected is None else 1), f"at {seconds}s, level {level}"
+        alerts += got
+    return alerts
+
+
+def test_threshold_story_follows_one_alarm_through_its_life() -> None:
+    state = sensor_state()
+    alerts = run_water_story(state)
+
+    expected = [e for _, _, e in WATER_HIGH_STORY if e is not None]
+    assert [(a.change, a.state, a.notify, a.count, a.severity) for a in alerts] == expected
+    assert {a.alarm_id for a in alerts} == {alerts[0].alarm_id}
+    assert [a.version for a in alerts] == list(range(len(alerts)))
+    assert len({a.id for a in alerts}) == len(alerts)
+
+
+def test_opened_alarm_names_the_sensor_its_place_and_the_crossed_level() -> None:
+    alert = opened_water_alarm(sensor_state())
+
+    assert alert.alarm_type == "water-high"
+    assert alert.source_kind == "sensor"
+    assert alert.source_id == "wl-lengkong"
+    # The sensor's own level (3.0), not the rule's (3.5).
+    assert alert.threshold == 3.0
+    assert alert.last_value == 3.1
+    assert alert.quantity == "waterLevel"
+    assert alert.place is not None
+    assert alert.place.desa == "Lengkong"
+    assert alert.message == "water-high at Brantas Lengkong"
+    assert alert.opened_at == at(10)
+    assert alert.ts_ingest == at(11)
+    assert alert.ts_rule == at(12)
+
+
+def test_opening_value_at_critical_level_opens_as_critical() -> None:
+    state = sensor_state()
+    [alert] = water(state, 0, 4.0)
+
+    assert (alert.change, alert.severity, alert.notify) == ("opened", "critical", True)
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "change", "same_alarm", "notify", "clear_notifies"),
+    [
+        (60, "reopened", True, False, False),
+        (COOLDOWN_S - 1, "reopened", True, False, False),
+        (COOLDOWN_S, "opened", False, True, True),
+        (COOLDOWN_S + 600, "opened", False, True, True),
+    ],
+)
+def test_crossing_again_after_a_clear_respects_the_cooldown(
+    gap_s: float, change: str, same_alarm: bool, notify: bool, clear_notifies: bool
+) -> None:
+    state = sensor_state()
+    first = opened_water_alarm(state)
+    [cleared] = water(state, 20, 2.5)
+
+    [again] = water(state, 20 + gap_s, 3.3)
+    [cleared_again] = water(state, 30 + gap_s, 2.5)
+
+    assert again.change == change
+    assert again.state == "OPEN"
+    assert again.notify is notify
+    assert (again.alarm_id == first.alarm_id) is same_alarm
+    assert again.count == (2 if same_alarm else 1)
+    assert again.version == (cleared.version + 1 if same_alarm else 0)
+    assert cleared_again.state == "CLEARED"
+    assert cleared_again.notify is clear_notifies
+
+
+def test_reopened_alarm_forgets_its_previous_clear_time() -> None:
+    state = sensor_state()
+    opened_water_alarm(state)
+    water(state, 20, 2.5)
+
+    [again] = water(state, 80, 3.3)
+
+    assert again.cleared_at is None
+
+
+def test_escalation_of_a_quietly_reopened_alarm_is_followed_by_an_audible_clear() -> None:
+    state = sensor_state()
+    opened_water_alarm(state)
+    water(state, 20, 2.5)
+    [reopened] = water(state, 80, 3.3)
+    [escalated] = water(state, 90, 4.2)
+    [cleared] = water(state, 100, 2.5)
+
+    assert (reopened.change, reopened.notify) == ("reopened", False)
+    assert (escalated.change, escalated.notify) == ("escalated", True)
+    assert cleared.notify is True
+
+
+def test_values_that_never_reach_the_level_raise_nothing() -> None:
+    state = sensor_state()
+    alerts = [a for s, level in [(0, 2.0), (10, 2.99), (20, 2.8)] for a in water(state, s, level)]
+
+    assert alerts == []
+
+
+def test_reading_without_the_rule_quantity_raises_nothing() -> None:
+    state = sensor_state()
+    out = ENGINE.on_reading(state, reading("wl-lengkong", 0, temperature=31.0), ts_rule=at(1))
+
+    assert out.alerts == []
+
+
+@pytest.mark.parametrize(
+    ("sensor_id", "alarm_types"),
+    [("bin-tps-sooko", ["bin-full"]), ("bin-pasar", [])],
+)
+def test_tps_only_rule_watches_only_containers_at_a_tps(
+    sensor_id: str, alarm_types: list[str]
+) -> None:
+    state = sensor_state(sensor_id)
+    out = feed(state, sensor_id, "fillingLevel", 0, 0.95)
+
+    assert [a.alarm_type for a in out.alerts] == alarm_types
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def test_replaying_the_same_inputs_on_fresh_state_gives_identical_alerts() -> None:
+    first = run_water_story(sensor_state())
+    second = run_water_story(sensor_state())
+
+    assert [(a.id, a.alarm_id, a.version) for a in first] == [
+        (a.id, a.alarm_id, a.version) for a in second
+    ]
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    ("applied", "topic", "offset", "replay"),
+    [
+        ({}, "sensors.readings.v1", 0, False),
+        ({"sensors.readings.v1": 5}, "sensors.readings.v1", 4, True),
+        ({"sensors.readings.v1": 5}, "sensors.readings.v1", 5, True),
+        ({"sensors.readings.v1": 5}, "sensors.readings.v1", 6, False),
+        ({"sensors.readings.v1": 5}, "alarms.actions.v1", 0, False),
+    ],
+)
+def test_inputs_at_or_below_the_last_applied_offset_are_replays(
+    applied: dict[str, int], topic: str, offset: int, replay: bool
+) -> None:
+    state = sensor_state()
+    for applied_topic, applied_offset in applied.items():
+        mark_applied(state, applied_topic, applied_offset)
+
+    assert is_replay(state, topic, offset) is replay
+
+
+# --------------------------------------------------------------------------- rate of change
+
+
+@pytest.mark.parametrize(
+    ("series", "changes"),
+    [
+        # 0.6 m within two minutes: rising fast.
+        ([(0, 1.0), (60, 1.2), (120, 1.6)], ["opened"]),
+        # Exactly the configured rise opens too.
+        ([(0, 1.0), (60, 1.5)], ["opened"]),
+        # Still at least `rise` above the period's low: nothing new.
+        ([(0, 1.0), (120, 1.6), (180, 1.5)], ["opened"]),
+        # Falling back: the rise within the period shrinks below half of `rise`.
+        ([(0, 1.0), (120, 1.6), (180, 1.2)], ["opened", "cleared"]),
+        # Between half of `rise` and `rise`: neither raise nor clear.
+        ([(0, 1.0), (120, 1.6), (180, 1.3)], ["opened"]),
+        # The same 0.6 m spread over more than period_s (600 s) is not a fast rise.
+        ([(0, 1.0), (400, 1.3), (800, 1.6)], []),
+        ([(0, 1.0), (60, 0.9), (120, 0.8)], []),
+    ],
+)
+def test_rate_of_change_opens_on_a_fast_rise_and_clears_when_it_falls(
+    series: list[tuple[float, float]], changes: list[str]
+) -> None:
+    state = sensor_state("wl-ploso")
+    alerts = [a for s, v in series for a in feed(state, "wl-ploso", "waterLevel", s, v).alerts]
+
+    assert [a.change for a in alerts] == changes
+    assert {a.alarm_type for a in alerts} <= {"water-rising"}
+    if alerts:
+        assert alerts[0].threshold == 0.5
+        assert alerts[0].last_value == pytest.approx(max(v for _, v in series) - series[0][1])
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def air(state: State, seconds: float, pm25: float, pm10: float) -> Output:
+    return ENGINE.on_reading(
+        state, reading("aq-alun-alun", seconds, pm25=pm25, pm10=pm10), ts_rule=at(seconds)
+    )
+
+
+def test_window_closes_only_after_its_end_plus_grace() -> None:
+    state = sensor_state("aq-alun-alun")
+    outs = [air(state, s, 40.0, 70.0) for s in (5, 20, 40, 65, 69)]
+
+    assert all(o.windows == [] for o in outs)
+    assert air(state, 70, 40.0, 70.0).windows != []
+
+
+def test_closed_window_has_one_summary_per_quantity() -> None:
+    state = sensor_state("aq-alun-alun")
+    air(state, 5, 40.0, 70.0)
+    air(state, 20, 46.0, 80.0)
+    air(state, 40, 37.0, 75.0)
+    air(state, 65, 99.0, 99.0)  # next minute: not part of the first window
+
+    windows = air(state, 71, 50.0, 90.0).windows
+
+    summary = {w.quantity: (w.count, w.min, w.max, pytest.approx(w.mean)) for w in windows}
+    assert summary == {
+        "pm25": (3, 37.0, 46.0, pytest.approx(41.0)),
+        "pm10": (3, 70.0, 80.0, pytest.approx(75.0)),
+    }
+    assert {(w.sensor_id, w.ts_capture, w.window_s) for w in windows} == {
+        ("aq-alun-alun", BASE, 60)
+    }
+    assert {w.id for w in windows} == {
+        stable_id("sensor_window", "aq-alun-alun", q, int(BASE.timestamp()))
+        for q in ("pm25", "pm10")
+    }
+
+
+def test_reading_older_than_a_closed_window_is_late_and_changes_nothing() -> None:
+    state = sensor_state("aq-alun-alun")
+    air(state, 5, 40.0, 70.0)
+    air(state, 65, 50.0, 80.0)
+    air(state, 71, 60.0, 90.0)  # closes the first minute
+
+    late = air(state, 30, 1.0, 1.0)
+
+    assert (late.late, late.windows, late.alerts) == (1, [], [])
+    second_minute = air(state, 131, 0.0, 0.0).windows
+    assert {w.quantity: (w.count, w.min, w.max) for w in second_minute} == {
+        "pm25": (2, 50.0, 60.0),
+        "pm10": (2, 80.0, 90.0),
+    }
+
+
+def test_reading_within_grace_still_counts_in_its_window() -> None:
+    state = sensor_state("aq-alun-alun")
+    air(state, 5, 40.0, 70.0)
+    air(state, 68, 50.0, 80.0)
+
+    within_grace = air(state, 50, 10.0, 10.0)
+    windows = air(state, 71, 0.0, 0.0).windows
+
+    assert within_grace.late == 0
+    assert {w.quantity: (w.count, w.min) for w in windows} == {
+        "pm25": (2, 10.0),
+        "pm10": (2, 10.0),
+    }
+
+
+def test_check_closes_windows_of_a_sensor_that_went_quiet() -> None:
+    state = sensor_state("aq-alun-alun")
+    air(state, 5, 40.0, 70.0)
+
+    assert ENGINE.due(state, epoch(69)) is False
+    assert ENGINE.due(state, epoch(70)) is True
+    windows = check(state, 70, "aq-alun-alun").windows
+    assert sorted(w.quantity for w in windows) == ["pm10", "pm25"]
+    assert ENGINE.due(state, epoch(10_000)) is False
+
+
+def test_reading_for_a_window_a_check_already_closed_counts_as_late() -> None:
+    state = sensor_state("aq-alun-alun")
+    air(state, 5, 40.0, 70.0)
+    [*first] = check(state, 70, "aq-alun-alun").windows
+
+    delayed = air(state, 50, 10.0, 10.0)  # captured in the first minute, delivered late
+    later = air(state, 200, 0.0, 0.0).windows
+
+    assert len(first) == 2
+    assert delayed.late == 1
+    assert {w.id for w in later}.isdisjoint({w.id for w in first})
+
+
+# --------------------------------------------------------------------------- stale sensors
+
+
+def test_silent_sensor_opens_an_alarm_on_check_and_its_next_reading_clears_it() -> None:
+    state = sensor_state()
+    water(state, 0, 2.0)
+    check(state, 70, "wl-lengkong")  # flushes the reading's window: no silence yet
+
+    assert ENGINE.due(state, epoch(STALE_AFTER_S - 1)) is False
+    assert ENGINE.due(state, epoch(STALE_AFTER_S)) is True
+    assert check(state, STALE_AFTER_S - 1, "wl-lengkong").alerts == []
+
+    [silent] = check(state, STALE_AFTER_S, "wl-lengkong").alerts
+    assert (silent.alarm_type, silent.change, silent.state) == ("sensor-silent", "opened", "OPEN")
+    assert (silent.notify, silent.severity) == (True, "minor")
+    assert silent.last_value == STALE_AFTER_S
+    assert silent.place is not None
+    assert silent.place.desa == "Lengkong"
+
+    assert ENGINE.due(state, epoch(STALE_AFTER_S + 100)) is False
+    assert check(state, STALE_AFTER_S + 100, "wl-lengkong").alerts == []
+
+    [cleared] = water(state, STALE_AFTER_S + 200, 2.0)
+    assert (cleared.alarm_id, cleared.state, cleared.notify) == (
+        silent.alarm_id,
+        "CLEARED",
+        True,
+    )
+
+
+@pytest.mark.parametrize("sensor_id", ["wl-ploso", "aq-alun-alun"])
+def test_sensor_without_a_stale_rule_never_goes_silent(sensor_id: str) -> None:
+    state = sensor_state(sensor_id)
+    ENGINE.on_reading(state, reading(sensor_id, 0, waterLevel=1.0), ts_rule=at(0))
+    check(state, 70, sensor_id)
+
+    assert ENGINE.due(state, epoch(100_000)) is False
+    assert check(state, 100_000, sensor_id).alerts == []
+
+
+def test_sensor_never_heard_from_is_not_due() -> None:
+    assert ENGINE.due(sensor_state(), epoch(100_000)) is False
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+def camera_state() -> State:
+    return new_state("camera", "tps-gedeg")
+
+
+def beat(state: State, seconds: float, status: str) -> Output:
+    return ENGINE.on_heartbeat(state, heartbeat(seconds, status), ts_rule=at(seconds))
+
+
+def camera_check(state: State, seconds: float) -> Output:
+    return check(state, seconds, "tps-gedeg", source_kind="camera")
+
+
+@pytest.mark.parametrize("first_status", ["online", "connecting"])
+def test_camera_silent_too_long_goes_offline_and_online_clears_it(first_status: str) -> None:
+    state = camera_state()
+    beat(state, 0, first_status)
+
+    assert ENGINE.due(state, epoch(OFFLINE_AFTER_S - 1)) is False
+    assert camera_check(state, OFFLINE_AFTER_S - 1).alerts == []
+    assert ENGINE.due(state, epoch(OFFLINE_AFTER_S)) is True
+
+    [offline] = camera_check(state, OFFLINE_AFTER_S).alerts
+    assert (offline.alarm_type, offline.source_kind, offline.change) == (
+        CAMERA_OFFLINE,
+        "camera",
+        "opened",
+    )
+    assert (offline.notify, offline.severity) == (True, "major")
+    assert offline.place is not None
+    assert (offline.place.name, offline.place.desa) == ("TPS Gedeg", "Gedeg")
+    assert ENGINE.due(state, epoch(OFFLINE_AFTER_S + 10)) is False
+
+    [online] = beat(state, OFFLINE_AFTER_S + 15, "online").alerts
+    assert (online.alarm_id, online.state, online.notify) == (offline.alarm_id, "CLEARED", True)
+    assert ENGINE.due(state, epoch(OFFLINE_AFTER_S + 20)) is False
+
+
+@pytest.mark.parametrize("status", ["reconnecting", "stalled", "ended"])
+def test_camera_beat_that_is_not_online_neither_clears_nor_resets_the_clock(status: str) -> None:
+    state = camera_state()
+    beat(state, 0, "online")
+    camera_check(state, OFFLINE_AFTER_S)
+
+    assert beat(state, OFFLINE_AFTER_S + 5, status).alerts == []
+    assert state["alarms"][CAMERA_OFFLINE]["state"] == "OPEN"
+
+
+def test_camera_that_never_sent_a_heartbeat_is_not_offline() -> None:
+    state = camera_state()
+
+    assert ENGINE.due(state, epoch(100_000)) is False
+    assert camera_check(state, 100_000).alerts == []
+
+
+# --------------------------------------------------------------------------- operator actions
+
+
+def test_operator_walks_an_alarm_from_ack_to_resolved() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+
+    acked = act(state, "ack", 20, opened.alarm_id)
+    dispatched = act(state, "dispatch", 30, opened.alarm_id)
+    resolved = act(state, "resolve", 40, opened.alarm_id)
+
+    assert [(a.state, a.change, a.notify) for a in (acked, dispatched, resolved)] == [
+        ("ACK", "acknowledged", False),
+        ("DISPATCHED", "dispatched", True),
+        ("RESOLVED", "resolved", True),
+    ]
+    assert [a.version for a in (acked, dispatched, resolved)] == [1, 2, 3]
+    assert {a.alarm_id for a in (acked, dispatched, resolved)} == {opened.alarm_id}
+    assert (resolved.acknowledged_at, resolved.dispatched_at, resolved.resolved_at) == (
+        at(20),
+        at(30),
+        at(40),
+    )
+    assert acked.message == "acknowledged by Siti (DLH) — petugas menuju lokasi"
+
+
+@pytest.mark.parametrize(
+    ("before", "kind", "reason"),
+    [
+        (["resolve"], "ack", "is RESOLVED; ack applies to OPEN"),
+        (["ack"], "ack", "is ACK; ack applies to OPEN"),
+        (["false_positive"], "dispatch", "is FALSE_POSITIVE; dispatch applies to ACK, OPEN"),
+        (["dispatch"], "ack", "is DISPATCHED; ack applies to OPEN"),
+    ],
+)
+def test_action_that_does_not_fit_the_alarm_state_is_rejected(
+    before: list[str], kind: str, reason: str
+) -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    for i, earlier in enumerate(before):
+        act(state, earlier, 20 + i, opened.alarm_id)
+    alarms_before: dict[str, Any] = {k: dict(v) for k, v in state["alarms"].items()}
+
+    with pytest.raises(ActionRejected, match=reason):
+        ENGINE.on_action(state, action(kind, 60, alarm_id=opened.alarm_id), ts_rule=at(60))
+    assert state["alarms"] == alarms_before
+
+
+def test_action_on_an_unknown_alarm_is_rejected() -> None:
+    state = sensor_state()
+    opened_water_alarm(state)
+    unknown = UUID("01937a4e-8c2b-7d10-9a4f-0000000000ff")
+
+    with pytest.raises(ActionRejected, match=f"no alarm {unknown} on wl-lengkong"):
+        ENGINE.on_action(state, action("ack", 20, alarm_id=unknown), ts_rule=at(20))
+
+
+def test_action_on_an_alarm_a_newer_one_replaced_is_rejected() -> None:
+    state = sensor_state()
+    old = opened_water_alarm(state)
+    water(state, 20, 2.5)
+    [new] = water(state, 20 + COOLDOWN_S + 1, 3.3)
+
+    assert new.alarm_id != old.alarm_id
+    with pytest.raises(ActionRejected, match="no alarm"):
+        ENGINE.on_action(state, action("ack", 400, alarm_id=old.alarm_id), ts_rule=at(400))
+
+
+def test_cleared_alarm_can_still_be_resolved_but_not_acknowledged() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    water(state, 20, 2.5)
+
+    with pytest.raises(ActionRejected, match="is CLEARED"):
+        ENGINE.on_action(state, action("ack", 30, alarm_id=opened.alarm_id), ts_rule=at(30))
+    assert act(state, "resolve", 40, opened.alarm_id).state == "RESOLVED"
+
+
+def test_rejected_action_is_a_value_error() -> None:
+    assert issubclass(ActionRejected, ValueError)
+
+
+# --------------------------------------------------------------------------- dumping
+
+
+def test_new_dumping_event_opens_an_alarm_with_the_camera_place_and_evidence() -> None:
+    state = camera_state()
+    event = dumping(0, "new", "alerted")
+
+    [alert] = ENGINE.on_dumping(state, event, ts_rule=at(1)).alerts
+
+    assert (alert.alarm_type, alert.source_kind, alert.source_id) == (
+        DUMPING,
+        "dumping",
+        "tps-gedeg",
+    )
+    assert (alert.state, alert.change, alert.notify) == ("OPEN", "opened", True)
+    assert alert.place is not None
+    assert (alert.place.name, alert.place.desa) == ("TPS Gedeg", "Gedeg")
+    assert alert.evidence == event.evidence
+    assert alert.evidence != ()
+    assert alert.event_id == EVENT_ID
+    assert alert.last_value == event.confidence
+    assert alert.message == "dumping at TPS Gedeg (zone tepi-jalan)"
+
+
+@pytest.mark.parametrize(
+    ("phase", "end_state", "clears"),
+    [
+        ("end", "cleaned", True),
+        ("end", "picked_up", True),
+        ("end", "removed", True),
+        # Not known to be gone: left open for an operator to resolve or mark false.
+        ("end", "expired", False),
+        ("update", "alerted", False),
+    ],
+)
+def test_dumping_alarm_clears_only_when_the_waste_is_gone(
+    phase: str, end_state: str, clears: bool
+) -> None:
+    state = camera_state()
+    [opened] = ENGINE.on_dumping(state, dumping(0, "new", "alerted"), ts_rule=at(1)).alerts
+
+    alerts = ENGINE.on_dumping(state, dumping(120, phase, end_state), ts_rule=at(121)).alerts
+
+    if clears:
+        [cleared] = alerts
+        assert (cleared.alarm_id, cleared.state, cleared.notify) == (
+            opened.alarm_id,
+            "CLEARED",
+            True,
+        )
+        assert cleared.cleared_at == at(120)
+    else:
+        assert alerts == []
+        assert state["alarms"][DUMPING]["state"] == "OPEN"
