@@ -1,0 +1,240 @@
+"""Stream processor throughput, and reading → notification latency, on the real services.
+
+1. Throughput: a backlog of readings from 500 sensors is put on Kafka, then `pantau streams`
+   runs pinned to one core; the figure is readings per second from its start until its
+   committed offsets reach the end of the topic (windows, rules, table and commits included).
+2. Latency: readings arrive at a nominal rate (500 sensors, one reading a minute each) and at
+   ten times that, with a few sensors crossing their thresholds; `pantau streams` and
+   `pantau notify` deliver to a local webhook receiver; the figures are the times from each
+   triggering reading's capture to its notification being accepted by the receiver.
+
+    python bench/streams_alerts.py [--readings 300000] [--latency-s 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pantau import kafka  # noqa: E402
+from pantau.codec import encode  # noqa: E402
+from pantau.ids import stable_id  # noqa: E402
+from pantau.messages import SensorReading  # noqa: E402
+from pantau.settings import load_settings  # noqa: E402
+from pantau.topics import Topics  # noqa: E402
+
+BASE = REPO / "configs" / "pantau.yaml"
+KINDS = [
+    ("water_level", "waterLevel"),
+    ("air_quality", "pm25"),
+    ("waste_container", "fillingLevel"),
+]
+
+
+def write_config(folder: Path, sensors: int) -> Path:
+    config = yaml.safe_load(BASE.read_text())
+    config["sensors"] = [
+        {
+            "id": f"bench-{i:03d}",
+            "type": KINDS[i % 3][0],
+            "tps": KINDS[i % 3][0] == "waste_container",
+            "location": {"lat": -7.47, "lon": 112.43, "desa": f"Desa {i % 40}"},
+        }
+        for i in range(sensors)
+    ]
+    config["cameras"] = []
+    path = folder / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # Relative paths in the base config resolve against its folder; keep them valid.
+    for sub in ("mosquitto",):
+        (folder / sub).mkdir(exist_ok=True)
+    return path
+
+
+def value_for(kind: str, i: int, crossing: bool) -> float:
+    quantity = dict(KINDS)[kind]
+    base = {"waterLevel": 2.0, "pm25": 30.0, "fillingLevel": 0.4}[quantity]
+    high = {"waterLevel": 3.4, "pm25": 80.0, "fillingLevel": 0.95}[quantity]
+    return high if crossing and i % 2 else base
+
+
+def reading(sensor: int, i: int, ts: datetime, crossing: bool) -> SensorReading:
+    kind, quantity = KINDS[sensor % 3]
+    return SensorReading(
+        id=stable_id("bench", sensor, i, ts.isoformat()),
+        ts_capture=ts,
+        seq=i,
+        sensor_id=f"bench-{sensor:03d}",
+        sensor_type=kind,
+        values={quantity: value_for(kind, i, crossing)},
+        ts_ingest=ts,
+    )
+
+
+def pantau(
+    config: Path, env: dict[str, str], *args: str, cpu: str | None = None
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "pantau.cli", "--config", str(config), *args]
+    if cpu is not None:
+        command = ["taskset", "-c", cpu, *command]
+    return subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+
+
+def throughput(config: Path, env: dict[str, str], count: int) -> float:
+    settings = load_settings(config, env)
+    topics = Topics(settings.kafka)
+    kafka.ensure_topics(settings.kafka, topics.specs())
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=50, batch_size=256_000
+    )
+    start = datetime.now(UTC) - timedelta(days=1)
+    for n in tqdm(range(count), desc="backlog", unit="msg", mininterval=2):
+        # 500 sensors, one reading each per 10 s of event time: windows close as it goes.
+        sensor, i = n % 500, n // 500
+        r = reading(sensor, i, start + timedelta(seconds=10 * i), crossing=sensor % 50 == 0)
+        producer.send(topics.readings, key=r.key, value=encode(r))
+    producer.flush()
+    producer.close()
+    began = time.monotonic()
+    worker = pantau(config, env, "streams", cpu="0")
+    try:
+        with tqdm(total=count, desc="streams", unit="msg", mininterval=2) as bar:
+            done = 0
+            while True:
+                lag = kafka.group_lag(settings.kafka, settings.streams.app_id, [topics.readings])
+                bar.update(count - lag - done)
+                done = count - lag
+                if lag == 0:
+                    break
+                if worker.poll() is not None:
+                    raise SystemExit(f"pantau streams exited with {worker.returncode}")
+                time.sleep(0.5)
+        return count / (time.monotonic() - began)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[float, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        Receiver.received.append((time.time(), body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        return
+
+
+def latency(
+    config: Path, env: dict[str, str], per_s: float, seconds: float, label: str
+) -> list[float]:
+    settings = load_settings(config, env)
+    topics = Topics(settings.kafka)
+    Receiver.received = []
+    workers = [pantau(config, env, "streams"), pantau(config, env, "notify")]
+    try:
+        time.sleep(15)  # faust joins its group and recovers its table
+        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5)
+        started = time.monotonic()
+        n = 0
+        with tqdm(total=int(per_s * seconds), desc=f"latency {label}", unit="msg") as bar:
+            while time.monotonic() - started < seconds:
+                due = int((time.monotonic() - started) * per_s)
+                while n < due:
+                    sensor = n % 500
+                    r = reading(sensor, n // 500, datetime.now(UTC), crossing=sensor % 25 == 0)
+                    producer.send(topics.readings, key=r.key, value=encode(r))
+                    n += 1
+                    bar.update(1)
+                time.sleep(0.01)
+        producer.flush()
+        producer.close()
+        time.sleep(10)
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+    delays = []
+    for at, body in Receiver.received:
+        captured = datetime.fromisoformat(body["alarm"]["ts_capture"]).timestamp()
+        delays.append(at - captured)
+    return delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=300_000)
+    parser.add_argument("--latency-s", type=float, default=60.0)
+    args = parser.parse_args()
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    tag = f"bench{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as folder:
+        config = write_config(Path(folder), 500)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("PANTAU__")},
+            "PANTAU__KAFKA__TOPIC_PREFIX": f"{tag}.",
+            "PANTAU__STREAMS__APP_ID": f"{tag}-streams",
+            "PANTAU__STREAMS__DATA_DIR": str(Path(folder) / "streams"),
+            "PANTAU__NOTIFY__GROUP_ID": f"{tag}-notify",
+            "PANTAU__SERVICES__STATE_DIR": str(REPO / ".pantau"),
+            "PANTAU__NOTIFY__ROUTES": (
+                f'[{{name: bench, webhooks: ["http://127.0.0.1:{http.server_address[1]}/hook"]}}]'
+            ),
+            "PANTAU__STREAMS__COOLDOWN_S": "0",
+        }
+        settings = load_settings(config, env)
+        try:
+            rate = throughput(config, env, args.readings)
+            print(f"figure: stream_msgs_per_s = {rate:.0f} msg/s")
+            for label, per_s in (("nominal", 500 / 60), ("10x", 10 * 500 / 60)):
+                # Fresh topics: the backlog above is not part of this measurement.
+                env["PANTAU__KAFKA__TOPIC_PREFIX"] = f"{tag}-{label}."
+                env["PANTAU__STREAMS__APP_ID"] = f"{tag}-{label}-streams"
+                env["PANTAU__NOTIFY__GROUP_ID"] = f"{tag}-{label}-notify"
+                delays = latency(config, env, per_s, args.latency_s, label)
+                if len(delays) < 3:
+                    raise SystemExit(f"only {len(delays)} notifications arrived at {label} load")
+                q = statistics.quantiles(delays, n=100)
+                suffix = "" if label == "nominal" else "_10x"
+                print(f"figure: notifications_{label} = {len(delays)} count")
+                print(f"figure: reading_to_notification_p50_s{suffix} = {q[49]:.3f} s")
+                print(f"figure: reading_to_notification_p95_s{suffix} = {q[94]:.3f} s")
+                print(f"figure: reading_to_notification_p99_s{suffix} = {q[98]:.3f} s")
+        finally:
+            admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+            names = [t for t in admin.list_topics() if t.startswith(tag)]
+            if names:
+                admin.delete_topics(names)
+            admin.close()
+            http.shutdown()
+
+
+if __name__ == "__main__":
+    main()
