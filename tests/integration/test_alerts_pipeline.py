@@ -271,7 +271,9 @@ def test_killing_the_stream_worker_mid_stream_loses_and_repeats_no_notification(
 
     pipeline.start("notify", "notify")
     first = pipeline.start("streams", "streams")
-    pipeline.wait_for("the stream worker", lambda: "Worker ready" in pipeline.log_of(first), timeout=120)
+    pipeline.wait_for(
+        "the stream worker", lambda: "Worker ready" in pipeline.log_of(first), timeout=120
+    )
 
     def produce() -> None:
         producer = KafkaProducer(bootstrap_servers=pipeline.settings.kafka.bootstrap_servers)
