@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaProducer
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -228,11 +228,7 @@ def main() -> None:
                 print(f"figure: reading_to_notification_p95_s{suffix} = {q[94]:.3f} s")
                 print(f"figure: reading_to_notification_p99_s{suffix} = {q[98]:.3f} s")
         finally:
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-            names = [t for t in admin.list_topics() if t.startswith(tag)]
-            if names:
-                admin.delete_topics(names)
-            admin.close()
+            kafka.delete_topics(settings.kafka, tag)
             http.shutdown()
 
 

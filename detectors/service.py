@@ -151,16 +151,7 @@ class DetectorService:
 
     def _reject(self, record: Record, reason: str) -> None:
         self.stats.dead_letters += 1
-        self._dead_letters.send(
-            self._topics.dead_letters(record.topic),
-            original=record.value or b"",
-            error=reason,
-            source_kind="kafka",
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            source_key=record.key.decode(errors="replace") if record.key else None,
-        )
+        self._dead_letters.reject(record, reason)
 
     def _maybe_snapshot(self, message: DetectionsMessage, image: np.ndarray) -> None:
         assert self._snapshot_dir is not None

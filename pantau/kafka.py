@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kafka import (
     ConsumerRebalanceListener,
@@ -26,7 +26,10 @@ from pantau.codec import encode
 from pantau.ids import SeqCounter, utcnow, uuid7
 from pantau.messages import DeadLetter, Message
 from pantau.settings import KafkaSettings
-from pantau.topics import TopicSpec
+from pantau.topics import TopicSpec, dead_letter_name
+
+if TYPE_CHECKING:
+    from pantau.consumers import Record
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,18 @@ def group_lag(settings: KafkaSettings, group_id: str, topics: Iterable[str]) -> 
         client.close()
 
 
+def delete_topics(settings: KafkaSettings, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (test runs, benchmarks)."""
+    client = admin(settings)
+    try:
+        names = [t for t in client.list_topics() if t.startswith(prefix)]
+        if names:
+            client.delete_topics(names, timeout_ms=30_000)
+        return names
+    finally:
+        client.close()
+
+
 class DeadLetters:
     """Publishes rejected input, whole and with the reason, to a dead-letter topic."""
 
@@ -247,6 +262,19 @@ class DeadLetters:
             letter.error,
         )
         return publish(self._producer, topic, letter)
+
+    def reject(self, record: Record, error: str) -> Future:
+        """Dead-letter a consumed record to its topic's dead-letter twin."""
+        return self.send(
+            dead_letter_name(record.topic),
+            original=record.value or b"",
+            error=error,
+            source_kind="kafka",
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            source_key=record.key.decode(errors="replace") if record.key else None,
+        )
 
 
 def publish(client: KafkaProducer, topic: str, message: Message) -> Future:

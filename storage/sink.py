@@ -404,16 +404,7 @@ class Sink:
             letter = self._letter(record, reason)
             self._batch.add(DEAD_LETTERS, dead_letter_rows(letter), record)
             return
-        self._dead_letters.send(
-            self._topics.dead_letters(record.topic),
-            original=record.value or b"",
-            error=reason,
-            source_kind="kafka",
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            source_key=record.key.decode(errors="replace") if record.key else None,
-        )
+        self._dead_letters.reject(record, reason)
 
     def _letter(self, record: Record, reason: str) -> DeadLetter:
         return DeadLetter(

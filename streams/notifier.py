@@ -168,19 +168,7 @@ class Notifier:
         self._consumer.commit(records)
 
     def _dead_letter(self, record: Record, error: str) -> None:
-        log.warning(
-            "dead letter from %s[%d]@%d: %s", record.topic, record.partition, record.offset, error
-        )
-        self._dead_letters.send(
-            self._topics.dead_letters(record.topic),
-            original=record.value or b"",
-            error=error,
-            source_kind="kafka",
-            source_topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            source_key=record.key.decode(errors="replace") if record.key else None,
-        )
+        self._dead_letters.reject(record, error)
         self.stats.dead_letters += 1
 
     # ------------------------------------------------------------------ delivery

@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pantau import kafka
@@ -245,10 +245,4 @@ def pipeline(services: Settings, database: str, tmp_path: Path) -> Iterator[Pipe
 
 def drop_topics(settings: Settings, prefix: str) -> None:
     """Delete a test's topics, so the broker does not carry thousands of dead partitions."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        names = [t for t in admin.list_topics() if t.startswith(prefix)]
-        if names:
-            admin.delete_topics(names, timeout_ms=30_000)
-    finally:
-        admin.close()
+    kafka.delete_topics(settings.kafka, prefix)
