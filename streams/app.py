@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,12 +97,18 @@ class StreamsApp:
             table_standby_replicas=0,
         )
         t = self.topics
-        self.readings_topic = self.app.topic(t.readings, internal=False)
-        self.health_topic = self.app.topic(t.camera_health, internal=False)
-        self.dumping_topic = self.app.topic(t.dumping_events, internal=False)
         self.actions_topic = self.app.topic(t.alarm_actions, internal=False)
         self.alerts_topic = self.app.topic(t.alerts, internal=False)
         self.windows_topic = self.app.topic(t.reading_windows, internal=False)
+        engine = self.engine
+        # Camera inputs arrive partitioned like the cameras; `repartition` re-keys them onto the
+        # state table's partitions.
+        self.inputs = (
+            _Input(t.readings, SensorReading, engine.on_reading, _BATCH),
+            _Input(t.alarm_actions, AlarmAction, engine.on_action, 100),
+            _Input(t.camera_health, CameraHeartbeat, engine.on_heartbeat, 100, "cameras-by-id"),
+            _Input(t.dumping_events, DumpingEvent, engine.on_dumping, 100, "dumping-by-camera"),
+        )
         self.state = self.app.Table(
             "source-state",
             default=None,
@@ -115,75 +122,32 @@ class StreamsApp:
         # Agents interleave at every await; a source's state must not be written by one
         # agent (with its offsets) while another's effects on it are still unacknowledged.
         self._lock = asyncio.Lock()
-        self.counts = {"readings": 0, "alerts": 0, "windows": 0, "dead_letters": 0, "late": 0}
         self._register()
 
     # ------------------------------------------------------------------ wiring
 
     def _register(self) -> None:
-        app = self.app
+        for source in self.inputs:
+            self._agent(source)
 
-        @app.agent(self.readings_topic, name="readings")
-        async def readings(stream: Any) -> AsyncIterator[None]:
-            async for events in stream.take_events(_BATCH, within=_BATCH_WITHIN_S):
-                await self._handle_batch(events, SensorReading, "sensor", self._on_reading)
-                yield None
-
-        @app.agent(self.actions_topic, name="actions")
-        async def actions(stream: Any) -> AsyncIterator[None]:
-            async for events in stream.take_events(100, within=_BATCH_WITHIN_S):
-                await self._handle_batch(events, AlarmAction, None, self._on_action)
-                yield None
-
-        @app.agent(self.health_topic, name="heartbeats")
-        async def heartbeats(stream: Any) -> AsyncIterator[None]:
-            by_camera = stream.group_by(_message_key, name="cameras-by-id")
-            async for events in by_camera.take_events(100, within=_BATCH_WITHIN_S):
-                await self._handle_batch(events, CameraHeartbeat, "camera", self._on_heartbeat)
-                yield None
-
-        @app.agent(self.dumping_topic, name="dumping")
-        async def dumping(stream: Any) -> AsyncIterator[None]:
-            by_camera = stream.group_by(_message_key, name="dumping-by-camera")
-            async for events in by_camera.take_events(100, within=_BATCH_WITHIN_S):
-                await self._handle_batch(events, DumpingEvent, "camera", self._on_dumping)
-                yield None
-
-        @app.timer(self.settings.streams.check_interval_s)  # type: ignore[untyped-decorator]
+        @self.app.timer(self.settings.streams.check_interval_s)  # type: ignore[untyped-decorator]
         async def look_for_silence() -> None:
             await self._look_for_silence()
 
-    # ------------------------------------------------------------------ handlers
+    def _agent(self, source: _Input) -> None:
+        async def agent(stream: Any) -> AsyncIterator[None]:
+            if source.repartition is not None:
+                stream = stream.group_by(_message_key, name=source.repartition)
+            async for events in stream.take_events(source.batch, within=_BATCH_WITHIN_S):
+                async with self._lock:
+                    await self._handle(events, source)
+                yield None
 
-    def _on_reading(self, state: State, message: Any, now: datetime) -> Output:
-        return self.engine.on_reading(state, message, ts_rule=now)
+        self.app.agent(self.app.topic(source.topic), name=source.cls.KIND)(agent)
 
-    def _on_heartbeat(self, state: State, message: Any, now: datetime) -> Output:
-        return self.engine.on_heartbeat(state, message, ts_rule=now)
+    # ------------------------------------------------------------------ handling
 
-    def _on_dumping(self, state: State, message: Any, now: datetime) -> Output:
-        return self.engine.on_dumping(state, message, ts_rule=now)
-
-    def _on_action(self, state: State, message: Any, now: datetime) -> Output:
-        return self.engine.on_action(state, message, ts_rule=now)
-
-    async def _handle_batch(
-        self,
-        events: list[EventT[bytes]],
-        cls: type[Message],
-        kind: str | None,
-        handler: Callable[[State, Any, datetime], Output],
-    ) -> None:
-        async with self._lock:
-            await self._handle_locked(events, cls, kind, handler)
-
-    async def _handle_locked(
-        self,
-        events: list[EventT[bytes]],
-        cls: type[Message],
-        kind: str | None,
-        handler: Callable[[State, Any, datetime], Output],
-    ) -> None:
+    async def _handle(self, events: list[EventT[bytes]], source: _Input) -> None:
         touched: dict[str, State] = {}
         out = Output()
         letters: list[tuple[str, DeadLetter]] = []
@@ -191,24 +155,18 @@ class StreamsApp:
             message = event.message
             raw_key = message.key
             key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key or "")
-            value = event.value
             try:
-                decoded = decode_as(value, cls)
+                decoded = decode_as(event.value, source.cls)
             except DecodeError as exc:
                 letters.append((message.topic, self._letter(event, key, str(exc))))
                 continue
-            state = touched.get(key)
-            if state is None:
-                state = self.state.get(key)
-                if state is None:
-                    state_kind = kind or getattr(decoded, "source_kind", "sensor")
-                    state = new_state("camera" if state_kind != "sensor" else "sensor", key)
+            state = touched.get(key) or self.state.get(key) or new_state(_kind(decoded), key)
             if is_replay(state, message.topic, message.offset):
                 # Applied before a crash, and its effects were delivered before that state
                 # was written (see below): nothing to do.
                 continue
             try:
-                result = handler(state, decoded, datetime.now(UTC))
+                result = source.handler(state, decoded, ts_rule=datetime.now(UTC))
             except ActionRejected as exc:
                 letters.append((message.topic, self._letter(event, key, str(exc))))
                 result = Output()
@@ -216,7 +174,6 @@ class StreamsApp:
             touched[key] = state
             out.alerts.extend(result.alerts)
             out.windows.extend(result.windows)
-            out.late += result.late
         # Effects first, state after: the state (with its applied offsets) reaches the
         # changelog only once the broker has every alert, window and dead letter it led to. A
         # crash in between replays the inputs onto the older state, which produces the same
@@ -239,12 +196,6 @@ class StreamsApp:
             await asyncio.gather(*sent)
         for key, state in touched.items():
             self.state[key] = state
-        if cls is SensorReading:
-            self.counts["readings"] += len(events)
-        self.counts["alerts"] += len(out.alerts)
-        self.counts["windows"] += len(out.windows)
-        self.counts["dead_letters"] += len(letters)
-        self.counts["late"] += out.late
         for alert in out.alerts:
             log.info(
                 "alarm %s %s on %s: %s (%s, version %d)",
@@ -258,10 +209,11 @@ class StreamsApp:
 
     def _public(self, topic: str) -> str:
         """The public input topic a (possibly repartitioned) record came from."""
-        if topic.endswith("cameras-by-id-repartition"):
-            return self.topics.camera_health
-        if topic.endswith("dumping-by-camera-repartition"):
-            return self.topics.dumping_events
+        for source in self.inputs:
+            if source.repartition is not None and topic.endswith(
+                f"{source.repartition}-repartition"
+            ):
+                return source.topic
         return topic
 
     def _letter(self, event: EventT[bytes], key: str, error: str) -> DeadLetter:
@@ -304,6 +256,26 @@ class StreamsApp:
                 source_id=key,
             )
             await self.actions_topic.send(key=check.key, value=encode(check))
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One input topic: its message class, the engine's handler, batch size, re-keying."""
+
+    topic: str
+    cls: type[Message]
+    handler: Callable[..., Output]
+    batch: int
+    repartition: str | None = None
+
+
+def _kind(decoded: Message) -> str:
+    """The kind of state a new source gets: sensors, or cameras (heartbeats, dumping)."""
+    if isinstance(decoded, SensorReading):
+        return "sensor"
+    if isinstance(decoded, AlarmAction) and decoded.source_kind == "sensor":
+        return "sensor"
+    return "camera"
 
 
 def _message_key(_value: bytes) -> bytes:

@@ -61,16 +61,28 @@ ACTIVE: frozenset[str] = frozenset({"OPEN", "ACK", "DISPATCHED"})
 CAMERA_OFFLINE = "camera-offline"
 DUMPING = "dumping"
 
-# Operator actions: the states each may leave, the state it leads to, whether people hear of it.
-_ACTIONS: dict[str, tuple[frozenset[str], AlarmState, AlarmChange, bool]] = {
-    "ack": (frozenset({"OPEN"}), "ACK", "acknowledged", False),
-    "dispatch": (frozenset({"OPEN", "ACK"}), "DISPATCHED", "dispatched", True),
-    "resolve": (frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"}), "RESOLVED", "resolved", True),
-    "false_positive": (
-        frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"}),
-        "FALSE_POSITIVE",
-        "false_positive",
-        False,
+
+@dataclass(frozen=True)
+class _Transition:
+    """An operator action: the states it may leave, where it leads, which time it stamps,
+    and whether people hear of it."""
+
+    allowed: frozenset[str]
+    state: AlarmState
+    change: AlarmChange
+    stamp: str
+    notify: bool
+
+
+_SETTLEABLE = frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"})
+_ACTIONS: dict[str, _Transition] = {
+    "ack": _Transition(frozenset({"OPEN"}), "ACK", "acknowledged", "acknowledged_at", False),
+    "dispatch": _Transition(
+        frozenset({"OPEN", "ACK"}), "DISPATCHED", "dispatched", "dispatched_at", True
+    ),
+    "resolve": _Transition(_SETTLEABLE, "RESOLVED", "resolved", "resolved_at", True),
+    "false_positive": _Transition(
+        _SETTLEABLE, "FALSE_POSITIVE", "false_positive", "resolved_at", False
     ),
 }
 
@@ -116,6 +128,11 @@ def new_state(kind: str, source_id: str) -> State:
         "silent": {},
         "online_ts": None,
     }
+
+
+def _active(state: State, alarm_type: str) -> bool:
+    current = state["alarms"].get(alarm_type)
+    return current is not None and current["state"] in ACTIVE
 
 
 def is_replay(state: State, topic: str, offset: int) -> bool:
@@ -280,11 +297,8 @@ class Engine:
             severity: Severity = rule.severity
             if rule.critical_above is not None and value >= rule.critical_above:
                 severity = "critical"
-            current = state["alarms"].get(rule.id)
-            escalates = (
-                current is not None
-                and current["state"] in ACTIVE
-                and SEVERITY_RANK[severity] > SEVERITY_RANK[current["severity"]]
+            escalates = _active(state, rule.id) and (
+                SEVERITY_RANK[severity] > SEVERITY_RANK[state["alarms"][rule.id]["severity"]]
             )
             if not was_above or escalates:
                 self._raise(
@@ -385,19 +399,22 @@ class Engine:
         windows = state["windows"]
         if windows and min(float(k) for k in windows) + self.window_s + self.grace_s <= now:
             return True
-        last = state["last_ts"]
         if state["kind"] == "camera":
-            online = state["online_ts"]
-            current = state["alarms"].get(CAMERA_OFFLINE)
-            active = current is not None and current["state"] in ACTIVE
-            return online is not None and now - online >= self.offline_after_s and not active
-        return False if last is None else self._stale_due(state, now) is not None
+            return self._offline_for(state, now) is not None and not _active(state, CAMERA_OFFLINE)
+        return self._stale_due(state, now) is not None
+
+    def _offline_for(self, state: State, now: float) -> float | None:
+        """How long a camera has not been online, once that is long enough for an alarm."""
+        online = state["online_ts"]
+        if online is None or now - online < self.offline_after_s:
+            return None
+        return float(now - online)
 
     def _stale_due(self, state: State, now: float) -> StaleRule | None:
+        if state["last_ts"] is None:
+            return None
         for rule in self._stale.get(state["source_id"], ()):
-            current = state["alarms"].get(rule.id)
-            active = current is not None and current["state"] in ACTIVE
-            if not active and now - state["last_ts"] >= rule.after_s:
+            if not _active(state, rule.id) and now - state["last_ts"] >= rule.after_s:
                 return rule
         return None
 
@@ -407,19 +424,19 @@ class Engine:
         if action.action == "check":
             self._close_windows(state, action.source_id, now, out)
             if state["kind"] == "camera":
-                online = state["online_ts"]
-                if online is not None and now - online >= self.offline_after_s:
+                offline_s = self._offline_for(state, now)
+                if offline_s is not None:
                     ctx = self._camera_ctx(
                         action.source_id, str(action.id), action.ts_capture, ts_rule
                     )
                     self._raise(
                         state, "camera", action.source_id, CAMERA_OFFLINE,
                         self.camera_severity, ctx, out,
-                        value=now - online,
+                        value=offline_s,
                     )  # fmt: skip
             else:
                 sensor = self.sensors.get(action.source_id)
-                if sensor is not None and state["last_ts"] is not None:
+                if sensor is not None:
                     rule = self._stale_due(state, now)
                     if rule is not None:
                         ctx = _Trigger(
@@ -448,19 +465,13 @@ class Engine:
                 f"{action.action}: no alarm {action.alarm_id} on {action.source_id} "
                 "(unknown id, or a newer alarm replaced it)"
             )
-        allowed, new_state_, change, notify = _ACTIONS[action.action]
-        if current["state"] not in allowed:
+        move = _ACTIONS[action.action]
+        if current["state"] not in move.allowed:
             raise ActionRejected(
                 f"{action.action}: alarm {action.alarm_id} is {current['state']}; "
-                f"{action.action} applies to {', '.join(sorted(allowed))}"
+                f"{action.action} applies to {', '.join(sorted(move.allowed))}"
             )
         alert = Alert.model_validate(current)
-        stamp = {
-            "ACK": "acknowledged_at",
-            "DISPATCHED": "dispatched_at",
-            "RESOLVED": "resolved_at",
-            "FALSE_POSITIVE": "resolved_at",
-        }[new_state_]
         note = f" — {action.note}" if action.note else ""
         self._emit(
             state,
@@ -468,12 +479,12 @@ class Engine:
             alert.model_copy(
                 update={
                     "version": alert.version + 1,
-                    "state": new_state_,
-                    "change": change,
-                    "notify": notify,
+                    "state": move.state,
+                    "change": move.change,
+                    "notify": move.notify,
                     "updated_at": action.ts_capture,
-                    stamp: action.ts_capture,
-                    "message": f"{change} by {action.by or 'operator'}{note}",
+                    move.stamp: action.ts_capture,
+                    "message": f"{move.change} by {action.by or 'operator'}{note}",
                     "ts_rule": ts_rule,
                     "ts_ingest": None,
                     "ts_capture": action.ts_capture,
@@ -585,10 +596,9 @@ class Engine:
         *,
         value: float | None = None,
     ) -> None:
-        current = state["alarms"].get(alarm_type)
-        if current is None or current["state"] not in ACTIVE:
+        if not _active(state, alarm_type):
             return
-        alert = Alert.model_validate(current)
+        alert = Alert.model_validate(state["alarms"][alarm_type])
         update = {
             "version": alert.version + 1,
             "state": "CLEARED",

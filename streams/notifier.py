@@ -174,12 +174,11 @@ class Notifier:
     # ------------------------------------------------------------------ delivery
 
     def _pending(self) -> int:
-        row = (
-            self._db()
-            .execute("SELECT count(*) AS n FROM notification_outbox WHERE status = 'pending'")
-            .fetchone()
-        )
-        self._db().commit()
+        conn = self._db()
+        row = conn.execute(
+            "SELECT count(*) AS n FROM notification_outbox WHERE status = 'pending'"
+        ).fetchone()
+        conn.commit()
         return int(row["n"]) if row else 0
 
     def _deliver_due(self, stop: threading.Event) -> int:
