@@ -22,6 +22,7 @@ actions and repartitioned camera inputs meet its state in the same partition.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -160,7 +161,12 @@ class StreamsApp:
             except DecodeError as exc:
                 letters.append((message.topic, self._letter(event, key, str(exc))))
                 continue
-            state = touched.get(key) or self.state.get(key) or new_state(_kind(decoded), key)
+            state = touched.get(key)
+            if state is None:
+                stored = self.state.get(key)
+                # A private copy: the stored object may still be waiting in the producer to be
+                # serialised into the changelog, and must not show this batch's changes early.
+                state = copy.deepcopy(stored) if stored else new_state(_kind(decoded), key)
             if is_replay(state, message.topic, message.offset):
                 # Applied before a crash, and its effects were delivered before that state
                 # was written (see below): nothing to do.
