@@ -74,7 +74,7 @@ def value_for(kind: str, i: int, crossing: bool) -> float:
     quantity = dict(KINDS)[kind]
     base = {"waterLevel": 2.0, "pm25": 30.0, "fillingLevel": 0.4}[quantity]
     high = {"waterLevel": 3.4, "pm25": 80.0, "fillingLevel": 0.95}[quantity]
-    return high if crossing and i % 2 else base
+    return high if crossing and i % 2 == 0 else base
 
 
 def reading(sensor: int, i: int, ts: datetime, crossing: bool) -> SensorReading:
