@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from kafka import KafkaProducer
 
+from pantau import kafka
 from pantau.codec import decode_as, encode
 from pantau.ids import stable_id
 from pantau.messages import Alert, CameraHeartbeat, SensorReading
@@ -276,7 +277,8 @@ def test_killing_the_stream_worker_mid_stream_loses_and_repeats_no_notification(
     )
 
     def produce() -> None:
-        producer = KafkaProducer(bootstrap_servers=pipeline.settings.kafka.bootstrap_servers)
+        # Idempotent, like every Pantau producer: a retry never reorders a sensor's readings.
+        producer = kafka.producer(pipeline.settings.kafka, "test-sensors")
         for i in range(rounds):
             for readings in batches.values():
                 producer.send(topics.readings, key=readings[i].key, value=encode(readings[i]))
@@ -296,6 +298,10 @@ def test_killing_the_stream_worker_mid_stream_loses_and_repeats_no_notification(
     assert source.is_alive(), "the readings were all sent before the kill"
     pipeline.start("streams-restarted", "streams")
     source.join()
+    # The stream processor saw the readings in the order they were sent.
+    stored = [decode_as(r.value, SensorReading) for r in pipeline.read_topic(topics.readings)]
+    for sensor_id, readings in batches.items():
+        assert [r for r in stored if r.sensor_id == sensor_id] == readings
 
     pipeline.wait_for("every notification", lambda: len(rec.telegram) >= total, timeout=240)
     # A little longer: a repeat would arrive now.
