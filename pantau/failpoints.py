@@ -20,6 +20,10 @@ class Failpoints:
     def __init__(self, names: Iterable[str] = ()) -> None:
         self._armed = frozenset(names)
 
+    def armed(self, name: str) -> bool:
+        """For points that misbehave other than by exiting (a stall, say)."""
+        return name in self._armed
+
     def hit(self, name: str) -> None:
         if name in self._armed:
             log.critical("failpoint %s reached: exiting abruptly", name)

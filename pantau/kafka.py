@@ -185,11 +185,18 @@ def _offsets_reader(settings: KafkaSettings) -> KafkaConsumer:
 
 def group_lag(settings: KafkaSettings, group_id: str, topics: Iterable[str]) -> int:
     """Records in `topics` not yet committed by `group_id`."""
+    return sum(end - done for done, end in group_positions(settings, group_id, topics).values())
+
+
+def group_positions(
+    settings: KafkaSettings, group_id: str, topics: Iterable[str]
+) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per (topic, partition): where `group_id` has committed to (or the log start), and the end."""
     client = _offsets_reader(settings)
     admin_client = admin(settings)
     try:
         committed = admin_client.list_group_offsets(group_id).get(group_id, {})
-        lag = 0
+        positions: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             partitions = client.partitions_for_topic(topic) or set()
             tps = [TopicPartition(topic, p) for p in partitions]
@@ -200,8 +207,8 @@ def group_lag(settings: KafkaSettings, group_id: str, topics: Iterable[str]) -> 
             for tp in tps:
                 meta = committed.get(tp)
                 done = meta.offset if meta is not None and meta.offset >= 0 else begins[tp]
-                lag += max(0, ends[tp] - done)
-        return lag
+                positions[(tp.topic, tp.partition)] = (min(done, ends[tp]), ends[tp])
+        return positions
     finally:
         admin_client.close()
         client.close()

@@ -36,7 +36,7 @@ def stop_after(stop: threading.Event, seconds: float | None) -> None:
     timer.start()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Linux: the kernel kills the child when its parent dies, even by SIGKILL, so workers are
     # never left consuming on their own.
     import ctypes
@@ -53,7 +53,7 @@ def supervise(commands: list[list[str]], stop: threading.Event) -> int:
     """
     import subprocess
 
-    children = [subprocess.Popen(command, preexec_fn=_die_with_parent) for command in commands]
+    children = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
     try:
         while not stop.wait(0.2):
             codes = [child.poll() for child in children]

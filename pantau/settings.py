@@ -416,6 +416,12 @@ class StreamsSettings(Section):
         30.0, gt=0, description="no heartbeat for this long: camera offline alarm"
     )
     check_interval_s: float = Field(1.0, gt=0, description="how often timers look for silence")
+    stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="an input partition with records waiting and no commit for this long "
+        "restarts the worker",
+    )
     cooldown_s: float = Field(
         300.0,
         ge=0,

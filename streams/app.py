@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from typing import Any
 import faust
 from faust.types import EventT
 
+from pantau import kafka
 from pantau.codec import DecodeError, decode_as, encode
+from pantau.failpoints import Failpoints
 from pantau.ids import SeqCounter, uuid7
 from pantau.messages import (
     AlarmAction,
@@ -63,6 +66,11 @@ _BATCH = 2000
 _BATCH_WITHIN_S = 0.05
 # A silent source is checked at most this often while its check is on its way.
 _CHECK_REPEAT_S = 5.0
+_WATCH_EVERY_S = 10.0
+# The worker's exit code when it gave up on a stalled partition: `pantau streams` restarts it.
+EXIT_STALLED = 75
+# Which worker this is under `pantau streams` (1, 2, ...).
+RUN_ENV = "PANTAU_STREAMS_RUN"
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -120,6 +128,11 @@ class StreamsApp:
         )
         self._seq = SeqCounter()
         self._check_sent: dict[str, float] = {}
+        self._input_topics = {t.readings, t.alarm_actions}
+        self._progress: dict[tuple[str, int], tuple[int, float]] = {}
+        self._stall = Failpoints(settings.debug.failpoints).armed("streams.stall") and (
+            os.environ.get(RUN_ENV, "1") == "1"
+        )
         # Agents interleave at every await; a source's state must not be written by one
         # agent (with its offsets) while another's effects on it are still unacknowledged.
         self._lock = asyncio.Lock()
@@ -135,11 +148,19 @@ class StreamsApp:
         async def look_for_silence() -> None:
             await self._look_for_silence()
 
+        @self.app.timer(_WATCH_EVERY_S)  # type: ignore[untyped-decorator]
+        async def watch_progress() -> None:
+            await self._watch_progress()
+
     def _agent(self, source: _Input) -> None:
         async def agent(stream: Any) -> AsyncIterator[None]:
             if source.repartition is not None:
                 stream = stream.group_by(_message_key, name=source.repartition)
             async for events in stream.take_events(source.batch, within=_BATCH_WITHIN_S):
+                if self._stall and source.cls is SensorReading:
+                    # Recovery tests: a first worker that stops consuming readings, silently.
+                    log.critical("failpoint streams.stall reached: no longer consuming readings")
+                    await asyncio.Event().wait()
                 async with self._lock:
                     await self._handle(events, source)
                 yield None
@@ -244,6 +265,44 @@ class StreamsApp:
             error=error,
             original=bytes(event.value) if event.value is not None else b"",
         )
+
+    async def _watch_progress(self) -> None:
+        """Exit, for `pantau streams` to start a fresh worker, when an assigned input partition
+        has records waiting and its committed offset has not moved for `stall_after_s`.
+
+        faust's fetcher can stop serving one partition after a restart under load, without an
+        error; a new worker resumes from the committed offsets and loses nothing.
+        """
+        assigned = {
+            (tp.topic, tp.partition)
+            for tp in self.app.consumer.assignment()
+            if tp.topic in self._input_topics or tp.topic.endswith("-repartition")
+        }
+        if not assigned:
+            return
+        positions = await asyncio.get_running_loop().run_in_executor(
+            None,
+            kafka.group_positions,
+            self.settings.kafka,
+            self.settings.streams.app_id,
+            sorted({topic for topic, _ in assigned}),
+        )
+        now = time.monotonic()
+        stalled = []
+        for tp, (done, end) in positions.items():
+            seen = self._progress.get(tp)
+            if tp not in assigned or done >= end or seen is None or seen[0] != done:
+                self._progress[tp] = (done, now)
+            elif now - seen[1] >= self.settings.streams.stall_after_s:
+                stalled.append(f"{tp[0]}[{tp[1]}] at {done} of {end}")
+        if stalled:
+            log.error(
+                "no progress for %.0f s on %s; exiting so that a fresh worker takes over",
+                self.settings.streams.stall_after_s,
+                ", ".join(stalled),
+            )
+            logging.shutdown()
+            os._exit(EXIT_STALLED)
 
     async def _look_for_silence(self) -> None:
         now = time.time()

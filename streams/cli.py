@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from uuid import UUID
@@ -25,6 +26,9 @@ def register(sub: SubParsers) -> None:
     streams = sub.add_parser(
         "streams", help="run the stream processor: reading windows, rules, camera health, alarms"
     )
+    streams.add_argument(
+        "--worker", action="store_true", help="run the faust worker in this process, unsupervised"
+    )
     streams.set_defaults(handler=_streams)
 
     notify = sub.add_parser("notify", help="deliver alarm notifications (Telegram, email, webhook)")
@@ -42,7 +46,9 @@ def register(sub: SubParsers) -> None:
     alarm.set_defaults(handler=_alarm)
 
 
-def _streams(_args: argparse.Namespace, ctx: Context) -> int:
+def _streams(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.worker:
+        return _supervise_streams(ctx)
     from faust import Worker
 
     from pantau import kafka
@@ -65,6 +71,31 @@ def _streams(_args: argparse.Namespace, ctx: Context) -> int:
     sys.argv = sys.argv[:1]
     worker.execute_from_commandline()
     return 0
+
+
+def _supervise_streams(ctx: Context) -> int:
+    """Run the faust worker in a child process and start a fresh one when it gave up on a
+    stalled partition; any other exit ends this command with the worker's code."""
+    import subprocess
+
+    from pantau.runtime import die_with_parent, stop_on_signals
+    from streams.app import EXIT_STALLED, RUN_ENV
+
+    stop = stop_on_signals()
+    command = [sys.executable, "-m", "pantau.cli", "--config", str(ctx.config_path)]
+    command += ["streams", "--worker"]
+    run = 0
+    while True:
+        run += 1
+        env = {**os.environ, RUN_ENV: str(run)}
+        worker = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
+        while worker.poll() is None:
+            if stop.wait(0.5):
+                worker.terminate()
+                return worker.wait()
+        if worker.returncode != EXIT_STALLED:
+            return worker.returncode
+        log.warning("the stream worker stalled and exited; starting a fresh one")
 
 
 def _notify(args: argparse.Namespace, ctx: Context) -> int:

@@ -309,3 +309,40 @@ def test_killing_the_stream_worker_mid_stream_loses_and_repeats_no_notification(
     got = rec.telegram_alarm_ids()
     assert got == expected, f"{sum(got.values())} sent, {total} expected; killed at {sent_at_kill}"
     assert len(rec.emails) == total
+
+
+def test_a_worker_that_stops_consuming_is_replaced_and_nothing_is_lost(
+    pipeline: Pipeline, recorder: tuple[Recorder, str, int]
+) -> None:
+    rec, base_url, smtp_port = recorder
+    for key, value in alert_env(base_url, smtp_port).items():
+        pipeline.env[key] = value
+    pipeline.env["PANTAU__STREAMS__STALL_AFTER_S"] = "5"
+    # The first worker silently stops taking readings, as faust's fetcher occasionally does.
+    pipeline.env["PANTAU__DEBUG__FAILPOINTS"] = '["streams.stall"]'
+    streams = pipeline.start("streams", "streams")
+    pipeline.start("notify", "notify")
+    topics = Topics(pipeline.settings.kafka)
+    producer = kafka.producer(pipeline.settings.kafka, "test-sensors")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    for i, level in enumerate([2.0, 3.3]):
+        r = SensorReading(
+            id=stable_id("stall-test", pipeline.tag, i),
+            ts_capture=t0 + timedelta(seconds=10 * i),
+            seq=i,
+            sensor_id=WATER,
+            sensor_type="water_level",
+            values={"waterLevel": level},
+            ts_ingest=t0 + timedelta(seconds=10 * i),
+        )
+        kafka.publish(producer, topics.readings, r)
+    producer.flush()
+    producer.close()
+
+    pipeline.wait_for("the replacement worker's alarm", lambda: len(rec.telegram) >= 1, timeout=120)
+    log = pipeline.log_of(streams)
+    assert "failpoint streams.stall reached" in log
+    assert "no progress for 5 s on" in log
+    assert "starting a fresh one" in log
+    opened = alerts_of(pipeline, "water-high")
+    assert [(a.change, a.last_value) for a in opened] == [("opened", 3.3)]
