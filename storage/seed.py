@@ -74,6 +74,7 @@ def seed(
         run("camera_health", _HEALTH, **window)
         run("pipeline_metrics", _METRICS, **window)
         run("dumping_events", _EVENTS, **window)
+        run("dead_letters", _DEAD_LETTERS, **window)
         if progress is not None:
             progress(day.date().isoformat(), sum(written.values()))
         day = until
@@ -97,6 +98,7 @@ def _remove_previous(conn: psycopg.Connection) -> None:
     ):
         conn.execute(f"DELETE FROM {table} WHERE {column} LIKE 'seed-%'".encode())  # noqa: S608
     conn.execute("DELETE FROM pipeline_metrics WHERE instance = 'seed'")
+    conn.execute("DELETE FROM dead_letters WHERE source_key LIKE 'seed-%'")
     conn.execute(
         "DELETE FROM notifications WHERE NOT EXISTS "
         "(SELECT 1 FROM alerts a WHERE a.alarm_id = notifications.alarm_id)"
@@ -224,6 +226,28 @@ CROSS JOIN LATERAL (VALUES
 ON CONFLICT DO NOTHING
 """
 
+# A few refused inputs an hour, with the reasons the stages really give.
+_DEAD_LETTERS = """
+INSERT INTO dead_letters (time, id, stage, source_kind, source_topic, source_partition,
+                          source_offset, source_key, error, original)
+SELECT t, gen_random_uuid(), d.stage, d.kind, d.topic, 0, (extract(epoch FROM t))::bigint,
+       s.sensor_id, replace(d.error, '{id}', s.sensor_id), convert_to('{"seed": true}', 'UTF8')
+FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '1 microsecond',
+                     interval '10 minutes') AS t
+CROSS JOIN LATERAL (SELECT sensor_id FROM sensors WHERE sensor_id LIKE 'seed-%%'
+                    ORDER BY sensor_id OFFSET (extract(epoch FROM t) / 600)::bigint %% 40
+                    LIMIT 1) AS s
+CROSS JOIN LATERAL (SELECT * FROM (VALUES
+    (0, 'ingest-sensors', 'mqtt', 'pantau/sensors', 'sensor {id}: missing timestamp dateObserved'),
+    (1, 'ingest-sensors', 'mqtt', 'pantau/sensors', 'unknown sensor ''{id}'': not in the sensor registry'),
+    (2, 'ingest-sensors', 'mqtt', 'pantau/sensors', 'sensor {id}: waterLevel 41.0 m is out of range'),
+    (3, 'ingest-http', 'http', 'POST /v1/readings', 'sensor {id}: duplicate seq 1207'),
+    (4, 'sink', 'kafka', 'sensors.readings.v1', 'payload is not JSON: Expecting value')
+) AS v (n, stage, kind, topic, error)
+WHERE v.n = abs(hashtext(t::text)) %% 7) AS d
+ON CONFLICT DO NOTHING
+"""
+
 _EVENTS = """
 INSERT INTO dumping_events (appeared_at, event_id, camera_id, zone_id, state, phase, version,
                             owner_left_at, alerted_at, ended_at, x1, y1, x2, y2, label,
@@ -254,7 +278,7 @@ _ALERTS = """
 INSERT INTO alerts (opened_at, alarm_id, version, source_kind, source_id, alarm_type, severity,
                     state, count, last_value, message, updated_at, acknowledged_at,
                     dispatched_at, resolved_at, cleared_at, ts_capture, ts_ingest, ts_rule,
-                    ts_notified)
+                    ts_notified, event_id)
 SELECT e.alerted_at, gen_random_uuid(), 4, 'dumping', e.camera_id, 'dumping', 'major',
        CASE WHEN e.state = 'cleaned' THEN 'RESOLVED' WHEN e.state = 'expired' THEN 'FALSE_POSITIVE'
             ELSE 'OPEN' END,
@@ -262,7 +286,7 @@ SELECT e.alerted_at, gen_random_uuid(), 4, 'dumping', e.camera_id, 'dumping', 'm
        coalesce(e.ended_at, e.alerted_at), e.alerted_at + interval '3 minutes',
        e.alerted_at + interval '10 minutes', e.ended_at, NULL::timestamptz,
        e.appeared_at + interval '49 seconds', e.appeared_at + interval '49.2 seconds',
-       e.alerted_at, e.alerted_at + (0.3 + random()) * interval '1 second'
+       e.alerted_at, e.alerted_at + (0.3 + random()) * interval '1 second', e.event_id
 FROM dumping_events e
 WHERE e.camera_id LIKE 'seed-%%' AND e.appeared_at >= %(lo)s AND e.appeared_at < %(hi)s
 UNION ALL
@@ -274,7 +298,7 @@ SELECT t, gen_random_uuid(), 2, 'sensor', s.sensor_id,
        NULL::float8, 'Ambang terlampaui', t + interval '20 minutes', NULL::timestamptz,
        NULL::timestamptz, NULL::timestamptz,
        t + interval '40 minutes', t - interval '1 second', t - interval '0.9 seconds', t,
-       t + (0.2 + random()) * interval '1 second'
+       t + (0.2 + random()) * interval '1 second', NULL::uuid
 FROM sensors s
 CROSS JOIN generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz, interval '6 hours') AS t
 WHERE s.sensor_id LIKE 'seed-%%' AND abs(hashtext(s.sensor_id || t::text)) %% 10 = 0

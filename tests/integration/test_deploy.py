@@ -4,6 +4,7 @@ environment load."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,3 +104,33 @@ def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
     assert 'ENTRYPOINT ["pantau"]' in dockerfile
     mosquitto = (REPO / "configs" / "mosquitto" / "mosquitto.conf").read_text()
     assert "persistence true" in mosquitto
+
+
+def test_grafana_mounts_the_provisioning_and_gets_every_variable_it_names(
+    resolved: dict[str, Any],
+) -> None:
+    grafana = resolved["services"]["grafana"]
+    mounts = {}
+    for volume in grafana["volumes"]:
+        if isinstance(volume, dict):
+            mounts[volume["target"]] = str(volume.get("source", ""))
+        else:
+            source, target = str(volume).split(":")[:2]
+            mounts[target] = source
+    provisioning = REPO / "dashboards" / "grafana" / "provisioning"
+    assert mounts["/etc/grafana/provisioning"] == str(provisioning)
+    provider = yaml.safe_load((provisioning / "dashboards" / "pantau.yaml").read_text())
+    folder = provider["providers"][0]["options"]["path"]
+    assert mounts[folder] == str(REPO / "dashboards" / "grafana" / "dashboards")
+    assert sorted(p.name for p in Path(mounts[folder]).glob("*.json")) == [
+        "dumping.json", "environment.json", "pipeline.json", "wall.json",
+    ]  # fmt: skip
+    # Grafana expands $NAME in provisioning files from its own environment: every name the
+    # files use must be set there, or the datasource would point nowhere.
+    used: set[str] = set()
+    for path in provisioning.rglob("*.yaml"):
+        text = path.read_text().replace("$$", "")
+        used.update(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
+    assert used, "the provisioning names no environment variables"
+    assert used <= set(grafana["environment"]), used - set(grafana["environment"])
+    assert grafana["environment"]["PANTAU_GRAFANA_DB_PASSWORD"] == "grafana-db-secret"

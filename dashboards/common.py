@@ -1,0 +1,140 @@
+"""What every Pantau dashboard shares: the datasource, SQL targets, variables, colours.
+
+The grafana-foundation-sdk has no builder for the PostgreSQL datasource's query model, so
+`Sql` below is one: it produces the target Grafana's PostgreSQL datasource stores when a
+query is written in code mode.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Literal
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.models import dashboard as dm
+
+from pantau.settings import Settings, ThresholdRule
+
+DATASOURCE_TYPE = "grafana-postgresql-datasource"
+DATASOURCE_UID = "pantau-db"
+DATASOURCE_NAME = "Pantau TimescaleDB"
+FOLDER_UID = "pantau"
+FOLDER_TITLE = "Pantau"
+TIMEZONE = "Asia/Jakarta"
+
+# States of an alarm that still needs someone.
+OPEN_STATES = "('OPEN', 'ACK', 'DISPATCHED')"
+# Value of the desa variable for sources without a place, so "All" still includes them.
+NO_DESA = "(tanpa desa)"
+
+Format = Literal["table", "time_series"]
+
+
+def datasource() -> dm.DataSourceRef:
+    return dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
+
+
+class SqlQuery(cogvariants.Dataquery):
+    """A raw SQL target of the PostgreSQL datasource (Grafana's `code` editor mode)."""
+
+    def __init__(self, ref_id: str, raw_sql: str, fmt: Format) -> None:
+        self.ref_id = ref_id
+        self.raw_sql = raw_sql
+        self.format = fmt
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "datasource": datasource().to_json(),
+            "editorMode": "code",
+            "format": self.format,
+            "rawQuery": True,
+            "rawSql": self.raw_sql,
+            "refId": self.ref_id,
+        }
+
+
+class Sql(cogbuilder.Builder[cogvariants.Dataquery]):
+    def __init__(self, sql: str, *, fmt: Format = "table", ref_id: str = "A") -> None:
+        self._query = SqlQuery(ref_id, textwrap.dedent(sql).strip(), fmt)
+
+    def build(self) -> SqlQuery:
+        return self._query
+
+
+def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
+    """Absolute thresholds; the first step's value is None (from minus infinity)."""
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def fixed_color(color: str) -> list[dm.DynamicConfigValue]:
+    return [dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})]
+
+
+def desa_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("desa")
+        .label("Desa")
+        .datasource(datasource())
+        .query(
+            f"SELECT coalesce(desa, '{NO_DESA}') FROM sensors WHERE active "
+            f"UNION SELECT coalesce(desa, '{NO_DESA}') FROM cameras WHERE active ORDER BY 1"
+        )
+        .multi(True)
+        .include_all(True)
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def camera_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("camera")
+        .label("Kamera")
+        .datasource(datasource())
+        .query(
+            "SELECT camera_id FROM cameras "
+            f"WHERE active AND coalesce(desa, '{NO_DESA}') IN ($desa) ORDER BY 1"
+        )
+        .multi(True)
+        .include_all(True)
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def desa_filter(column: str) -> str:
+    return f"coalesce({column}, '{NO_DESA}') IN ($desa)"
+
+
+def timepicker() -> db.TimePicker:
+    return db.TimePicker().refresh_intervals(["10s", "30s", "1m", "5m", "15m", "1h"])
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The alarm levels the stream processor uses, drawn as thresholds on the wall."""
+
+    water_raise: float
+    water_critical: float | None
+    fill_raise: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Rules:
+        # Levels drawn when no rule names the quantity.
+        water_raise, fill_raise = 3.0, 0.9
+        water_critical: float | None = 4.0
+        for rule in settings.streams.rules:
+            if not isinstance(rule, ThresholdRule):
+                continue
+            if rule.quantity == "waterLevel":
+                water_raise, water_critical = rule.raise_above, rule.critical_above
+            elif rule.quantity == "fillingLevel":
+                fill_raise = rule.raise_above
+        return cls(water_raise, water_critical, fill_raise)

@@ -1,0 +1,226 @@
+"""Dumping analytics: where and when rubbish is dumped, how fast it is cleaned, how often the
+detector was wrong. Times of day and days of the week are WIB."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import barchart, stat, table
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.common import (
+    TIMEZONE,
+    Sql,
+    camera_variable,
+    datasource,
+    desa_filter,
+    desa_variable,
+    thresholds,
+    timepicker,
+)
+from pantau.settings import Settings
+
+UID = "pantau-dumping"
+
+# Dumping alarms of the selected cameras, opened in the time range.
+_ALARMS = (
+    "alerts a WHERE a.source_kind = 'dumping' AND a.source_id IN ($camera)"
+    " AND $__timeFilter(a.opened_at)"
+)
+
+HOTSPOTS_DESA = f"""
+    SELECT coalesce(c.desa, '-') AS "Desa", sum(i.incidents) AS "Insiden"
+    FROM incidents_daily i
+    JOIN cameras c USING (camera_id)
+    WHERE $__timeFilter(i.day) AND i.camera_id IN ($camera) AND {desa_filter("c.desa")}
+    GROUP BY 1
+    ORDER BY 2 DESC
+    LIMIT 20
+"""
+
+HOTSPOTS_ZONE = """
+    SELECT coalesce(nullif(c.name, ''), c.camera_id) || ' / ' || coalesce(z.name, i.zone_id, '-')
+               AS "Zona",
+           sum(i.incidents) AS "Insiden"
+    FROM incidents_daily i
+    JOIN cameras c USING (camera_id)
+    LEFT JOIN zones z ON z.camera_id = i.camera_id AND z.zone_id = i.zone_id
+    WHERE $__timeFilter(i.day) AND i.camera_id IN ($camera)
+    GROUP BY 1
+    ORDER BY 2 DESC
+    LIMIT 20
+"""
+
+BY_HOUR = """
+    SELECT lpad(h::text, 2, '0') AS "Jam", count(e.event_id) AS "Insiden"
+    FROM generate_series(0, 23) AS h
+    LEFT JOIN dumping_events e
+           ON extract(hour FROM e.appeared_at AT TIME ZONE 'Asia/Jakarta') = h
+          AND $__timeFilter(e.appeared_at) AND e.camera_id IN ($camera)
+    GROUP BY h
+    ORDER BY h
+"""
+
+BY_WEEKDAY = """
+    SELECT (ARRAY['Senin', 'Selasa', 'Rabu', 'Kamis', 'Jumat', 'Sabtu', 'Minggu'])[d] AS "Hari",
+           count(e.event_id) AS "Insiden"
+    FROM generate_series(1, 7) AS d
+    LEFT JOIN dumping_events e
+           ON extract(isodow FROM e.appeared_at AT TIME ZONE 'Asia/Jakarta') = d
+          AND $__timeFilter(e.appeared_at) AND e.camera_id IN ($camera)
+    GROUP BY d
+    ORDER BY d
+"""
+
+_TAKEN = "a.resolved_at - a.opened_at"
+TIME_TO_RESOLVE = f"""
+    SELECT extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY {_TAKEN})) AS "Median",
+           extract(epoch FROM percentile_cont(0.9) WITHIN GROUP (ORDER BY {_TAKEN})) AS "P90"
+    FROM {_ALARMS} AND a.resolved_at IS NOT NULL AND a.state = 'RESOLVED'
+"""
+
+FALSE_POSITIVE_RATE = f"""
+    SELECT count(*) FILTER (WHERE a.state = 'FALSE_POSITIVE')::float8
+           / nullif(count(*) FILTER (WHERE a.state IN ('RESOLVED', 'FALSE_POSITIVE')), 0)
+               AS "Alarm keliru"
+    FROM {_ALARMS}
+"""
+
+RECURRENCE = """
+    SELECT coalesce(nullif(c.name, ''), c.camera_id) AS "Kamera",
+           coalesce(z.name, e.zone_id, '-') AS "Zona",
+           coalesce(c.desa, '-') AS "Desa",
+           count(*) AS "Insiden",
+           count(DISTINCT (e.appeared_at AT TIME ZONE 'Asia/Jakarta')::date) AS "Hari",
+           round(extract(epoch FROM max(e.appeared_at) - min(e.appeared_at))::numeric
+                 / 86400 / nullif(count(*) - 1, 0), 1) AS "Selang (hari)",
+           max(e.appeared_at) AS "Terakhir"
+    FROM dumping_events e
+    JOIN cameras c USING (camera_id)
+    LEFT JOIN zones z ON z.camera_id = e.camera_id AND z.zone_id = e.zone_id
+    WHERE $__timeFilter(e.appeared_at) AND e.camera_id IN ($camera)
+    GROUP BY 1, 2, 3
+    ORDER BY 4 DESC
+    LIMIT 50
+"""
+
+
+def _bars(title: str, description: str, sql: str, x_field: str) -> barchart.Panel:
+    return (
+        barchart.Panel()
+        .title(title)
+        .description(description)
+        .datasource(datasource())
+        .with_target(Sql(sql))
+        .x_field(x_field)
+        .orientation(cm.VizOrientation.AUTO)
+        .show_value(cm.VisibilityMode.AUTO)
+        .fill_opacity(80)
+        .legend(
+            cb.VizLegendOptions()
+            .show_legend(False)
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+        )
+        .height(8)
+        .span(12)
+    )
+
+
+def build(settings: Settings) -> db.Dashboard:
+    del settings
+    resolve = (
+        stat.Panel()
+        .title("Waktu sampai selesai")
+        .description("From the alert to the incident marked resolved: median and 90th percentile.")
+        .datasource(datasource())
+        .with_target(Sql(TIME_TO_RESOLVE))
+        .unit("s")
+        .thresholds(thresholds((None, "green"), (4 * 3600, "orange"), (24 * 3600, "red")))
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields(""))
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .height(6)
+        .span(12)
+    )
+    false_rate = (
+        stat.Panel()
+        .title("Alarm keliru")
+        .description("Share of closed dumping alarms that operators marked as false positives.")
+        .datasource(datasource())
+        .with_target(Sql(FALSE_POSITIVE_RATE))
+        .unit("percentunit")
+        .decimals(1)
+        .thresholds(thresholds((None, "green"), (0.1, "orange"), (0.25, "red")))
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields(""))
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .height(6)
+        .span(12)
+    )
+    recurrence = (
+        table.Panel()
+        .title("Lokasi berulang")
+        .description(
+            "Sites by number of incidents in the range: on how many days, the mean gap "
+            "between incidents, and the latest."
+        )
+        .datasource(datasource())
+        .with_target(Sql(RECURRENCE))
+        .override_by_name(
+            "Insiden",
+            [
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "gauge", "mode": "basic"}
+                ),
+                dm.DynamicConfigValue(
+                    id_val="thresholds",
+                    value={
+                        "mode": "absolute",
+                        "steps": [
+                            {"value": None, "color": "orange"},
+                            {"value": 10, "color": "red"},
+                        ],
+                    },
+                ),
+            ],
+        )
+        .height(10)
+        .span(24)
+    )
+    return (
+        db.Dashboard("Pantau — Analitik pembuangan sampah")
+        .uid(UID)
+        .description("Illegal dumping: hotspots, times, time to clean, recurrence, false alarms.")
+        .tags(["pantau", "dumping"])
+        .timezone(TIMEZONE)
+        .time("now-30d", "now")
+        .refresh("5m")
+        .timepicker(timepicker())
+        .with_variable(desa_variable())
+        .with_variable(camera_variable())
+        .with_panel(
+            _bars("Titik rawan per desa", "Incidents per desa in the range.", HOTSPOTS_DESA, "Desa")
+        )
+        .with_panel(
+            _bars(
+                "Titik rawan per zona",
+                "Incidents per camera zone in the range.",
+                HOTSPOTS_ZONE,
+                "Zona",
+            )
+        )
+        .with_panel(
+            _bars(
+                "Insiden per jam (WIB)", "When objects appear, by hour of the day.", BY_HOUR, "Jam"
+            )
+        )
+        .with_panel(
+            _bars(
+                "Insiden per hari", "When objects appear, by day of the week.", BY_WEEKDAY, "Hari"
+            )
+        )
+        .with_panel(resolve)
+        .with_panel(false_rate)
+        .with_panel(recurrence)
+    )

@@ -1,0 +1,249 @@
+"""Pipeline health: is every stage keeping up? Frames per camera, detector latency, Kafka
+lag, sink throughput, reading → alert latency and refused input."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import table, timeseries
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.common import (
+    TIMEZONE,
+    Sql,
+    camera_variable,
+    datasource,
+    desa_variable,
+    thresholds,
+    timepicker,
+)
+from pantau.settings import Settings
+
+UID = "pantau-pipeline"
+
+# The ingest's counters run since it started; their growth over the range is what it did.
+# A restart resets them: a camera whose counter went down shows its growth since then.
+_GROWTH = "CASE WHEN l.{c} >= f.{c} THEN l.{c} - f.{c} ELSE l.{c} END"
+FRAMES = f"""
+    SELECT c.camera_id AS "Kamera",
+           {_GROWTH.format(c="frames_decoded")} AS "Didekode",
+           {_GROWTH.format(c="frames_published")} AS "Dikirim",
+           {_GROWTH.format(c="frames_skipped")} AS "Dilewati",
+           round(l.fps::numeric, 1) AS "fps",
+           l.status AS "Status"
+    FROM cameras c
+    CROSS JOIN LATERAL (SELECT * FROM camera_health
+                        WHERE camera_id = c.camera_id AND $__timeFilter(time)
+                        ORDER BY time LIMIT 1) f
+    CROSS JOIN LATERAL (SELECT * FROM camera_health
+                        WHERE camera_id = c.camera_id AND $__timeFilter(time)
+                        ORDER BY time DESC LIMIT 1) l
+    WHERE c.camera_id IN ($camera)
+    ORDER BY 1
+"""
+
+FPS = """
+    SELECT $__timeGroupAlias(time, $__interval), camera_id AS metric, avg(fps) AS fps
+    FROM camera_health
+    WHERE $__timeFilter(time) AND camera_id IN ($camera)
+    GROUP BY 1, 2
+    ORDER BY 1
+"""
+
+DETECTOR_LATENCY = """
+    SELECT $__timeGroupAlias(time, $__interval),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM detected_at - time))
+               AS p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM detected_at - time))
+               AS p95
+    FROM detections
+    WHERE $__timeFilter(time) AND camera_id IN ($camera)
+    GROUP BY 1
+    ORDER BY 1
+"""
+
+CONSUMER_LAG = """
+    SELECT $__timeGroupAlias(time, $__interval),
+           component || coalesce(' ' || (labels ->> 'group'), '') AS metric,
+           max(value) AS lag
+    FROM pipeline_metrics
+    WHERE metric = 'consumer_lag' AND $__timeFilter(time)
+    GROUP BY 1, 2
+    ORDER BY 1
+"""
+
+# Each sink process reports its own rate; the pipeline's is their sum.
+SINK_ROWS = """
+    SELECT t AS time, tbl AS metric, sum(rate) AS rows_per_s
+    FROM (SELECT $__timeGroup(time, $__interval) AS t, labels ->> 'table' AS tbl, instance,
+                 avg(value) AS rate
+          FROM pipeline_metrics
+          WHERE component = 'sink' AND metric = 'rows_per_s' AND $__timeFilter(time)
+          GROUP BY 1, 2, 3) per_instance
+    GROUP BY 1, 2
+    ORDER BY 1
+"""
+
+READING_TO_ALERT = """
+    SELECT $__timeGroupAlias(opened_at, $__interval),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ts_rule - ts_capture))
+               AS "capture → alarm p95"
+    FROM alerts
+    WHERE $__timeFilter(opened_at) AND ts_rule IS NOT NULL
+    GROUP BY 1
+    ORDER BY 1
+"""
+
+NOTIFICATION_DELAY = """
+    SELECT $__timeGroupAlias(created_at, $__interval),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at))
+               AS "capture → notification p95"
+    FROM notifications
+    WHERE $__timeFilter(created_at) AND status = 'sent' AND sent_at IS NOT NULL
+    GROUP BY 1
+    ORDER BY 1
+"""
+
+# Reasons name the source and quote the bad value; dropping the `sensor X:` prefix, what is
+# quoted, the numbers and everything after a colon (a parser's details) groups them by kind.
+DEAD_LETTERS = """
+    SELECT stage AS "Tahap",
+           btrim(split_part(regexp_replace(regexp_replace(
+               regexp_replace(error, '^sensor [^:]+: ', ''),
+               '''[^'']*''|"[^"]*"', '…', 'g'), '[0-9][0-9.]*', 'N', 'g'), ':', 1)) AS "Alasan",
+           count(*) AS "Jumlah",
+           max(time) AS "Terakhir"
+    FROM dead_letters
+    WHERE $__timeFilter(time)
+    GROUP BY 1, 2
+    ORDER BY 3 DESC
+    LIMIT 50
+"""
+
+
+def _series(title: str, description: str, *targets: Sql, unit: str) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(datasource())
+        .unit(unit)
+        .interval("1m")
+        .line_width(2)
+        .fill_opacity(10)
+        .legend(
+            cb.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .height(8)
+        .span(12)
+    )
+    for target in targets:
+        panel = panel.with_target(target)
+    return panel
+
+
+def build(settings: Settings) -> db.Dashboard:
+    del settings
+    frames = (
+        table.Panel()
+        .title("Frame per kamera")
+        .description(
+            "Frames decoded at the camera, published to Kafka, and skipped by the motion gate "
+            "or sampling, over the range; the latest published fps and status."
+        )
+        .datasource(datasource())
+        .with_target(Sql(FRAMES))
+        .override_by_name(
+            "Status",
+            [
+                dm.DynamicConfigValue(
+                    id_val="mappings",
+                    value=[
+                        {
+                            "type": "value",
+                            "options": {
+                                "online": {"color": "green", "index": 0},
+                                "connecting": {"color": "yellow", "index": 1},
+                                "reconnecting": {"color": "orange", "index": 2},
+                                "stalled": {"color": "red", "index": 3},
+                                "ended": {"color": "text", "index": 4},
+                            },
+                        }
+                    ],
+                ),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "color-background"}
+                ),
+            ],
+        )
+        .height(9)
+        .span(12)
+    )
+    latency = _series(
+        "Latensi detektor",
+        "From frame capture to detection (includes Kafka transport and queueing).",
+        Sql(DETECTOR_LATENCY, fmt="time_series"),
+        unit="s",
+    ).thresholds(thresholds((None, "green"), (1, "orange"), (5, "red")))
+    dead = (
+        table.Panel()
+        .title("Data ditolak")
+        .description("Input refused and dead-lettered in the range, by stage and reason.")
+        .datasource(datasource())
+        .with_target(Sql(DEAD_LETTERS))
+        .height(8)
+        .span(12)
+    )
+    return (
+        db.Dashboard("Pantau — Kesehatan pipeline")
+        .uid(UID)
+        .description("Cameras, detector, Kafka, sink and alert latency: is everything keeping up?")
+        .tags(["pantau", "pipeline"])
+        .timezone(TIMEZONE)
+        .time("now-6h", "now")
+        .refresh("30s")
+        .timepicker(timepicker())
+        .with_variable(desa_variable().hide(dm.VariableHide.HIDE_VARIABLE))
+        .with_variable(camera_variable())
+        .with_panel(frames)
+        .with_panel(
+            _series(
+                "fps per kamera",
+                "Frames published per second, per camera.",
+                Sql(FPS, fmt="time_series"),
+                unit="fps",
+            ).height(9)
+        )
+        .with_panel(latency)
+        .with_panel(
+            _series(
+                "Lag konsumen Kafka",
+                "Records waiting for each consumer group.",
+                Sql(CONSUMER_LAG, fmt="time_series"),
+                unit="short",
+            )
+        )
+        .with_panel(
+            _series(
+                "Baris tersimpan per detik",
+                "Rows the sink writes to the database per second, per table.",
+                Sql(SINK_ROWS, fmt="time_series"),
+                unit="rowsps",
+            )
+        )
+        .with_panel(
+            _series(
+                "Latensi sampai alarm dan notifikasi",
+                "95th percentile from the reading or frame being captured to the alarm rule "
+                "firing, and to the notification being delivered.",
+                Sql(READING_TO_ALERT, fmt="time_series", ref_id="A"),
+                Sql(NOTIFICATION_DELAY, fmt="time_series", ref_id="B"),
+                unit="s",
+            )
+        )
+        .with_panel(dead)
+    )
