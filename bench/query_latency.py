@@ -10,9 +10,7 @@ worst p95, are printed as figures.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,10 +20,9 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pantau.settings import load_settings  # noqa: E402
-from storage.dictionary import example_queries  # noqa: E402
+from seeded_history import ensure_seeded  # noqa: E402
 
-CONFIG = REPO / "configs" / "pantau.yaml"
+from storage.dictionary import example_queries  # noqa: E402
 
 # What the wall asks every few seconds, over the last 24 hours.
 PANELS = {
@@ -106,35 +103,10 @@ def main() -> int:
     parser.add_argument("--database", default="pantau_query_bench")
     args = parser.parse_args()
 
-    env = {**os.environ, "PANTAU__POSTGRES__DBNAME": args.database}
-    settings = load_settings(CONFIG, env)
+    settings = ensure_seeded(
+        args.database, days=args.days, sensors=args.sensors, cameras=args.cameras
+    )
     owner = settings.postgres.connect_kwargs("owner")
-    with psycopg.connect(**{**owner, "dbname": "postgres"}, autocommit=True) as admin:  # type: ignore[arg-type]
-        exists = admin.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (args.database,)
-        ).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{args.database}"')
-    pantau = [sys.executable, "-m", "pantau.cli", "--config", str(CONFIG)]
-    subprocess.run([*pantau, "migrate"], env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        row = conn.execute(
-            "SELECT count(*), max(time) > now() - interval '2 hours' FROM sensors s "
-            "LEFT JOIN LATERAL (SELECT time FROM sensor_readings r WHERE r.sensor_id = s.sensor_id "
-            "ORDER BY time DESC LIMIT 1) r ON true WHERE s.sensor_id LIKE 'seed-%'"
-        ).fetchone()
-    if not row or row[0] != args.sensors or not row[1]:
-        print(f"seeding {args.days} days, {args.sensors} sensors, {args.cameras} cameras…",
-              file=sys.stderr)  # fmt: skip
-        subprocess.run(
-            [*pantau, "db", "seed", "--replace", "--days", str(args.days),
-             "--sensors", str(args.sensors), "--cameras", str(args.cameras)],
-            env=env, cwd=REPO, check=True,
-        )  # fmt: skip
-
-    with psycopg.connect(**owner) as conn:  # type: ignore[arg-type]
-        size = conn.execute("SELECT count(*) FROM sensor_readings").fetchone()
-    print(f"sensor_readings: {size[0] if size else 0:,} rows", file=sys.stderr)
 
     results: dict[str, list[float]] = {}
     roles = [

@@ -131,3 +131,71 @@ def test_timescale_schema_hypertables_aggregates_and_policies(
         assert maintain(conn, storage).notes
         registered = conn.execute("SELECT count(*) FROM sensors").fetchone()
         assert registered == (len(settings.sensors),)
+
+
+def test_panel_queries_run_on_timescale_with_time_bucket(
+    timescale: dict[str, Any], base_settings: Settings
+) -> None:
+    """The provisioned datasource has its TimescaleDB switch on, so Grafana groups with
+    time_bucket() there: every panel and alert-rule query must run on that flavour too."""
+    from dashboards import alerting
+    from dashboards.export import render_dashboards
+    from dashboards.queries import (
+        expanded,
+        panel_queries,
+        resolve_variables,
+        rule_expanded,
+        rule_queries,
+    )
+
+    now = utcnow()
+    ran = 0
+    with psycopg.connect(**timescale, autocommit=True) as conn:
+        apply(conn, timescale="auto")
+        sync_registry(conn, base_settings)
+        conn.execute(
+            "INSERT INTO sensor_readings (time, sensor_id, quantity, value, seq, ingested_at) "
+            "SELECT now() - make_interval(mins => n), s.sensor_id, q, 40 + n % 7, n, now() "
+            "FROM sensors s, generate_series(1, 90) n, "
+            "unnest(ARRAY['pm25', 'pm10', 'waterLevel', 'fillingLevel']) q"
+        )
+        for dashboard in render_dashboards(base_settings).values():
+            values, quoted = resolve_variables(
+                dashboard,
+                lambda sql: conn.execute(sql.encode()).fetchall(),
+                time_from=now - timedelta(hours=24),
+                time_to=now,
+            )
+            for query in panel_queries(dashboard):
+                sql = expanded(
+                    query,
+                    time_from=now - timedelta(hours=24),
+                    time_to=now,
+                    variables=values,
+                    quoted=quoted,
+                    timescaledb=True,
+                )
+                try:
+                    conn.execute(sql.encode()).fetchall()
+                except psycopg.Error as exc:
+                    pytest.fail(f"{query.name} fails on TimescaleDB: {exc}\n{sql}")
+                ran += 1
+        water = next(
+            q
+            for q in panel_queries(render_dashboards(base_settings)["environment"])
+            if q.panel == "Tinggi muka air"
+        )
+        assert "time_bucket(" in expanded(
+            water,
+            time_from=now - timedelta(hours=1),
+            time_to=now,
+            variables={"desa": ["x"]},
+            quoted=frozenset({"desa"}),
+            timescaledb=True,
+        )
+        for uid, window, sql in rule_queries(alerting.provisioning()):
+            rows = conn.execute(
+                rule_expanded(sql, window_s=window, now=now, timescaledb=True).encode()
+            ).fetchall()
+            assert len(rows) == 1, uid
+    assert ran >= 25
