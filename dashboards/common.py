@@ -109,6 +109,19 @@ def camera_variable() -> db.QueryVariable:
     )
 
 
+def sensor_type_variable() -> db.QueryVariable:
+    return (
+        db.QueryVariable("sensor_type")
+        .label("Jenis sensor")
+        .datasource(datasource())
+        .query("SELECT DISTINCT type FROM sensors WHERE active ORDER BY 1")
+        .multi(True)
+        .include_all(True)
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
 def desa_filter(column: str) -> str:
     return f"coalesce({column}, '{NO_DESA}') IN ($desa)"
 

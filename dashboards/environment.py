@@ -15,6 +15,7 @@ from dashboards.common import (
     datasource,
     desa_filter,
     desa_variable,
+    sensor_type_variable,
     thresholds,
     timepicker,
 )
@@ -77,7 +78,7 @@ PER_DESA = f"""
            count(DISTINCT h.sensor_id) AS "Sensor"
     FROM sensor_readings_hourly h
     JOIN sensors s USING (sensor_id)
-    WHERE $__timeFilter(h.bucket) AND {desa_filter("s.desa")}
+    WHERE $__timeFilter(h.bucket) AND {desa_filter("s.desa")} AND s.type IN ($sensor_type)
     GROUP BY 1
     ORDER BY 1
 """
@@ -162,7 +163,10 @@ def build(settings: Settings) -> db.Dashboard:
     per_desa = (
         table.Panel()
         .title("Ringkasan per desa")
-        .description("Means and maxima over the time range, from the hourly rollup.")
+        .description(
+            "Means and maxima over the time range, from the hourly rollup, of the selected "
+            "desa and sensor types."
+        )
         .datasource(datasource())
         .with_target(Sql(PER_DESA))
         .override_by_name(
@@ -198,6 +202,7 @@ def build(settings: Settings) -> db.Dashboard:
         .refresh("1m")
         .timepicker(timepicker())
         .with_variable(desa_variable())
+        .with_variable(sensor_type_variable())
         .with_panel(_pm_panel("PM2.5 per desa", PM25, ISPU_PM25))
         .with_panel(_pm_panel("PM10 per desa", PM10, ISPU_PM10))
         .with_panel(water)

@@ -178,7 +178,7 @@ def test_the_wall_brings_a_notified_alarm_to_the_top(grafana: psycopg.Connection
     assert first[[c.name for c in cursor.description].index("Alarm")] == oldest[0]
 
 
-def test_filtering_by_desa_narrows_the_environment(grafana: psycopg.Connection[Any]) -> None:
+def test_filtering_by_desa_and_sensor_type_narrows_the_summary(grafana: psycopg.Connection[Any]) -> None:
     environment = DASHBOARDS["environment"]
     query = next(q for q in panel_queries(environment) if q.panel == "Ringkasan per desa")
     now = datetime.now(UTC)
@@ -186,11 +186,17 @@ def test_filtering_by_desa_narrows_the_environment(grafana: psycopg.Connection[A
         query,
         time_from=now - timedelta(hours=24),
         time_to=now,
-        variables={"desa": ["Sooko"]},
-        quoted=frozenset({"desa"}),
+        variables={"desa": ["Sooko"], "sensor_type": ["air_quality"]},
+        quoted=frozenset({"desa", "sensor_type"}),
     )
-    rows = grafana.execute(sql.encode()).fetchall()
+    cursor = grafana.execute(sql.encode())
+    rows = cursor.fetchall()
+    assert cursor.description is not None
+    columns = [c.name for c in cursor.description]
     assert [row[0] for row in rows] == ["Sooko"]
+    # Only air-quality sensors: PM values, no water or container levels.
+    assert rows[0][columns.index("PM2.5")] is not None
+    assert rows[0][columns.index("Tinggi air maks")] is None
 
 
 @pytest.mark.parametrize(
