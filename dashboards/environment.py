@@ -17,6 +17,7 @@ from dashboards.common import (
     desa_variable,
     sensor_type_variable,
     thresholds,
+    time_bin,
     timepicker,
 )
 from pantau.settings import Settings
@@ -31,7 +32,7 @@ ISPU_PM10 = ((None, "green"), (51, "blue"), (151, "yellow"), (351, "red"), (421,
 
 # ISPU is defined on hourly means, so air quality reads the hourly rollup.
 _PM_PER_DESA = """
-    SELECT $__timeGroupAlias(h.bucket, $__interval),
+    SELECT {bucket},
            s.desa AS metric,
            avg(h.avg) AS "{quantity}"
     FROM sensor_readings_hourly h
@@ -40,19 +41,36 @@ _PM_PER_DESA = """
     GROUP BY 1, 2
     ORDER BY 1
 """
-PM25 = _PM_PER_DESA.format(quantity="pm25", desa=desa_filter("s.desa"))
-PM10 = _PM_PER_DESA.format(quantity="pm10", desa=desa_filter("s.desa"))
+PM25 = _PM_PER_DESA.format(quantity="pm25", bucket=time_bin("h.bucket"), desa=desa_filter("s.desa"))
+PM10 = _PM_PER_DESA.format(quantity="pm10", bucket=time_bin("h.bucket"), desa=desa_filter("s.desa"))
 
+# The trend reads the hourly rollup (the highest level of each hour): a day of raw readings
+# from every gauge is too much to fetch each refresh. The latest level comes from the raw
+# readings, one index lookup per gauge.
 WATER_LEVEL = f"""
-    SELECT $__timeGroupAlias(r.time, $__interval),
-           coalesce(nullif(s.name, ''), s.sensor_id) AS metric,
-           max(r.value) AS "waterLevel"
-    FROM sensor_readings r
+    SELECT {time_bin("h.bucket")},
+           s.desa AS metric,
+           max(h.max) AS "waterLevel"
+    FROM sensor_readings_hourly h
     JOIN sensors s USING (sensor_id)
-    WHERE s.type = 'water_level' AND r.quantity = 'waterLevel'
-      AND $__timeFilter(r.time) AND {desa_filter("s.desa")}
+    WHERE s.type = 'water_level' AND h.quantity = 'waterLevel'
+      AND $__timeFilter(h.bucket) AND {desa_filter("s.desa")}
     GROUP BY 1, 2
     ORDER BY 1
+"""
+
+WATER_NOW = f"""
+    SELECT coalesce(nullif(s.name, ''), s.sensor_id) AS "Pos",
+           r.value AS "waterLevel"
+    FROM sensors s
+    CROSS JOIN LATERAL (SELECT value FROM sensor_readings
+                        WHERE sensor_id = s.sensor_id AND quantity = 'waterLevel'
+                          AND time >= $__timeTo()::timestamptz - interval '1 hour'
+                          AND time <= $__timeTo()::timestamptz
+                        ORDER BY time DESC LIMIT 1) r
+    WHERE s.type = 'water_level' AND s.active AND {desa_filter("s.desa")}
+    ORDER BY r.value DESC
+    LIMIT 20
 """
 
 BIN_FILL = f"""
@@ -120,14 +138,14 @@ def build(settings: Settings) -> db.Dashboard:
         water_steps.append((rules.water_critical, "red"))
     water = (
         timeseries.Panel()
-        .title("Tinggi muka air")
+        .title("Tinggi muka air per desa")
         .description(
-            "Highest water level per gauge and interval; the lines are the alarm levels of "
-            "the water-high rule (per-gauge levels may differ)."
+            "Highest level of the desa's gauges per hour; the lines are the alarm levels of "
+            "the water-high rule (a gauge may set its own)."
         )
         .datasource(datasource())
         .with_target(Sql(WATER_LEVEL, fmt="time_series"))
-        .interval("5m")
+        .interval("1h")
         .unit("lengthm")
         .thresholds(thresholds(*water_steps))
         .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
@@ -137,6 +155,22 @@ def build(settings: Settings) -> db.Dashboard:
             .placement(cm.LegendPlacement.BOTTOM)
             .show_legend(True)
         )
+        .height(9)
+        .span(12)
+    )
+    water_now = (
+        bargauge.Panel()
+        .title("Tinggi muka air terkini")
+        .description("Latest level of each gauge (up to an hour old), highest first.")
+        .datasource(datasource())
+        .with_target(Sql(WATER_NOW))
+        .unit("lengthm")
+        .min(0)
+        .max((rules.water_critical or rules.water_raise) * 1.25)
+        .thresholds(thresholds(*water_steps))
+        .display_mode(cm.BarGaugeDisplayMode.GRADIENT)
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .reduce_options(cb.ReduceDataOptions().values(True).calcs([]).fields("/^waterLevel$/"))
         .height(9)
         .span(12)
     )
@@ -206,6 +240,7 @@ def build(settings: Settings) -> db.Dashboard:
         .with_panel(_pm_panel("PM2.5 per desa", PM25, ISPU_PM25))
         .with_panel(_pm_panel("PM10 per desa", PM10, ISPU_PM10))
         .with_panel(water)
+        .with_panel(water_now)
         .with_panel(bins)
         .with_panel(per_desa)
     )

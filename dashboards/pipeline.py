@@ -16,6 +16,7 @@ from dashboards.common import (
     datasource,
     desa_variable,
     thresholds,
+    time_bin,
     timepicker,
 )
 from pantau.settings import Settings
@@ -43,19 +44,19 @@ FRAMES = f"""
     ORDER BY 1
 """
 
-FPS = """
-    SELECT $__timeGroupAlias(time, $__interval), camera_id AS metric, avg(fps) AS fps
+FPS = f"""
+    SELECT {time_bin("time")}, camera_id AS metric, avg(fps) AS fps
     FROM camera_health
     WHERE $__timeFilter(time) AND camera_id IN ($camera)
     GROUP BY 1, 2
     ORDER BY 1
 """
 
-DETECTOR_LATENCY = """
-    SELECT $__timeGroupAlias(time, $__interval),
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM detected_at - time))
+DETECTOR_LATENCY = f"""
+    SELECT {time_bin("time")},
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY date_part('epoch', detected_at - time))
                AS p50,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM detected_at - time))
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', detected_at - time))
                AS p95
     FROM detections
     WHERE $__timeFilter(time) AND camera_id IN ($camera)
@@ -63,8 +64,8 @@ DETECTOR_LATENCY = """
     ORDER BY 1
 """
 
-CONSUMER_LAG = """
-    SELECT $__timeGroupAlias(time, $__interval),
+CONSUMER_LAG = f"""
+    SELECT {time_bin("time")},
            component || coalesce(' ' || (labels ->> 'group'), '') AS metric,
            max(value) AS lag
     FROM pipeline_metrics
@@ -74,9 +75,10 @@ CONSUMER_LAG = """
 """
 
 # Each sink process reports its own rate; the pipeline's is their sum.
-SINK_ROWS = """
+SINK_ROWS = f"""
     SELECT t AS time, tbl AS metric, sum(rate) AS rows_per_s
-    FROM (SELECT $__timeGroup(time, $__interval) AS t, labels ->> 'table' AS tbl, instance,
+    FROM (SELECT {time_bin("time", alias="t")}, labels ->> 'table' AS tbl,
+                 instance,
                  avg(value) AS rate
           FROM pipeline_metrics
           WHERE component = 'sink' AND metric = 'rows_per_s' AND $__timeFilter(time)
@@ -85,9 +87,9 @@ SINK_ROWS = """
     ORDER BY 1
 """
 
-READING_TO_ALERT = """
-    SELECT $__timeGroupAlias(opened_at, $__interval),
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM ts_rule - ts_capture))
+READING_TO_ALERT = f"""
+    SELECT {time_bin("opened_at")},
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', ts_rule - ts_capture))
                AS "capture → alarm p95"
     FROM alerts
     WHERE $__timeFilter(opened_at) AND ts_rule IS NOT NULL
@@ -95,9 +97,9 @@ READING_TO_ALERT = """
     ORDER BY 1
 """
 
-NOTIFICATION_DELAY = """
-    SELECT $__timeGroupAlias(created_at, $__interval),
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM sent_at - created_at))
+NOTIFICATION_DELAY = f"""
+    SELECT {time_bin("created_at")},
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', sent_at - created_at))
                AS "capture → notification p95"
     FROM notifications
     WHERE $__timeFilter(created_at) AND status = 'sent' AND sent_at IS NOT NULL
@@ -216,7 +218,9 @@ def build(settings: Settings) -> db.Dashboard:
                 "Frames published per second, per camera.",
                 Sql(FPS, fmt="time_series"),
                 unit="fps",
-            ).height(9)
+            )
+            .interval("5m")
+            .height(9)
         )
         .with_panel(latency)
         .with_panel(

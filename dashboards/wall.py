@@ -20,6 +20,7 @@ from dashboards.common import (
     datasource,
     fixed_color,
     thresholds,
+    time_bin,
     timepicker,
 )
 from pantau.settings import Settings
@@ -112,8 +113,8 @@ LATEST_INCIDENTS = """
     LIMIT 50
 """
 
-TIMELINE = """
-    SELECT $__timeGroupAlias(opened_at, $__interval),
+TIMELINE = f"""
+    SELECT {time_bin("opened_at")},
            alarm_type AS metric,
            count(*) AS n
     FROM alerts

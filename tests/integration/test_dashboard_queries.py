@@ -178,7 +178,9 @@ def test_the_wall_brings_a_notified_alarm_to_the_top(grafana: psycopg.Connection
     assert first[[c.name for c in cursor.description].index("Alarm")] == oldest[0]
 
 
-def test_filtering_by_desa_and_sensor_type_narrows_the_summary(grafana: psycopg.Connection[Any]) -> None:
+def test_filtering_by_desa_and_sensor_type_narrows_the_summary(
+    grafana: psycopg.Connection[Any],
+) -> None:
     environment = DASHBOARDS["environment"]
     query = next(q for q in panel_queries(environment) if q.panel == "Ringkasan per desa")
     now = datetime.now(UTC)

@@ -152,7 +152,7 @@ def test_environment_shows_the_ispu_bands_and_the_configured_alarm_levels(
         for s in panels["PM2.5 per desa"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     ]
     assert pm25 == [None, 15.6, 55.5, 150.5, 250.5]
-    water = panels["Tinggi muka air"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    water = panels["Tinggi muka air per desa"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
     rule = next(r for r in settings.streams.rules if r.id == "water-high")
     assert [s["value"] for s in water][1] == rule.raise_above  # type: ignore[union-attr]
 
