@@ -18,8 +18,15 @@ PURE_CORES = (
     "pantau/messages.py",
     "pantau/codec.py",
     "pantau/settings.py",
+    "detectors/zones.py",
+    "detectors/dumping.py",
+    "dashboards/macros.py",
+    "dashboards/queries.py",
 )
-SDKS = ("cv2", "ultralytics", "kafka", "aiokafka", "faust", "psycopg", "paho", "torch")
+SDKS = (
+    "cv2", "ultralytics", "kafka", "aiokafka", "faust", "psycopg", "paho", "torch",
+    "grafana_foundation_sdk", "grafana_client",
+)  # fmt: skip
 
 
 def imported_top_levels(path: Path) -> set[str]:

@@ -1,0 +1,667 @@
+"""Class-agnostic static-object model: things that appeared in view and stopped moving.
+
+Two background models run on a small grayscale copy of every frame:
+
+- the short-term model follows the scene within seconds, so anything that stops moving
+  becomes part of it;
+- the long-term model follows only what is background (slowly), and never learns pixels
+  that belong to a candidate object or lie under a detected person or vehicle.
+
+A pixel that differs from the long-term model but not from the short-term one holds
+something that appeared and then stood still. Connected regions of such pixels, of a
+plausible size, that stay put for a few seconds become candidate objects, whatever YOLO
+calls them (or whether it sees them at all). A candidate's pixels are compared with the
+long-term model on every frame, which is how its removal is seen.
+
+Global lighting (a cloud, dusk, the camera's exposure) is taken out before comparing: each
+frame is divided by its brightness gain relative to the long-term model, a robust median
+over the pixels nobody covers, and the models live in that normalised space. When most of
+the frame still differs after that (the camera was moved, its picture switched to night
+mode), the frame is not trusted, and after a while both models are learnt afresh.
+
+All timers are wall-clock: every update carries its capture time in seconds, and learning
+rates are time constants, so the model behaves the same at 2 fps as at 25.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.zones import CameraZones
+
+log = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]
+Float32 = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+Status = Literal["present", "removed", "absorbed"]
+
+
+@dataclass(frozen=True)
+class StaticObjectConfig:
+    """Thresholds of the model; sizes are fractions of the frame, times are seconds."""
+
+    # 320 px wide keeps a bag at 20 m (a dozen pixels in a 640 px frame) while the whole
+    # model costs about a millisecond per frame.
+    work_width: int = 320
+    # Smooths sensor noise and JPEG blocks before differencing.
+    blur_sigma: float = 1.0
+    # A still object's difference to the short-term model decays as exp(-t / tau): a dark
+    # bag on grey paving merges into it within ~3 s, a walker (a second per spot) never.
+    short_tau_s: float = 2.5
+    # Long-term model on background pixels: follows shadows and uneven light changes.
+    long_tau_s: float = 30.0
+    # Long-term model on foreground pixels no candidate claims (a shadow that settled, an
+    # undetected passer-by): absorbed in minutes, far slower than any dwell time.
+    long_foreground_tau_s: float = 300.0
+    # The first seconds of a stream only learn the scene.
+    warmup_s: float = 3.0
+    warmup_tau_s: float = 0.5
+    # A pixel differs from a model when |frame - model| > diff_abs / gain + diff_rel * model:
+    # the absolute part covers noise (which grows after dividing a dark frame by its gain),
+    # the relative part texture and residual uneven lighting.
+    diff_abs: float = 12.0
+    diff_rel: float = 0.15
+    # Size of a candidate relative to the frame's area: from a small bag far away to a
+    # sofa nearby; larger regions are vehicles, lighting or a moved camera.
+    min_area_frac: float = 0.0004
+    max_area_frac: float = 0.08
+    # A region must stay still this long (a clean view, shape unchanged) to be a candidate.
+    min_still_s: float = 2.0
+    still_iou: float = 0.6
+    pending_miss_s: float = 1.0
+    # Detected people and vehicles are masked with this margin around their box: YOLO boxes
+    # are tight, and arms, shadows and a carried bag stick out.
+    exclude_margin: float = 0.1
+    # Presence of a candidate: fraction of its visible pixels still differing from the
+    # long-term model; between the two thresholds the last judgement stands.
+    present_above: float = 0.5
+    absent_below: float = 0.2
+    # Less visible than this (people in front of it) and presence is not judged at all.
+    visible_below: float = 0.3
+    # Continuously absent this long: the object was removed (cleaned, picked up).
+    remove_after_s: float = 2.0
+    # More of the frame than this differs after gain correction: no single object does that.
+    global_change_frac: float = 0.35
+    relearn_after_s: float = 10.0
+    # Absorbed into the background after this long, whatever happens: a safety net; the
+    # dumping logic normally ends a case (and asks for absorption) sooner.
+    max_age_s: float = 4 * 3600.0
+    # A region whose outline has weaker edges in the frame than in the long-term model is
+    # where something was, not where something is (a ghost): learnt, not reported.
+    ghost_edge_ratio: float = 0.8
+
+    def __post_init__(self) -> None:
+        sizes = 0 < self.min_area_frac < self.max_area_frac < 1
+        presence = 0 <= self.absent_below < self.present_above <= 1
+        taus = (self.short_tau_s, self.long_tau_s, self.long_foreground_tau_s, self.warmup_tau_s)
+        checks = {
+            "work_width >= 32": self.work_width >= 32,
+            "0 < min_area_frac < max_area_frac < 1": sizes,
+            "0 <= absent_below < present_above <= 1": presence,
+            "time constants > 0": min(taus) > 0,
+            "short_tau_s < long_tau_s": self.short_tau_s < self.long_tau_s,
+            "0 < global_change_frac <= 1": 0 < self.global_change_frac <= 1,
+        }
+        failed = [name for name, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError(f"static-object config: expected {', '.join(failed)}, got {self}")
+
+
+@dataclass(frozen=True)
+class StaticObject:
+    """One candidate object as the dumping logic sees it; boxes in frame pixels.
+
+    `status` is "present" while it is there, hidden behind someone (`visible` False) or
+    missing for less than remove_after_s; "removed" (taken away, `removed_at` is when it
+    was first missed) and "absorbed" (folded into the background) are reported exactly
+    once, after which the object is no longer listed.
+    """
+
+    id: int
+    box: Box
+    first_seen: float
+    confirmed_at: float
+    last_seen: float
+    status: Status = "present"
+    visible: bool = True
+    removed_at: float | None = None
+    area_frac: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """How the last frame looked to the model (for logs and metrics)."""
+
+    t: float = 0.0
+    gain: float = 1.0
+    foreground_frac: float = 0.0
+    global_change: bool = False
+    warming_up: bool = True
+    pending: int = 0
+
+
+@dataclass
+class _Pending:
+    box: tuple[int, int, int, int]  # work pixels, x, y, w, h
+    since: float
+    last_seen: float
+
+
+@dataclass
+class _Candidate:
+    id: int
+    x: int
+    y: int
+    mask: BoolArray  # over the box (x, y, mask.shape) in work pixels
+    first_seen: float
+    confirmed_at: float
+    last_seen: float
+    absent_since: float | None = None
+    visible: bool = True
+
+    def window(self) -> tuple[slice, slice]:
+        h, w = self.mask.shape
+        return slice(self.y, self.y + h), slice(self.x, self.x + w)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = min(ax2, bx2) - max(a[0], b[0])
+    ih = min(ay2, by2) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def _alpha(dt: float, tau: float) -> float:
+    """Running-average weight for a step of dt seconds with time constant tau."""
+    return 1.0 - math.exp(-max(dt, 0.0) / tau)
+
+
+_OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+
+@dataclass
+class _Background:
+    """The models of one camera at work resolution, in gain-normalised grey levels."""
+
+    long: Float32
+    short: Float32
+    known: BoolArray  # long-term model has seen this pixel uncovered
+    fg_since: Float32  # since when a pixel differs from the long-term model (inf: it does not)
+    zone_ex: BoolArray  # fixture and ignore zones
+    started: float
+    frame_size: tuple[int, int]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h, w = self.long.shape
+        return h, w
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Frame pixels per work pixel, (x, y)."""
+        return self.frame_size[0] / self.long.shape[1], self.frame_size[1] / self.long.shape[0]
+
+
+class StaticObjectModel:
+    """The static-object model of one camera. Feed every frame to `update`, in time order."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        zones: CameraZones | None = None,
+        config: StaticObjectConfig | None = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.zones = zones
+        self.config = config or StaticObjectConfig()
+        self.stats = ModelStats()
+        self._next_id = 1
+        self._frame_size: tuple[int, int] | None = None
+        self._bg: _Background | None = None
+        self._last_t: float | None = None
+        self._global_since: float | None = None
+        self._pending: list[_Pending] = []
+        self._candidates: dict[int, _Candidate] = {}
+        self._absorb_requested: set[int] = set()
+
+    # ------------------------------------------------------------------ public
+
+    def reset(self) -> None:
+        """Forget everything, including the frame size (e.g. the camera was reconfigured)."""
+        self._frame_size = None
+        self._forget()
+
+    def update(
+        self, image: npt.NDArray[np.uint8], t: float, exclude: npt.ArrayLike | None = None
+    ) -> tuple[StaticObject, ...]:
+        """One frame at capture time `t` (seconds); `exclude`: (N, 4) boxes in frame pixels
+        of people and vehicles seen in it. Returns every candidate, with removed and
+        absorbed ones reported this once."""
+        gray = self._prepare(image)
+        if self._last_t is not None and t < self._last_t:
+            log.warning(
+                "camera %s: time went back from %.3f to %.3f; relearning the background",
+                self.camera_id, self._last_t, t,
+            )  # fmt: skip
+            self._forget()
+        boxes_ex = self._box_mask(exclude, gray.shape)
+        bg = self._bg
+        if bg is None:
+            self._start(gray, t, boxes_ex)
+            return ()
+        dt = t - (self._last_t if self._last_t is not None else t)
+        self._last_t = t
+        cfg = self.config
+
+        valid = bg.known & ~boxes_ex & ~bg.zone_ex
+        gain = self._gain(bg, gray, valid)
+        norm = gray / np.float32(gain)
+        diff_long = self._differs(norm, bg.long, gain) & bg.known
+        diff_short = self._differs(norm, bg.short, gain)
+        claimed = self._claimed(bg, pending=False)
+        judged = valid & ~claimed
+        fg_frac = int(np.count_nonzero(diff_long & judged)) / max(1, int(np.count_nonzero(judged)))
+        warming = t - bg.started < cfg.warmup_s
+        global_change = not warming and fg_frac > cfg.global_change_frac
+
+        bg.fg_since = np.where(
+            diff_long, np.minimum(bg.fg_since, np.float32(t)), np.float32(np.inf)
+        ).astype(np.float32)
+        reported: list[StaticObject] = []
+        if warming:
+            fast = np.float32(_alpha(dt, cfg.warmup_tau_s))
+            bg.short += fast * (norm - bg.short)
+            self._learn_long(bg, norm, ~boxes_ex, np.full(norm.shape, fast, dtype=np.float32))
+        elif global_change:
+            reported = self._on_global_change(bg, norm, t, dt, boxes_ex)
+        else:
+            self._global_since = None
+            static = diff_long & ~diff_short & ~boxes_ex & ~bg.zone_ex & ~claimed
+            reported = self._judge_candidates(bg, diff_long, boxes_ex, t)
+            self._find_new(bg, static, norm, boxes_ex, t)
+            reported += self._expire(bg, norm, t)
+            bg.short += np.float32(_alpha(dt, cfg.short_tau_s)) * (norm - bg.short)
+            rate = np.where(
+                diff_long,
+                np.float32(_alpha(dt, cfg.long_foreground_tau_s)),
+                np.float32(_alpha(dt, cfg.long_tau_s)),
+            ).astype(np.float32)
+            self._learn_long(bg, norm, ~boxes_ex & ~self._claimed(bg, pending=True), rate)
+
+        self.stats = ModelStats(
+            t=t,
+            gain=gain,
+            foreground_frac=fg_frac,
+            global_change=global_change,
+            warming_up=warming,
+            pending=len(self._pending),
+        )
+        live = [self._report(bg, c, "present") for c in self._candidates.values()]
+        return tuple(live + reported)
+
+    def absorb(self, object_id: int) -> bool:
+        """Take a candidate into the long-term background (e.g. its dumping case expired);
+        reported as "absorbed" on the next update. False when no such candidate exists."""
+        if object_id not in self._candidates:
+            return False
+        self._absorb_requested.add(object_id)
+        return True
+
+    @property
+    def work_size(self) -> tuple[int, int] | None:
+        """(width, height) the model works at, once the first frame has been seen."""
+        return None if self._bg is None else (self._bg.shape[1], self._bg.shape[0])
+
+    # ------------------------------------------------------------------ state
+
+    def _forget(self) -> None:
+        self._bg = None
+        self._last_t = None
+        self._global_since = None
+        self._pending = []
+        self._candidates = {}
+        self._absorb_requested = set()
+
+    def _start(self, gray: Float32, t: float, boxes_ex: BoolArray) -> None:
+        h, w = gray.shape
+        assert self._frame_size is not None
+        self._bg = _Background(
+            long=gray.copy(),
+            short=gray.copy(),
+            # What people and vehicles hide on the first frame is not background yet.
+            known=~boxes_ex,
+            fg_since=np.full((h, w), np.inf, dtype=np.float32),
+            zone_ex=(
+                self.zones.exclusion_mask(w, h)
+                if self.zones is not None
+                else np.zeros((h, w), dtype=np.bool_)
+            ),
+            started=t,
+            frame_size=self._frame_size,
+        )
+        self._last_t = t
+        self._global_since = None
+        self.stats = ModelStats(t=t)
+
+    def _prepare(self, image: npt.NDArray[np.uint8]) -> Float32:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+            got = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"camera {self.camera_id}: expected a uint8 image, got {got}")
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+            raise ValueError(
+                f"camera {self.camera_id}: expected a BGR (H, W, 3) or gray (H, W) image, "
+                f"got shape {image.shape}"
+            )
+        height, width = image.shape[:2]
+        if self._frame_size is None:
+            self._frame_size = (width, height)
+        elif self._frame_size != (width, height):
+            expected = self._frame_size
+            raise ValueError(
+                f"camera {self.camera_id}: expected frames of {expected[0]}x{expected[1]}, "
+                f"got {width}x{height} (reset() the model when the camera changes)"
+            )
+        if image.ndim == 2:
+            gray = image
+        elif image.shape[2] == 1:
+            gray = image[:, :, 0]
+        else:
+            gray = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+        work_w = min(self.config.work_width, width)
+        work_h = max(1, round(height * work_w / width))
+        if (work_w, work_h) != (width, height):
+            gray = np.asarray(
+                cv2.resize(gray, (work_w, work_h), interpolation=cv2.INTER_AREA), dtype=np.uint8
+            )
+        small = np.asarray(gray, dtype=np.float32)
+        if self.config.blur_sigma > 0:
+            small = np.asarray(
+                cv2.GaussianBlur(small, (0, 0), self.config.blur_sigma), dtype=np.float32
+            )
+        return small
+
+    def _box_mask(self, exclude: npt.ArrayLike | None, shape: tuple[int, ...]) -> BoolArray:
+        assert self._frame_size is not None
+        fw, fh = self._frame_size
+        work_h, work_w = shape[0], shape[1]
+        mask = np.zeros((work_h, work_w), dtype=np.bool_)
+        if exclude is None:
+            return mask
+        boxes = np.asarray(exclude, dtype=np.float64)
+        if boxes.size == 0:
+            return mask
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"camera {self.camera_id}: exclude: expected boxes of shape (N, 4), "
+                f"got {boxes.shape}"
+            )
+        sx, sy = fw / work_w, fh / work_h
+        m = self.config.exclude_margin
+        for x1, y1, x2, y2 in boxes:
+            if not (np.isfinite([x1, y1, x2, y2]).all() and x2 > x1 and y2 > y1):
+                continue
+            mx, my = m * (x2 - x1), m * (y2 - y1)
+            c1 = max(0, math.floor((x1 - mx) / sx))
+            r1 = max(0, math.floor((y1 - my) / sy))
+            c2 = min(work_w, math.ceil((x2 + mx) / sx))
+            r2 = min(work_h, math.ceil((y2 + my) / sy))
+            mask[r1:r2, c1:c2] = True
+        return mask
+
+    # ------------------------------------------------------------------ per-pixel steps
+
+    def _gain(self, bg: _Background, gray: Float32, valid: BoolArray) -> float:
+        # Every third pixel in both directions (thousands of them) is plenty for a median;
+        # dark pixels are mostly noise and would make the ratio jumpy.
+        long = bg.long[::3, ::3]
+        sel = valid[::3, ::3] & (long > 16.0)
+        if int(sel.sum()) < 50:
+            return self.stats.gain
+        ratio = np.log((gray[::3, ::3][sel] + 1.0) / (long[sel] + 1.0))
+        return float(np.clip(math.exp(float(np.median(ratio))), 0.05, 20.0))
+
+    def _differs(self, norm: Float32, model: Float32, gain: float) -> BoolArray:
+        cfg = self.config
+        limit = np.float32(cfg.diff_abs / min(gain, 1.0)) + np.float32(cfg.diff_rel) * model
+        return np.asarray(np.abs(norm - model) > limit, dtype=np.bool_)
+
+    def _claimed(self, bg: _Background, *, pending: bool) -> BoolArray:
+        """Pixels of candidates, and of regions waiting to become one if `pending`."""
+        claimed = np.zeros(bg.shape, dtype=np.bool_)
+        for c in self._candidates.values():
+            rows, cols = c.window()
+            claimed[rows, cols] |= c.mask
+        for p in self._pending if pending else ():
+            x, y, w, h = p.box
+            claimed[y : y + h, x : x + w] = True
+        return claimed
+
+    def _learn_long(self, bg: _Background, norm: Float32, where: BoolArray, rate: Float32) -> None:
+        # Pixels seen uncovered for the first time are taken as they are.
+        step = np.where(where, np.where(bg.known, rate, np.float32(1.0)), np.float32(0.0))
+        bg.long += step * (norm - bg.long)
+        bg.known |= where
+
+    def _on_global_change(
+        self, bg: _Background, norm: Float32, t: float, dt: float, boxes_ex: BoolArray
+    ) -> list[StaticObject]:
+        """Most of the frame changed at once: hold every judgement; relearn if it lasts."""
+        cfg = self.config
+        if self._global_since is None:
+            self._global_since = t
+            log.info(
+                "camera %s: most of the picture changed at %.3f; holding judgements",
+                self.camera_id, t,
+            )  # fmt: skip
+        bg.short += np.float32(_alpha(dt, cfg.short_tau_s)) * (norm - bg.short)
+        for c in self._candidates.values():
+            c.visible = False
+        if t - self._global_since < cfg.relearn_after_s:
+            return []
+        log.warning(
+            "camera %s: the picture stayed different for %.0f s (camera moved?); relearning "
+            "the background and dropping %d candidates",
+            self.camera_id, t - self._global_since, len(self._candidates),
+        )  # fmt: skip
+        dropped = [self._report(bg, c, "absorbed") for c in self._candidates.values()]
+        self._candidates.clear()
+        self._pending.clear()
+        bg.long[...] = norm
+        bg.short[...] = norm
+        bg.known = ~boxes_ex
+        bg.fg_since[...] = np.inf
+        self._global_since = None
+        return dropped
+
+    # ------------------------------------------------------------------ candidates
+
+    def _judge_candidates(
+        self, bg: _Background, diff_long: BoolArray, boxes_ex: BoolArray, t: float
+    ) -> list[StaticObject]:
+        cfg = self.config
+        gone: list[StaticObject] = []
+        for c in list(self._candidates.values()):
+            rows, cols = c.window()
+            visible = c.mask & ~boxes_ex[rows, cols]
+            c.visible = bool(visible.sum() >= cfg.visible_below * c.mask.sum())
+            if not c.visible:
+                continue
+            share = float(diff_long[rows, cols][visible].mean())
+            if share >= cfg.present_above:
+                c.last_seen, c.absent_since = t, None
+            elif share < cfg.absent_below:
+                if c.absent_since is None:
+                    c.absent_since = t
+                if t - c.absent_since >= cfg.remove_after_s:
+                    log.debug("camera %s: object %d removed at %.3f", self.camera_id, c.id, t)
+                    gone.append(self._report(bg, c, "removed", removed_at=c.absent_since))
+                    del self._candidates[c.id]
+        return gone
+
+    def _find_new(
+        self, bg: _Background, static: BoolArray, norm: Float32, boxes_ex: BoolArray, t: float
+    ) -> None:
+        cfg = self.config
+        if not static.any() and not self._pending:
+            return
+        opened = cv2.morphologyEx(static.astype(np.uint8), cv2.MORPH_OPEN, _OPEN)
+        mask = np.asarray(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _CLOSE), dtype=np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        h, w = static.shape
+        min_px = cfg.min_area_frac * h * w
+        max_px = cfg.max_area_frac * h * w
+        near_people = np.asarray(
+            cv2.dilate(boxes_ex.astype(np.uint8), _OPEN, iterations=2), dtype=np.bool_
+        )
+        matched: set[int] = set()
+        confirmed: set[int] = set()
+        for label in range(1, int(count)):
+            x, y, bw, bh, area = (int(v) for v in stats[label])
+            if not min_px <= area <= max_px:
+                continue
+            box = (x, y, bw, bh)
+            blob = np.asarray(labels[y : y + bh, x : x + bw] == label, dtype=np.bool_)
+            # A region cut by someone's box may be only part of an object: wait.
+            cut = bool(near_people[y : y + bh, x : x + bw][blob].any())
+            best, best_iou = None, 0.3
+            for i, p in enumerate(self._pending):
+                overlap = _iou(p.box, box)
+                if i not in matched and overlap > best_iou:
+                    best, best_iou = i, overlap
+            if best is None:
+                if not cut:
+                    self._pending.append(_Pending(box, t, t))
+                    matched.add(len(self._pending) - 1)
+                continue
+            matched.add(best)
+            pending = self._pending[best]
+            pending.last_seen = t
+            if cut:
+                continue
+            if best_iou < cfg.still_iou:
+                # Still changing shape (being put down, rolling): start the clock again.
+                pending.box, pending.since = box, t
+            elif t - pending.since >= cfg.min_still_s:
+                self._confirm(bg, pending, blob, x, y, norm, t)
+                confirmed.add(best)
+        # Regions no longer seen go, unless someone stands in front of them.
+        kept = []
+        for i, p in enumerate(self._pending):
+            if i in confirmed:
+                continue
+            x, y, bw, bh = p.box
+            hidden = boxes_ex[y : y + bh, x : x + bw].mean() >= 0.5
+            if i in matched or hidden or t - p.last_seen <= cfg.pending_miss_s:
+                kept.append(p)
+        self._pending = kept
+
+    def _confirm(
+        self,
+        bg: _Background,
+        pending: _Pending,
+        blob: BoolArray,
+        x: int,
+        y: int,
+        norm: Float32,
+        t: float,
+    ) -> None:
+        rows, cols = slice(y, y + blob.shape[0]), slice(x, x + blob.shape[1])
+        if self._is_ghost(bg, blob, x, y, norm):
+            log.debug(
+                "camera %s: region at %s is where something was, not a new object; learnt",
+                self.camera_id, pending.box,
+            )  # fmt: skip
+            bg.long[rows, cols][blob] = norm[rows, cols][blob]
+            return
+        since = bg.fg_since[rows, cols][blob]
+        since = since[np.isfinite(since)]
+        first_seen = float(np.median(since)) if since.size else pending.since
+        candidate = _Candidate(
+            id=self._next_id,
+            x=x,
+            y=y,
+            mask=blob.copy(),
+            first_seen=min(first_seen, t),
+            confirmed_at=t,
+            last_seen=t,
+        )
+        self._next_id += 1
+        self._candidates[candidate.id] = candidate
+        log.debug(
+            "camera %s: object %d at %s, appeared at %.3f, confirmed at %.3f",
+            self.camera_id, candidate.id, self._frame_box(bg, candidate), first_seen, t,
+        )  # fmt: skip
+
+    def _is_ghost(self, bg: _Background, blob: BoolArray, x: int, y: int, norm: Float32) -> bool:
+        """Edges along the region's outline: stronger in the frame (an object lies there)
+        or in the long-term model (an object lay there and is gone)?"""
+        pad = 3
+        h, w = norm.shape
+        y1, x1 = max(0, y - pad), max(0, x - pad)
+        y2, x2 = min(h, y + blob.shape[0] + pad), min(w, x + blob.shape[1] + pad)
+        region = np.zeros((y2 - y1, x2 - x1), dtype=np.uint8)
+        region[y - y1 : y - y1 + blob.shape[0], x - x1 : x - x1 + blob.shape[1]] = blob
+        outer = np.asarray(cv2.dilate(region, _OPEN, iterations=2), dtype=np.bool_)
+        inner = np.asarray(cv2.erode(region, _OPEN), dtype=np.bool_)
+        ring = outer & ~inner
+        if not ring.any():
+            return False
+
+        def edges(image: Float32) -> float:
+            crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+            gx = np.asarray(cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3), dtype=np.float32)
+            gy = np.asarray(cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3), dtype=np.float32)
+            return float(np.hypot(gx, gy)[ring].mean())
+
+        return edges(norm) < self.config.ghost_edge_ratio * edges(bg.long)
+
+    def _expire(self, bg: _Background, norm: Float32, t: float) -> list[StaticObject]:
+        out: list[StaticObject] = []
+        for c in list(self._candidates.values()):
+            too_old = t - c.confirmed_at >= self.config.max_age_s
+            if c.id in self._absorb_requested or too_old:
+                rows, cols = c.window()
+                bg.long[rows, cols][c.mask] = norm[rows, cols][c.mask]
+                bg.short[rows, cols][c.mask] = norm[rows, cols][c.mask]
+                out.append(self._report(bg, c, "absorbed"))
+                del self._candidates[c.id]
+                log.debug("camera %s: object %d absorbed at %.3f", self.camera_id, c.id, t)
+        self._absorb_requested &= set(self._candidates)
+        return out
+
+    def _frame_box(self, bg: _Background, c: _Candidate) -> Box:
+        sx, sy = bg.scale
+        ys, xs = np.nonzero(c.mask)
+        return (
+            round((c.x + float(xs.min())) * sx, 1),
+            round((c.y + float(ys.min())) * sy, 1),
+            round((c.x + float(xs.max()) + 1) * sx, 1),
+            round((c.y + float(ys.max()) + 1) * sy, 1),
+        )
+
+    def _report(
+        self, bg: _Background, c: _Candidate, status: Status, removed_at: float | None = None
+    ) -> StaticObject:
+        return StaticObject(
+            id=c.id,
+            box=self._frame_box(bg, c),
+            first_seen=c.first_seen,
+            confirmed_at=c.confirmed_at,
+            last_seen=c.last_seen,
+            status=status,
+            visible=c.visible,
+            removed_at=removed_at,
+            area_frac=float(c.mask.sum()) / bg.long.size,
+        )

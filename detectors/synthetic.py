@@ -1,0 +1,708 @@
+"""Synthetic street scenes with exact ground truth, for tests and the evaluation harness.
+
+A rendered pavement beside a road, with a pole and a bin that belong there; a simple
+articulated person walks in carrying a dark bag and, depending on the scenario, puts it down
+and leaves, comes back for it, never puts it down, or just stands still. Lighting (a slow
+dusk, a sudden cloud) and sensor noise vary the picture without changing the truth.
+
+Every frame comes with the boxes a perfect detector and tracker would report, so tests can
+feed the dumping logic without running YOLO. Geometry is in fractions of the frame, so a
+scene renders at any resolution; everything is deterministic for a given spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from detectors.detections import Detections
+
+log = logging.getLogger(__name__)
+
+Scenario = Literal[
+    "drop_and_leave", "drop_and_pickup", "drop_and_clean", "walk_through", "stand_still", "empty"
+]
+Lighting = Literal["steady", "dusk", "cloud"]
+Box = tuple[float, float, float, float]
+Image = npt.NDArray[np.uint8]
+
+PERSON = 0
+# A standing adult seen by a street camera a few metres up fills about a third of the height.
+PERSON_HEIGHT_FRAC = 0.3
+# 1.3 m/s for a 1.7 m person: an ordinary walking pace, in body heights per second.
+WALK_SPEED_HEIGHTS = 0.76
+# A stuffed 40-60 litre trash bag next to that person.
+BAG_W_HEIGHTS = 0.30
+BAG_H_HEIGHTS = 0.26
+# How long the person stays bent over the bag around a drop or a pick-up.
+_STOOP_BEFORE_S = 0.6
+_STOOP_AFTER_S = 0.4
+_NOISE_BANK = 4
+_NOISE_PAD = 32
+
+_OWNER_SHIRT = (170, 90, 40)
+_CLEANER_SHIRT = (20, 140, 235)
+_TROUSERS = (60, 45, 40)
+_SKIN = (95, 140, 190)
+_BAG = (30, 27, 25)
+_BAG_SHINE = (75, 72, 70)
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """What to render; times are seconds from the first frame unless said otherwise."""
+
+    scenario: Scenario = "drop_and_leave"
+    width: int = 640
+    height: int = 360
+    fps: float = 5.0
+    duration_s: float | None = None
+    lighting: Lighting = "steady"
+    noise_sigma: float = 2.0
+    seed: int = 0
+    start_at: float = 0.0
+    drop_x: float = 0.45
+    ground_y: float = 0.8
+    away_s: float = 10.0
+    clean_after_s: float = 45.0
+    stand_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.scenario not in get_args(Scenario):
+            problems.append(
+                f"scenario: expected one of {get_args(Scenario)}, got {self.scenario!r}"
+            )
+        if self.lighting not in get_args(Lighting):
+            problems.append(
+                f"lighting: expected one of {get_args(Lighting)}, got {self.lighting!r}"
+            )
+        if self.width < 64 or self.height < 64:
+            problems.append(f"size: expected at least 64x64, got {self.width}x{self.height}")
+        if not self.fps > 0:
+            problems.append(f"fps: expected > 0, got {self.fps}")
+        if self.duration_s is not None and not self.duration_s > 0:
+            problems.append(f"duration_s: expected > 0, got {self.duration_s}")
+        if self.noise_sigma < 0:
+            problems.append(f"noise_sigma: expected >= 0, got {self.noise_sigma}")
+        if not 0.25 <= self.drop_x <= 0.7:
+            problems.append(f"drop_x: expected 0.25..0.7 of the width, got {self.drop_x}")
+        if not 0.6 <= self.ground_y <= 0.95:
+            problems.append(f"ground_y: expected 0.6..0.95 of the height, got {self.ground_y}")
+        if self.away_s < 3.0:
+            problems.append(f"away_s: expected >= 3 s (walk off and back), got {self.away_s}")
+        if self.clean_after_s < 3.0:
+            problems.append(f"clean_after_s: expected >= 3 s, got {self.clean_after_s}")
+        if not self.stand_s > 0:
+            problems.append(f"stand_s: expected > 0, got {self.stand_s}")
+        if problems:
+            raise ValueError("synthetic scene: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class ActorTruth:
+    track_id: int
+    class_id: int
+    box: Box
+
+
+@dataclass(frozen=True)
+class FrameTruth:
+    index: int
+    t: float
+    actors: tuple[ActorTruth, ...]
+    object_box: Box | None = None
+    light: float = 1.0
+
+    def detections(self, *, confidence: float = 0.9, object_class: int | None = None) -> Detections:
+        """What a perfect detector and tracker would report; the bag on the ground as
+        `object_class` (e.g. 26 handbag) when given, else not at all (class-agnostic path)."""
+        rows = [(a.box, a.class_id, a.track_id, confidence) for a in self.actors]
+        if object_class is not None and self.object_box is not None:
+            # Track ids of objects do not matter to the dumping logic; keep them apart.
+            rows.append((self.object_box, object_class, 1000, 0.6))
+        if not rows:
+            return Detections(
+                xyxy=np.zeros((0, 4), dtype=np.float32),
+                confidence=np.zeros(0, dtype=np.float32),
+                class_id=np.zeros(0, dtype=np.int64),
+                tracker_id=np.zeros(0, dtype=np.int64),
+            )
+        return Detections(
+            xyxy=np.array([r[0] for r in rows], dtype=np.float32),
+            confidence=np.array([r[3] for r in rows], dtype=np.float32),
+            class_id=np.array([r[1] for r in rows], dtype=np.int64),
+            tracker_id=np.array([r[2] for r in rows], dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class FixtureTruth:
+    """An object that belongs in the scene, with a ground outline to use as a fixture zone."""
+
+    name: str
+    box: Box
+    polygon: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class SceneTruth:
+    spec: SceneSpec
+    drop_at: float | None
+    removed_at: float | None
+    removed_by: int | None
+    object_box: Box | None
+    owner_track_id: int | None
+    owner_left_at: float | None
+    owner_back_at: float | None
+    fixtures: tuple[FixtureTruth, ...]
+    frames: tuple[FrameTruth, ...] = field(repr=False)
+
+    def expects_event(self, dwell_s: float) -> bool:
+        """Whether the bag lay unattended for at least `dwell_s` (owner away, still there)."""
+        if self.drop_at is None or self.owner_left_at is None:
+            return False
+        ends = [t for t in (self.owner_back_at, self.removed_at) if t is not None]
+        last = self.frames[-1].t if self.frames else self.drop_at
+        return min([*ends, last]) - self.owner_left_at >= dwell_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": asdict(self.spec),
+            "drop_at": self.drop_at,
+            "removed_at": self.removed_at,
+            "removed_by": self.removed_by,
+            "object_box": _plain_box(self.object_box),
+            "owner_track_id": self.owner_track_id,
+            "owner_left_at": self.owner_left_at,
+            "owner_back_at": self.owner_back_at,
+            "fixtures": [
+                {"name": f.name, "box": _plain_box(f.box), "polygon": [list(p) for p in f.polygon]}
+                for f in self.fixtures
+            ],
+            "frames": [
+                {
+                    "index": f.index,
+                    "t": f.t,
+                    "light": f.light,
+                    "object_box": _plain_box(f.object_box),
+                    "actors": [
+                        {"track_id": a.track_id, "class_id": a.class_id, "box": _plain_box(a.box)}
+                        for a in f.actors
+                    ],
+                }
+                for f in self.frames
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SceneTruth:
+        return cls(
+            spec=SceneSpec(**data["spec"]),
+            drop_at=data["drop_at"],
+            removed_at=data["removed_at"],
+            removed_by=data["removed_by"],
+            object_box=_box_or_none(data["object_box"]),
+            owner_track_id=data["owner_track_id"],
+            owner_left_at=data["owner_left_at"],
+            owner_back_at=data["owner_back_at"],
+            fixtures=tuple(
+                FixtureTruth(
+                    name=f["name"],
+                    box=_box(f["box"]),
+                    polygon=tuple((float(x), float(y)) for x, y in f["polygon"]),
+                )
+                for f in data["fixtures"]
+            ),
+            frames=tuple(
+                FrameTruth(
+                    index=f["index"],
+                    t=f["t"],
+                    light=f["light"],
+                    object_box=_box_or_none(f["object_box"]),
+                    actors=tuple(
+                        ActorTruth(a["track_id"], a["class_id"], _box(a["box"]))
+                        for a in f["actors"]
+                    ),
+                )
+                for f in data["frames"]
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class SyntheticFrame:
+    t: float
+    image: Image
+    truth: FrameTruth
+
+
+def _plain_box(box: Box | None) -> list[float] | None:
+    return None if box is None else [float(v) for v in box]
+
+
+def _box(values: Sequence[float]) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in values)
+    return (x1, y1, x2, y2)
+
+
+def _box_or_none(values: Sequence[float] | None) -> Box | None:
+    return None if values is None else _box(values)
+
+
+# --------------------------------------------------------------------------- drawing
+
+_Colour = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class _Op:
+    """One drawing primitive in frame pixels (floats; rounded when drawn)."""
+
+    shape: Literal["line", "rect", "circle", "ellipse", "poly"]
+    points: tuple[tuple[float, float], ...]
+    size: float
+    colour: _Colour
+
+
+def _draw(canvas: Image, ops: Sequence[_Op], offset: tuple[float, float] = (0.0, 0.0), *,
+          colour: _Colour | None = None) -> None:  # fmt: skip
+    ox, oy = offset
+
+    def pt(p: tuple[float, float]) -> tuple[int, int]:
+        return round(p[0] - ox), round(p[1] - oy)
+
+    for op in ops:
+        c = colour or op.colour
+        if op.shape == "line":
+            cv2.line(canvas, pt(op.points[0]), pt(op.points[1]), c, max(1, round(op.size)))
+        elif op.shape == "rect":
+            cv2.rectangle(canvas, pt(op.points[0]), pt(op.points[1]), c, -1)
+        elif op.shape == "circle":
+            cv2.circle(canvas, pt(op.points[0]), max(1, round(op.size)), c, -1)
+        elif op.shape == "ellipse":
+            (cx, cy), (ax, ay) = pt(op.points[0]), op.points[1]
+            cv2.ellipse(canvas, (cx, cy), (max(1, round(ax)), max(1, round(ay))), 0, 0, 360, c, -1)
+        else:
+            cv2.fillPoly(canvas, [np.array([pt(p) for p in op.points], dtype=np.int32)], c)
+
+
+def _extent(ops: Sequence[_Op], anchor: tuple[float, float], reach: float) -> Box | None:
+    """Exact pixel box of what `ops` draw, measured by drawing them on a small mask."""
+    size = max(8, math.ceil(2 * reach))
+    ox, oy = anchor[0] - reach, anchor[1] - reach
+    mask = np.zeros((size, size), dtype=np.uint8)
+    _draw(mask, ops, (ox, oy), colour=(255, 255, 255))
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return (
+        float(xs.min() + round(ox)),
+        float(ys.min() + round(oy)),
+        float(xs.max() + 1 + round(ox)),
+        float(ys.max() + 1 + round(oy)),
+    )
+
+
+def _clip(box: Box, width: int, height: int) -> Box | None:
+    x1, y1 = max(0.0, box[0]), max(0.0, box[1])
+    x2, y2 = min(float(width), box[2]), min(float(height), box[3])
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None
+    return (x1, y1, x2, y2)
+
+
+def _person_ops(x: float, foot_y: float, hp: float, phase: float, shirt: _Colour) -> list[_Op]:
+    swing = math.sin(phase)
+    leg = max(2.0, 0.09 * hp)
+    hip_y = foot_y - 0.48 * hp
+    shoulder_y = foot_y - 0.80 * hp
+    ops: list[_Op] = []
+    for side in (-1.0, 1.0):
+        foot_x = x + side * (0.04 * hp + 0.16 * hp * swing)
+        ops.append(
+            _Op("line", ((x + side * 0.03 * hp, hip_y), (foot_x, foot_y - leg / 2)), leg, _TROUSERS)
+        )
+    ops.append(
+        _Op("rect", ((x - 0.12 * hp, shoulder_y), (x + 0.12 * hp, hip_y + 0.04 * hp)), 0, shirt)
+    )
+    arm = max(2.0, 0.06 * hp)
+    for side in (-1.0, 1.0):
+        hand_x = x + side * 0.15 * hp - side * 0.12 * hp * swing
+        shoulder = (x + side * 0.12 * hp, shoulder_y + 0.04 * hp)
+        ops.append(_Op("line", (shoulder, (hand_x, foot_y - 0.44 * hp)), arm, shirt))
+    ops.append(_Op("circle", ((x, foot_y - 0.90 * hp),), 0.08 * hp, _SKIN))
+    return ops
+
+
+def _bag_ops(cx: float, bottom_y: float, hp: float) -> list[_Op]:
+    w, h = BAG_W_HEIGHTS * hp, BAG_H_HEIGHTS * hp
+    cy = bottom_y - h / 2
+    knot_top = bottom_y - h - 0.06 * hp
+    return [
+        _Op("ellipse", ((cx, cy), (w / 2, h / 2)), 0, _BAG),
+        _Op(
+            "poly",
+            ((cx - 0.05 * hp, cy - h * 0.35), (cx + 0.05 * hp, cy - h * 0.35), (cx, knot_top)),
+            0,
+            _BAG,
+        ),
+        _Op("ellipse", ((cx - w * 0.18, cy - h * 0.12), (w * 0.12, h * 0.08)), 0, _BAG_SHINE),
+    ]
+
+
+# --------------------------------------------------------------------------- script
+
+
+@dataclass(frozen=True)
+class _Walker:
+    track_id: int
+    shirt: _Colour
+    keys: tuple[tuple[float, float], ...]  # (t, foot x): linear between keys, absent outside
+    carries: tuple[tuple[float, float], ...]  # [from, to) while a bag hangs from the hand
+
+    def at(self, t: float) -> tuple[float, float, float] | None:
+        """(foot x, gait phase in walked distance, facing ±1), or None when not in the scene."""
+        if t < self.keys[0][0] or t > self.keys[-1][0]:
+            return None
+        walked = 0.0
+        facing = 1.0
+        for (t0, x0), (t1, x1) in zip(self.keys, self.keys[1:], strict=False):
+            if x1 != x0:
+                facing = math.copysign(1.0, x1 - x0)
+            if t <= t1:
+                f = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+                return x0 + f * (x1 - x0), walked + f * abs(x1 - x0), facing
+            walked += abs(x1 - x0)
+        return self.keys[-1][1], walked, facing
+
+    def carrying(self, t: float) -> bool:
+        return any(a <= t < b for a, b in self.carries)
+
+
+@dataclass(frozen=True)
+class _Script:
+    walkers: tuple[_Walker, ...]
+    bag_x: float | None
+    drop_at: float | None
+    removed_at: float | None
+    removed_by: int | None
+    owner_left_at: float | None
+    owner_back_at: float | None
+    duration_s: float
+
+
+def _script(spec: SceneSpec) -> _Script:
+    w = float(spec.width)
+    hp = PERSON_HEIGHT_FRAC * spec.height
+    speed = WALK_SPEED_HEIGHTS * hp
+    x_in, x_out = -0.4 * hp, w + 0.4 * hp
+    enter = 1.0
+    stop_x = spec.drop_x * w
+    arrive = enter + (stop_x - x_in) / speed
+    drop_at = arrive + _STOOP_BEFORE_S
+    leave = drop_at + _STOOP_AFTER_S
+    # Walking right, the bag goes down beside the trailing foot, so the owner walks away
+    # from it rather than over it.
+    bag_x = stop_x - 0.30 * hp
+    end = math.inf
+
+    keys: tuple[tuple[float, float], ...]
+
+    def exit_after(t: float, x: float, to: float) -> tuple[float, float]:
+        return t + abs(to - x) / speed, to
+
+    if spec.scenario == "empty":
+        return _Script((), None, None, None, None, None, None, spec.duration_s or 40.0)
+
+    if spec.scenario in ("stand_still", "walk_through"):
+        pause = spec.stand_s if spec.scenario == "stand_still" else 5.0
+        keys = ((enter, x_in), (arrive, stop_x), (arrive + pause, stop_x))
+        keys += (exit_after(arrive + pause, stop_x, x_out),)
+        carries = ((enter, end),) if spec.scenario == "walk_through" else ()
+        walker = _Walker(1, _OWNER_SHIRT, keys, carries)
+        return _Script(
+            (walker,), None, None, None, None, None, None, spec.duration_s or keys[-1][0] + 3.0
+        )
+
+    leave_keys: tuple[tuple[float, float], ...] = ((enter, x_in), (arrive, stop_x), (leave, stop_x))
+    if spec.scenario == "drop_and_leave":
+        keys = (*leave_keys, exit_after(leave, stop_x, x_out))
+        owner = _Walker(1, _OWNER_SHIRT, keys, ((enter, drop_at),))
+        duration = spec.duration_s or drop_at + 45.0
+        return _Script((owner,), bag_x, drop_at, None, None, leave, None, duration)
+
+    if spec.scenario == "drop_and_pickup":
+        pickup_at = drop_at + spec.away_s
+        back_at = pickup_at - _STOOP_BEFORE_S
+        # Walk off to the right while staying in view (same track id), wait, come back.
+        far_x = min(stop_x + speed * max(1.0, (spec.away_s - 2.0) / 2), w - 0.4 * hp)
+        walk = (far_x - stop_x) / speed
+        turn_at = max(leave + walk, back_at - walk)
+        keys = (
+            *leave_keys,
+            (leave + walk, far_x),
+            (turn_at, far_x),
+            (turn_at + walk, stop_x),
+            (pickup_at + _STOOP_AFTER_S, stop_x),
+        )
+        keys += (exit_after(keys[-1][0], stop_x, x_in),)
+        owner = _Walker(1, _OWNER_SHIRT, keys, ((enter, drop_at), (pickup_at, end)))
+        duration = spec.duration_s or pickup_at + 8.0
+        return _Script((owner,), bag_x, drop_at, pickup_at, 1, leave, turn_at + walk, duration)
+
+    # drop_and_clean: the owner leaves; later a cleaner walks in from the right for it.
+    keys = (*leave_keys, exit_after(leave, stop_x, x_out))
+    owner = _Walker(1, _OWNER_SHIRT, keys, ((enter, drop_at),))
+    pickup_at = drop_at + spec.clean_after_s
+    cleaner_x = bag_x + 0.30 * hp
+    arrive_c = pickup_at - _STOOP_BEFORE_S
+    start_c = arrive_c - (x_out - cleaner_x) / speed
+    keys_c: tuple[tuple[float, float], ...] = (
+        (start_c, x_out),
+        (arrive_c, cleaner_x),
+        (pickup_at + _STOOP_AFTER_S, cleaner_x),
+    )
+    keys_c += (exit_after(keys_c[-1][0], cleaner_x, x_out),)
+    cleaner = _Walker(2, _CLEANER_SHIRT, keys_c, ((pickup_at, end),))
+    duration = spec.duration_s or pickup_at + 8.0
+    return _Script((owner, cleaner), bag_x, drop_at, pickup_at, 2, leave, None, duration)
+
+
+# --------------------------------------------------------------------------- scene
+
+
+class SyntheticScene:
+    """One deterministic clip: `truth` without rendering, `frames()` with the pictures."""
+
+    def __init__(self, spec: SceneSpec | None = None) -> None:
+        self.spec = spec or SceneSpec()
+        self._script = _script(self.spec)
+        self._hp = PERSON_HEIGHT_FRAC * self.spec.height
+        self._foot_y = self.spec.ground_y * self.spec.height
+        self._reach = 1.3 * self._hp
+
+    def __len__(self) -> int:
+        return max(1, round(self._script.duration_s * self.spec.fps))
+
+    def time_of(self, index: int) -> float:
+        return self.spec.start_at + index / self.spec.fps
+
+    # ------------------------------------------------------------------ truth
+
+    @cached_property
+    def truth(self) -> SceneTruth:
+        s, start = self._script, self.spec.start_at
+
+        def shifted(t: float | None) -> float | None:
+            return None if t is None else start + t
+
+        return SceneTruth(
+            spec=self.spec,
+            drop_at=shifted(s.drop_at),
+            removed_at=shifted(s.removed_at),
+            removed_by=s.removed_by,
+            object_box=self._object_box,
+            owner_track_id=1 if s.drop_at is not None else None,
+            owner_left_at=shifted(s.owner_left_at),
+            owner_back_at=shifted(s.owner_back_at),
+            fixtures=self._fixtures,
+            frames=tuple(self._frame_truth(i) for i in range(len(self))),
+        )
+
+    @cached_property
+    def _object_box(self) -> Box | None:
+        if self._script.bag_x is None:
+            return None
+        ops = _bag_ops(self._script.bag_x, self._foot_y, self._hp)
+        return _extent(ops, (self._script.bag_x, self._foot_y), self._reach)
+
+    def _on_ground(self, t: float) -> bool:
+        s = self._script
+        if s.drop_at is None or t < s.drop_at:
+            return False
+        return s.removed_at is None or t < s.removed_at
+
+    def _person(self, walker: _Walker, t: float) -> tuple[list[_Op], list[_Op]] | None:
+        """(body ops, carried bag ops) of a walker at scene time t."""
+        state = walker.at(t)
+        if state is None:
+            return None
+        x, walked, facing = state
+        stride = 0.8 * self._hp
+        phase = 2 * math.pi * walked / stride
+        body = _person_ops(x, self._foot_y, self._hp, phase, walker.shirt)
+        bag: list[_Op] = []
+        if walker.carrying(t):
+            hand_x = x - facing * 0.24 * self._hp
+            bag = _bag_ops(hand_x, self._foot_y - 0.22 * self._hp, self._hp)
+        return body, bag
+
+    def _frame_truth(self, index: int) -> FrameTruth:
+        t = index / self.spec.fps
+        actors = []
+        for walker in self._script.walkers:
+            drawn = self._person(walker, t)
+            if drawn is None:
+                continue
+            x = walker.at(t)
+            assert x is not None
+            box = _extent(drawn[0], (x[0], self._foot_y - 0.5 * self._hp), self._reach)
+            box = None if box is None else _clip(box, self.spec.width, self.spec.height)
+            if box is not None:
+                actors.append(ActorTruth(walker.track_id, PERSON, box))
+        return FrameTruth(
+            index=index,
+            t=self.time_of(index),
+            actors=tuple(actors),
+            object_box=self._object_box if self._on_ground(t) else None,
+            light=self._light(t)[0],
+        )
+
+    # ------------------------------------------------------------------ pictures
+
+    @cached_property
+    def _fixtures(self) -> tuple[FixtureTruth, ...]:
+        w, h = self.spec.width, self.spec.height
+        g = self.spec.ground_y
+        pole = (0.12 * w, 0.12 * h, 0.135 * w, (g + 0.03) * h)
+        bin_ = (0.80 * w, (g - 0.2) * h, 0.88 * w, (g + 0.04) * h)
+
+        def outline(box: Box) -> tuple[tuple[float, float], ...]:
+            x1, x2 = box[0] / w - 0.02, box[2] / w + 0.02
+            y1, y2 = box[3] / h - 0.08, min(1.0, box[3] / h + 0.04)
+            return ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+
+        return (FixtureTruth("pole", pole, outline(pole)), FixtureTruth("bin", bin_, outline(bin_)))
+
+    @cached_property
+    def background(self) -> Image:
+        """The empty scene at full light: road, kerb, tiled pavement, a pole and a bin."""
+        w, h = self.spec.width, self.spec.height
+        rng = np.random.default_rng([self.spec.seed, 1])
+        canvas = np.zeros((h, w, 3), dtype=np.float32)
+        road_bottom, kerb_bottom = round(0.42 * h), round(0.46 * h)
+        canvas[:road_bottom] = (72, 74, 76)
+        canvas[road_bottom:kerb_bottom] = (172, 174, 170)
+        canvas[kerb_bottom:] = (128, 133, 138)
+        # Tiles of slightly different shade with darker joints: texture for the models to
+        # keep, like real paving.
+        tile = max(8, round(0.08 * w))
+        for ty in range(kerb_bottom, h, tile // 2):
+            for tx in range(-(ty // (tile // 2) % 2) * tile // 2, w, tile):
+                shade = float(rng.uniform(-8, 8))
+                canvas[ty : ty + tile // 2, max(0, tx) : tx + tile] += shade
+                canvas[ty : ty + 1, max(0, tx) : tx + tile] -= 22
+                canvas[ty : ty + tile // 2, max(0, tx) : max(0, tx) + 1] -= 22
+        for x in range(0, w, round(0.12 * w)):
+            y0 = round(0.2 * h)
+            canvas[y0 : y0 + max(1, round(0.012 * h)), x : x + round(0.06 * w)] = (196, 198, 200)
+        grain = rng.normal(0.0, 5.0, (h, w, 1)).astype(np.float32)
+        canvas += cv2.GaussianBlur(grain, (0, 0), 1.2)[..., None]
+        image = np.clip(canvas, 0, 200).astype(np.uint8)
+        for fixture in self._fixtures:
+            x1, y1, x2, y2 = (round(v) for v in fixture.box)
+            if fixture.name == "pole":
+                cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), (62, 60, 60), -1)
+                sign = round(0.03 * w)
+                cv2.rectangle(image, (x1 - sign, y1), (x2 + sign, y1 + sign), (150, 85, 25), -1)
+            else:
+                cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), (45, 115, 50), -1)
+                cv2.rectangle(image, (x1 - 2, y1), (x2 + 1, y1 + max(2, (y2 - y1) // 8)),
+                              (30, 80, 35), -1)  # fmt: skip
+        return image
+
+    @cached_property
+    def _noise(self) -> list[npt.NDArray[np.int16]]:
+        """A few noise fields; each frame takes one at a random offset (cheap, and no two
+        neighbouring frames share their noise)."""
+        if self.spec.noise_sigma == 0:
+            return []
+        rng = np.random.default_rng([self.spec.seed, 2])
+        shape = (self.spec.height + _NOISE_PAD, self.spec.width + _NOISE_PAD, 3)
+        return [
+            np.rint(rng.normal(0.0, self.spec.noise_sigma, shape)).astype(np.int16)
+            for _ in range(_NOISE_BANK)
+        ]
+
+    def _light(self, t: float) -> tuple[float, tuple[float, float, float]]:
+        """(gain, per-channel BGR tint) at scene time t."""
+        d = self._script.duration_s
+        if self.spec.lighting == "dusk":
+            # Compressed into the clip: real dusk takes half an hour, not a minute.
+            k = min(1.0, max(0.0, (t - 0.1 * d) / (0.8 * d)))
+            return 1.0 - 0.65 * k, (1.0 + 0.08 * k, 1.0, 1.0 - 0.08 * k)
+        if self.spec.lighting == "cloud" and 0.35 * d <= t < 0.7 * d:
+            return 0.55, (1.0, 1.0, 1.0)
+        return 1.0, (1.0, 1.0, 1.0)
+
+    def render(self, index: int) -> Image:
+        """Frame `index` as a BGR image."""
+        t = index / self.spec.fps
+        canvas = self.background.copy()
+        if self._on_ground(t) and self._script.bag_x is not None:
+            _draw(canvas, _bag_ops(self._script.bag_x, self._foot_y, self._hp))
+        carried: list[_Op] = []
+        for walker in self._script.walkers:
+            drawn = self._person(walker, t)
+            if drawn is not None:
+                _draw(canvas, drawn[0])
+                carried += drawn[1]
+        _draw(canvas, carried)
+        gain, tint = self._light(t)
+        out = canvas
+        if gain != 1.0 or tint != (1.0, 1.0, 1.0):
+            scale = np.diag(np.array(tint, dtype=np.float32) * np.float32(gain))
+            out = np.asarray(cv2.transform(canvas, scale), dtype=np.uint8)
+        if self._noise:
+            rng = np.random.default_rng([self.spec.seed, 3, index])
+            bank = self._noise[int(rng.integers(len(self._noise)))]
+            dy, dx = (int(v) for v in rng.integers(0, _NOISE_PAD, 2))
+            noise = bank[dy : dy + self.spec.height, dx : dx + self.spec.width]
+            out = np.asarray(cv2.add(out, noise, dtype=cv2.CV_8U), dtype=np.uint8)
+        return out
+
+    def frames(self) -> Iterator[SyntheticFrame]:
+        truths = self.truth.frames
+        for index in range(len(self)):
+            yield SyntheticFrame(self.time_of(index), self.render(index), truths[index])
+
+
+def write_scene(
+    scene: SyntheticScene, directory: Path, name: str | None = None
+) -> tuple[Path, Path]:
+    """Write the clip as `<name>.mp4` (mp4v) and its ground truth as `<name>.yaml`."""
+    spec = scene.spec
+    stem = name or f"{spec.scenario}-{spec.lighting}-{spec.seed}"
+    directory.mkdir(parents=True, exist_ok=True)
+    video, truth = directory / f"{stem}.mp4", directory / f"{stem}.yaml"
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+    writer = cv2.VideoWriter(str(video), fourcc, spec.fps, (spec.width, spec.height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write {video}: OpenCV has no mp4v encoder here")
+    try:
+        for frame in scene.frames():
+            writer.write(frame.image)
+    finally:
+        writer.release()
+    truth.write_text(yaml.safe_dump(scene.truth.to_dict(), sort_keys=False), encoding="utf-8")
+    log.info("synthetic scene %s: %d frames written to %s", stem, len(scene), video)
+    return video, truth
+
+
+def read_truth(path: Path) -> SceneTruth:
+    """Ground truth written by `write_scene`."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "spec" not in data:
+        raise ValueError(f"{path}: expected a synthetic scene's ground truth, got {type(data)}")
+    return SceneTruth.from_dict(data)
