@@ -64,12 +64,14 @@ DETECTOR_LATENCY = f"""
     ORDER BY 1
 """
 
+# Each process of a consumer group reports the lag of the partitions it holds: the group's
+# lag is the sum over its processes.
 CONSUMER_LAG = f"""
-    SELECT {time_bin("time")},
-           component || coalesce(' ' || (labels ->> 'group'), '') AS metric,
-           max(value) AS lag
-    FROM pipeline_metrics
-    WHERE metric = 'consumer_lag' AND $__timeFilter(time)
+    SELECT t AS time, component AS metric, sum(lag) AS lag
+    FROM (SELECT {time_bin("time", alias="t")}, component, instance, max(value) AS lag
+          FROM pipeline_metrics
+          WHERE metric = 'consumer_lag' AND $__timeFilter(time)
+          GROUP BY 1, 2, 3) per_instance
     GROUP BY 1, 2
     ORDER BY 1
 """
