@@ -12,7 +12,9 @@ import numpy as np
 from pantau.messages import Box
 
 
-def _colour(class_id: int) -> tuple[int, int, int]:
+def _colour(class_id: int | None) -> tuple[int, int, int]:
+    if class_id is None:  # a class-agnostic object: always the same warning red
+        return (40, 40, 230)
     hue = (class_id * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
     return int(b * 255), int(g * 255), int(r * 255)

@@ -88,7 +88,9 @@ class Box(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    class_id: int = Field(ge=0)
+    class_id: int | None = Field(
+        ge=0, description="detector class; None for an object no class names (class-agnostic)"
+    )
     label: str
     confidence: float = Field(ge=0.0, le=1.0)
     x1: float
@@ -123,6 +125,13 @@ class Detections(Message):
     inference_ms: float = Field(ge=0)
     ts_detected: UtcDatetime
     boxes: tuple[Box, ...] = ()
+
+    @model_validator(mode="after")
+    def verify_classes(self) -> Self:
+        unnamed = [i for i, box in enumerate(self.boxes) if box.class_id is None]
+        if unnamed:
+            raise ValueError(f"every detector box needs a class_id; boxes {unnamed} have none")
+        return self
 
     @property
     def key(self) -> bytes:
