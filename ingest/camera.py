@@ -1,4 +1,4 @@
-"""Camera ingest: capture (RTSP, HTTP or a video file) → sample → resize → JPEG → Kafka.
+"""Camera ingest: capture (RTSP, HTTP or a file) → sample → motion gate → resize → JPEG → Kafka.
 
 One `CameraIngest` per camera, each in its own thread. Reconnects with back-off, publishes a
 heartbeat every `ingest.heartbeat_interval_s`, and never logs a URL with its credentials.
@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,7 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
+from ingest.motion import MotionGate
 from ingest.sampling import Backoff, FpsSampler
 from pantau.codec import encode
 from pantau.ids import SeqCounter, utcnow, uuid7
@@ -134,15 +136,29 @@ def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes,
 
 @dataclass
 class CameraStats:
+    """Every decoded frame ends up published or skipped: decoded == published + skipped."""
+
     decoded: int = 0
     published: int = 0
     skipped: int = 0
+    # The parts of `skipped`: above the camera's fps, judged static by the motion gate, or
+    # dropped at send time (too large, producer buffer full).
+    sampled_out: int = 0
+    gated_out: int = 0
+    dropped: int = 0
+    gate: Counter[str] = field(default_factory=Counter)
+    """Motion gate decisions by reason (motion, hold, static_check, skip, ...)."""
     reconnects: int = 0
     failed_sends: int = 0
     status: Literal["connecting", "online", "reconnecting", "stalled", "ended"] = "connecting"
     last_error: str | None = None
     last_decode: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def gate_summary(self) -> str:
+        with self.lock:
+            counts = sorted(self.gate.items())
+        return ", ".join(f"{reason} {count}" for reason, count in counts) or "no frames"
 
 
 class CameraIngest:
@@ -170,6 +186,7 @@ class CameraIngest:
         self._max_frames = max_frames
         self.source = VideoSource(camera.url.get_secret_value(), realtime=realtime, start_s=start_s)
         self.stats = CameraStats()
+        self.gate = MotionGate(camera.motion_gate(ingest.motion))
         self._frame_seq = SeqCounter()
         self._beat_seq = SeqCounter()
         self._last_beat_published = 0
@@ -218,18 +235,25 @@ class CameraIngest:
             self._send_heartbeat()
             self._producer.flush(timeout=30)
         log.info(
-            "camera %s: done — decoded %d, published %d, skipped %d, reconnects %d",
+            "camera %s: done — decoded %d, published %d, skipped %d (fps %d, motion gate %d, "
+            "dropped %d), reconnects %d; gate: %s",
             self.camera.id,
             self.stats.decoded,
             self.stats.published,
             self.stats.skipped,
+            self.stats.sampled_out,
+            self.stats.gated_out,
+            self.stats.dropped,
             self.stats.reconnects,
+            self.stats.gate_summary(),
         )
         return self.stats
 
     def _stream(self, stop: threading.Event) -> bool:
         """Publish sampled frames; True when the work is done, False to reopen."""
         sampler = FpsSampler(self.camera.fps)
+        # After a reconnect the scene may have changed: show the detector the first frame.
+        self.gate.reset()
         while not stop.is_set():
             t = self.source.grab()
             if t is None:
@@ -238,20 +262,47 @@ class CameraIngest:
                     continue
                 return True
             with self.stats.lock:
-                self.stats.decoded += 1
                 self.stats.last_decode = time.monotonic()
                 if self.stats.status == "stalled":
                     self.stats.status = "online"
             if not sampler.take(t):
-                with self.stats.lock:
-                    self.stats.skipped += 1
+                self._count("sampled_out")
                 continue
-            self._publish_frame(self.source.retrieve(), t)
+            image = self.source.retrieve()
+            decision = self.gate.decide(image, t)
+            if not decision.publish:
+                self._count("gated_out", decision.reason)
+                continue
+            sent = self._publish_frame(image, t)
+            self._count("published" if sent else "dropped", decision.reason)
             if self._max_frames is not None and self.stats.published >= self._max_frames:
                 return True
         return True
 
-    def _publish_frame(self, image: np.ndarray, t: float) -> None:
+    def _count(
+        self,
+        outcome: Literal["published", "sampled_out", "gated_out", "dropped"],
+        gate_reason: str | None = None,
+    ) -> None:
+        # One lock for the frame and its outcome, so a heartbeat never sees a frame counted as
+        # decoded but not yet as published or skipped.
+        with self.stats.lock:
+            self.stats.decoded += 1
+            if gate_reason is not None:
+                self.stats.gate[gate_reason] += 1
+            if outcome == "published":
+                self.stats.published += 1
+                return
+            self.stats.skipped += 1
+            if outcome == "sampled_out":
+                self.stats.sampled_out += 1
+            elif outcome == "gated_out":
+                self.stats.gated_out += 1
+            else:
+                self.stats.dropped += 1
+
+    def _publish_frame(self, image: np.ndarray, t: float) -> bool:
+        """Encode and send one frame; False when it was dropped instead."""
         captured = utcnow()
         quality = self.camera.jpeg_quality
         jpeg, width, height = encode_jpeg(image, self.camera.max_width, quality)
@@ -265,9 +316,7 @@ class CameraIngest:
                 len(jpeg),
                 self._max_bytes,
             )
-            with self.stats.lock:
-                self.stats.skipped += 1
-            return
+            return False
         frame = Frame(
             id=uuid7(),
             ts_capture=captured,
@@ -284,12 +333,9 @@ class CameraIngest:
         except KafkaTimeoutError:
             # The producer's buffer is full (broker unreachable): a stale frame is worth
             # nothing to a detector, so drop it and count it rather than stall the camera.
-            with self.stats.lock:
-                self.stats.skipped += 1
-            return
+            return False
         future.add_errback(self._send_failed)
-        with self.stats.lock:
-            self.stats.published += 1
+        return True
 
     def _send_failed(self, exc: BaseException) -> None:
         with self.stats.lock:

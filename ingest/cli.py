@@ -105,7 +105,8 @@ def _camera(args: argparse.Namespace, ctx: Context) -> int:
         s = r.stats
         print(
             f"camera {r.camera.id}: decoded {s.decoded}, published {s.published}, "
-            f"skipped {s.skipped}, reconnects {s.reconnects}, failed sends {s.failed_sends}"
+            f"skipped {s.skipped}, reconnects {s.reconnects}, failed sends {s.failed_sends}; "
+            f"motion gate: {s.gate_summary()}"
         )
     return 1 if any(r.stats.failed_sends for r in runners) else 0
 

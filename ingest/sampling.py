@@ -1,34 +1,13 @@
-"""Pure timing helpers for the camera loop: frame sampling and reconnect back-off."""
+"""Pure timing helpers for the camera loop: frame sampling (from the spine) and reconnect
+back-off."""
 
 from __future__ import annotations
 
 import random
 
+from pantau.sampling import FpsSampler
 
-class FpsSampler:
-    """Picks frames so that about `fps` frames per second of source time are kept.
-
-    Time is the source's own clock (a file's position, or wall-clock for live streams), so
-    sampling does not depend on how fast frames are decoded.
-    """
-
-    def __init__(self, fps: float) -> None:
-        if fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
-        self.period = 1.0 / fps
-        self._due: float | None = None
-
-    def take(self, t: float) -> bool:
-        due = self._due
-        # A jump backwards (a file looped, a stream restarted) starts a new schedule.
-        if due is None or t < due - 2 * self.period:
-            self._due = t + self.period
-            return True
-        if t + 1e-9 < due:
-            return False
-        # After a gap, schedule from now rather than emitting a burst to catch up.
-        self._due = (t if t - due > self.period else due) + self.period
-        return True
+__all__ = ["Backoff", "FpsSampler"]
 
 
 class Backoff:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pantau.codec import decode_as
 from pantau.messages import CameraHeartbeat, Detections, Frame
 from pantau.topics import Topics
@@ -25,7 +27,9 @@ def test_person_in_a_shared_clip_frame_is_detected_and_stored(pipeline: Pipeline
     frame_ids = [f.id for f in frames]
 
     pipeline.start("detect", "detect")
-    pipeline.start("sink", "sink")
+    # Keep every box: the six frames are stamped within a fraction of a second (--no-realtime)
+    # and the sink otherwise stores a tracked object at most once per detection_sample_s.
+    pipeline.start("sink", "sink", env={"PANTAU__SINK__DETECTION_SAMPLE_S": "0"})
     pipeline.wait_for(
         "a person detection row for this test's frames",
         lambda: (
@@ -66,6 +70,28 @@ def test_person_in_a_shared_clip_frame_is_detected_and_stored(pipeline: Pipeline
     )
     snapshot = pipeline.settings.detect.snapshot_dir
     assert snapshot is not None and (snapshot / f"{CAMERA}.png").stat().st_size > 10_000
+
+
+def test_motion_gate_publishes_few_frames_of_a_still_scene_and_counters_add_up(
+    pipeline: Pipeline,
+) -> None:
+    topics = Topics(pipeline.settings.kafka)
+    # The table is empty for the first 5.5 s of the clip: only the periodic static checks
+    # (ingest.motion.static_interval_s = 2 s of clip time) are worth a detector's time.
+    out = pipeline.run("ingest", "camera", "--no-realtime", "--max-frames", "3")
+    assert "published 3" in out and "static_check 3" in out
+
+    frames = [decode_as(r.value, Frame) for r in pipeline.read_topic(topics.frames)]
+    positions = sorted(f.source_pos_ms or 0.0 for f in frames)
+    assert positions == pytest.approx([0.0, 2000.0, 4000.0], abs=100.0)
+
+    beats = [decode_as(r.value, CameraHeartbeat) for r in pipeline.read_topic(topics.camera_health)]
+    last = max(beats, key=lambda b: b.seq)
+    assert last.status == "ended" and last.frames_published == 3
+    # 4 s of a 10 fps clip: ~40 frames decoded, 3 published, every other one skipped.
+    assert last.frames_decoded >= 30
+    for beat in beats:
+        assert beat.frames_decoded == beat.frames_published + beat.frames_skipped
 
 
 def test_unreachable_camera_reconnects_with_heartbeats_and_never_logs_its_password(
