@@ -1,4 +1,10 @@
-"""Detector backends. Only this module touches ultralytics.
+"""Detector backends, chosen by `detector.type`. Only this module touches ultralytics,
+openvino and onnxruntime.
+
+- `ultralytics`: a `.pt` checkpoint through ultralytics (PyTorch).
+- `openvino`: an OpenVINO folder exported by ultralytics, run through ultralytics.
+- `onnx`: an `.onnx` export run with ONNX Runtime directly; letterboxing, decoding of the
+  YOLO11 output and NMS are ours (numpy and cv2), so no torch is needed at run time.
 
 The model always comes from a local path in the settings: weights are never downloaded at
 run time (the machines that run Pantau often have no route to the internet).
@@ -6,18 +12,35 @@ run time (the machines that run Pantau often have no route to the internet).
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
+import cv2
 import numpy as np
+import numpy.typing as npt
+import yaml
 
 from detectors.detections import Detections
-from pantau.settings import UltralyticsDetector
+from pantau.settings import DetectorSettings, OnnxDetector, OpenVinoDetector, UltralyticsDetector
 
 log = logging.getLogger(__name__)
+
+# Where `pantau detector-export` caches exports unless told otherwise (gitignored).
+DEFAULT_EXPORT_DIR = Path(".pantau/models")
+# What ultralytics pads letterboxed images with; the exported network was trained on it.
+_PAD_VALUE = 114
+# Ultralytics' own bounds: boxes considered per image before and kept after NMS.
+_MAX_CANDIDATES = 30_000
+_MAX_DETECTIONS = 300
 
 
 class DetectorError(RuntimeError):
@@ -31,35 +54,88 @@ class Backend(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
 
-class UltralyticsBackend:
-    """YOLO through ultralytics: a `.pt` checkpoint or an exported folder (e.g. OpenVINO)."""
+def offline_ultralytics() -> Any:
+    """Import ultralytics so that it neither probes the internet nor pip-installs a missing
+    extra: a missing package must be an ImportError we report, not a silent install."""
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "0"
+    os.environ.setdefault("YOLO_VERBOSE", "0")
+    import ultralytics
+    from ultralytics.utils import checks
 
-    def __init__(self, config: UltralyticsDetector) -> None:
+    # The flag is read once, when ultralytics is first imported; an earlier import elsewhere
+    # in this process may have seen another value.
+    checks.AUTOINSTALL = False
+    return ultralytics
+
+
+def _require(module: str, what: str) -> None:
+    try:
+        __import__(module)
+    except ImportError as exc:
+        raise DetectorError(
+            f"{what} needs the Python package {module!r}, which is not installed "
+            "(install the project with constraints.txt; nothing is installed at run time)"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- ultralytics
+
+
+class UltralyticsBackend:
+    """YOLO through ultralytics: a `.pt` checkpoint, or an exported OpenVINO folder."""
+
+    def __init__(self, config: UltralyticsDetector | OpenVinoDetector) -> None:
         if not config.model.exists():
             raise DetectorError(
                 f"detector model {config.model} does not exist "
                 "(weights are never downloaded at run time; check detector.model)"
             )
-        # ultralytics would otherwise probe the internet and try to pip-install missing extras.
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-        os.environ.setdefault("YOLO_VERBOSE", "0")
-        from ultralytics import YOLO
-
         self.config = config
         self.name = config.model.name
+        if isinstance(config, OpenVinoDetector):
+            self._verify_openvino(config)
+        ultralytics = offline_ultralytics()
         started = time.monotonic()
-        self._model = YOLO(str(config.model), task="detect")
+        self._model = ultralytics.YOLO(str(config.model), task="detect")
         self.names: Mapping[int, str] = dict(self._model.names)
         # The first inference compiles kernels and allocates; do it before real frames arrive.
         self.detect([np.zeros((config.imgsz, config.imgsz, 3), dtype=np.uint8)])
         log.info(
-            "detector %s ready in %.1f s (imgsz %d, device %s)",
+            "detector %s (%s) ready in %.1f s (imgsz %d, device %s)",
             self.name,
+            config.type,
             time.monotonic() - started,
             config.imgsz,
             config.device,
         )
+
+    def _verify_openvino(self, config: OpenVinoDetector) -> None:
+        """Refuse a folder exported at another size than imgsz.
+
+        Exports are static (the shared int8 one is 1x3x640x640) and ultralytics silently runs
+        a static model at its own size whatever imgsz says, so 320 would quietly be 640.
+        Reshaping is no way out: YOLO11's attention block was traced with fixed sizes.
+        """
+        folder = config.model
+        xmls = sorted(folder.glob("*.xml")) if folder.is_dir() else []
+        if len(xmls) != 1:
+            raise DetectorError(
+                f"detector model {folder}: expected an OpenVINO folder with one .xml model, "
+                f"got {len(xmls)} .xml files"
+            )
+        _require("openvino", f"detector model {folder}")
+        metadata_path = folder / "metadata.yaml"
+        metadata: dict[str, Any] = {}
+        if metadata_path.exists():
+            metadata = yaml.safe_load(metadata_path.read_text(encoding="utf-8")) or {}
+        exported = metadata.get("imgsz")
+        if exported not in ([config.imgsz, config.imgsz], config.imgsz, None):
+            raise DetectorError(
+                f"detector model {folder}: exported for input {exported}, detector.imgsz is "
+                f"{config.imgsz}; a static export runs only at its own size (export one with "
+                f"`pantau detector-export --format openvino --imgsz {config.imgsz}`)"
+            )
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not images:
@@ -75,7 +151,283 @@ class UltralyticsBackend:
         return [Detections.from_ultralytics(r) for r in results]
 
 
-def load_backend(config: UltralyticsDetector) -> Backend:
-    if config.type == "ultralytics":
+# --------------------------------------------------------------------------- ONNX Runtime
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the square network input: scale, then pad."""
+
+    gain: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox(
+    image: np.ndarray, size: int, stride: int | None = None
+) -> tuple[npt.NDArray[np.uint8], Letterbox]:
+    """Scale to fit `size`x`size` keeping the aspect ratio and pad, centred, like ultralytics
+    (so the network sees what it learnt on): to the full square, or with `stride` only to the
+    next multiple of it (a 16:9 frame at 640 becomes 640x384, 40% less work)."""
+    height, width = image.shape[:2]
+    gain = min(size / height, size / width)
+    new_w, new_h = max(1, round(width * gain)), max(1, round(height * gain))
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = size - new_w, size - new_h
+    if stride is not None:
+        dw, dh = dw % stride, dh % stride
+    dw, dh = dw / 2, dh / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(
+        image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(_PAD_VALUE,) * 3
+    )
+    return np.asarray(padded, dtype=np.uint8), Letterbox(gain, float(left), float(top))
+
+
+def nms(
+    boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou_threshold: float
+) -> npt.NDArray[np.int64]:
+    """Greedy non-maximum suppression: indexes of the kept boxes, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    keep: list[int] = []
+    while order.size:
+        best, rest = int(order[0]), order[1:]
+        keep.append(best)
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def decode_yolo(
+    output: np.ndarray,
+    fit: Letterbox,
+    width: int,
+    height: int,
+    *,
+    confidence: float,
+    iou: float,
+) -> Detections:
+    """One image's raw YOLO11 head output, shape (4 + classes, anchors): rows are box centre
+    x, y, width, height in network pixels, then one (already sigmoid) score per class.
+    Returns boxes in the original image's pixels after class-aware NMS."""
+    if output.ndim != 2 or output.shape[0] < 5:
+        raise DetectorError(
+            f"ONNX output: expected shape (4 + classes, anchors), got {output.shape}"
+        )
+    scores = output[4:]
+    class_id = scores.argmax(axis=0)
+    best = scores[class_id, np.arange(scores.shape[1])]
+    keep = np.flatnonzero(best > confidence)
+    if keep.size > _MAX_CANDIDATES:
+        keep = keep[np.argsort(-best[keep])[:_MAX_CANDIDATES]]
+    if keep.size == 0:
+        return Detections.empty()
+    cx, cy, w, h = output[0, keep], output[1, keep], output[2, keep], output[3, keep]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    conf = best[keep].astype(np.float32)
+    classes = class_id[keep].astype(np.int64)
+    # Class-aware in one pass: shifting each class far apart means boxes of different classes
+    # never overlap (a person holding a bag keeps both boxes).
+    offset = classes[:, None].astype(np.float32) * (4.0 * max(width, height, 1024))
+    kept = nms(xyxy + offset, conf, iou)[:_MAX_DETECTIONS]
+    xyxy, conf, classes = xyxy[kept], conf[kept], classes[kept]
+    xyxy[:, [0, 2]] = ((xyxy[:, [0, 2]] - fit.pad_x) / fit.gain).clip(0, width)
+    xyxy[:, [1, 3]] = ((xyxy[:, [1, 3]] - fit.pad_y) / fit.gain).clip(0, height)
+    return Detections(xyxy=xyxy, confidence=conf, class_id=classes)
+
+
+class OnnxBackend:
+    """An ultralytics `.onnx` export on ONNX Runtime, pre- and post-processing in numpy."""
+
+    def __init__(self, config: OnnxDetector) -> None:
+        if not config.model.is_file():
+            raise DetectorError(
+                f"detector model {config.model} does not exist (weights are never downloaded "
+                "at run time; make one with `pantau detector-export --format onnx "
+                f"--imgsz {config.imgsz}`)"
+            )
+        _require("onnxruntime", f"detector model {config.model}")
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        self.config = config
+        self.name = config.model.name
+        started = time.monotonic()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads would otherwise spin for the next call, stealing cores from
+        # ingest and the sink on the same small machine (measured: 130 -> 107 ms at 640).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(
+                str(config.model), sess_options=options, providers=self._providers(ort)
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise DetectorError(f"detector model {config.model}: ONNX Runtime: {exc}") from exc
+        model_input = self._session.get_inputs()[0]
+        self._input_name = str(model_input.name)
+        _, _, in_h, in_w = model_input.shape
+        static = isinstance(in_h, int) and isinstance(in_w, int)
+        if static and (in_h, in_w) != (config.imgsz, config.imgsz):
+            raise DetectorError(
+                f"detector model {config.model}: exported for {in_h}x{in_w} input, "
+                f"detector.imgsz is {config.imgsz} (export one with "
+                f"`pantau detector-export --format onnx --imgsz {config.imgsz}`)"
+            )
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        # A static export takes only its square; a dynamic one the smallest padded rectangle.
+        self._stride = None if static else int(metadata.get("stride", 32))
+        self.names: Mapping[int, str] = self._names(metadata.get("names"))
+        self.detect([np.zeros((config.imgsz, config.imgsz, 3), dtype=np.uint8)])
+        log.info(
+            "detector %s (onnx, %s) ready in %.1f s (imgsz %d)",
+            self.name,
+            self._session.get_providers()[0],
+            time.monotonic() - started,
+            config.imgsz,
+        )
+
+    def _providers(self, ort: Any) -> list[Any]:
+        device = self.config.device
+        if device == "cpu":
+            return ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            available = ort.get_available_providers()
+            if "CUDAExecutionProvider" not in available:
+                raise DetectorError(
+                    f"detector model {self.config.model}: device {device} needs ONNX Runtime's "
+                    f"CUDA provider; this onnxruntime has {', '.join(available)}"
+                )
+            index = int(device.partition(":")[2] or 0)
+            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        raise DetectorError(
+            f"detector model {self.config.model}: device {device!r} is not one ONNX Runtime "
+            "runs here (expected cpu or cuda[:N])"
+        )
+
+    def _names(self, text: str | None) -> dict[int, str]:
+        outputs = self._session.get_outputs()[0].shape
+        classes = outputs[1] - 4 if isinstance(outputs[1], int) else 0
+        if text is None:
+            return {i: str(i) for i in range(classes)}
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as exc:
+            raise DetectorError(
+                f"detector model {self.config.model}: class names in the metadata do not "
+                f"parse (expected a dict literal, got {text[:60]!r})"
+            ) from exc
+        return {int(k): str(v) for k, v in dict(parsed).items()}
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        # One image per call: on a CPU batching buys little, and frames of different cameras
+        # letterbox to different shapes.
+        return [self._detect_one(image) for image in images]
+
+    def _detect_one(self, image: np.ndarray) -> Detections:
+        fitted, fit = letterbox(image, self.config.imgsz, self._stride)
+        # BGR HWC uint8 -> RGB NCHW float 0..1, the export's input convention.
+        planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
+        tensor = planar.astype(np.float32) / np.float32(255.0)
+        output = self._session.run(None, {self._input_name: tensor})[0]
+        height, width = image.shape[:2]
+        return decode_yolo(
+            np.asarray(output[0]),
+            fit,
+            width,
+            height,
+            confidence=self.config.confidence,
+            iou=self.config.iou,
+        )
+
+
+# --------------------------------------------------------------------------- export
+
+
+EXPORT_FORMATS = ("onnx", "openvino")
+
+
+def export_model(
+    checkpoint: Path,
+    fmt: str,
+    imgsz: int,
+    out_dir: Path = DEFAULT_EXPORT_DIR,
+    *,
+    dynamic: bool | None = None,
+) -> Path:
+    """Export a `.pt` checkpoint for input `imgsz` (fp32) under `out_dir`, once: an `.onnx`
+    file, or an `*_openvino_model` folder (static: OpenVINO runs those fastest).
+
+    ONNX exports are dynamic (any batch, height and width) unless `dynamic=False`, so 16:9
+    frames run on a padded rectangle rather than the whole square.
+
+    The name carries the checkpoint's hash and the size, so a changed checkpoint is exported
+    again and an existing export is reused. Runs locally with ultralytics and torch; a missing
+    package (onnx, openvino) is an error, never an install.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise DetectorError(f"export: expected a format of {EXPORT_FORMATS}, got {fmt!r}")
+    if checkpoint.suffix != ".pt" or not checkpoint.is_file():
+        raise DetectorError(f"{fmt} export: expected an existing .pt checkpoint, got {checkpoint}")
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+    dynamic = fmt == "onnx" if dynamic is None else dynamic
+    stem = f"{checkpoint.stem}-{digest}-{imgsz}{'' if dynamic else '-static'}"
+    # Ultralytics recognises an OpenVINO export by this folder suffix.
+    target = out_dir / (f"{stem}.onnx" if fmt == "onnx" else f"{stem}_openvino_model")
+    if target.exists():
+        return target
+    _require(fmt, f"{fmt} export of {checkpoint}")
+    ultralytics = offline_ultralytics()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as work:
+        # Ultralytics writes the export beside its source, and the shared models are read-only.
+        source = Path(work) / checkpoint.name
+        shutil.copyfile(checkpoint, source)
+        model = ultralytics.YOLO(str(source), task="detect")
+        options: dict[str, Any] = (
+            # onnxslim is one more package; ONNX Runtime's own graph optimiser does the job.
+            {"simplify": False}
+            if fmt == "onnx"
+            # int8 would need nncf and a calibration set (one more download): fp32 it is.
+            else {"int8": False}
+        )
+        written = Path(
+            model.export(
+                format=fmt,
+                imgsz=imgsz,
+                dynamic=dynamic,
+                half=False,
+                nms=False,
+                device="cpu",
+                verbose=False,
+                **options,
+            )
+        )
+        if not written.exists():
+            raise DetectorError(f"{fmt} export of {checkpoint}: ultralytics wrote no {written}")
+        os.replace(written, target)
+    log.info(
+        "exported %s for %s at %d to %s in %.1f s",
+        checkpoint.name,
+        fmt,
+        imgsz,
+        target,
+        time.monotonic() - started,
+    )
+    return target
+
+
+def load_backend(config: DetectorSettings) -> Backend:
+    if isinstance(config, OnnxDetector):
+        return OnnxBackend(config)
+    if isinstance(config, UltralyticsDetector | OpenVinoDetector):
         return UltralyticsBackend(config)
     raise DetectorError(f"unknown detector type {config.type!r}")

@@ -1,4 +1,4 @@
-"""Subcommand of the detector stage: `detect`."""
+"""Subcommands of the detector stage: `detect`, `detector-export`, `detect-file`, `evaluate`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,60 @@ def register(sub: SubParsers) -> None:
         "--snapshot-dir", type=Path, help="write the latest annotated frame per camera here (PNG)"
     )
     detect.set_defaults(handler=_detect)
+
+    export = sub.add_parser(
+        "detector-export",
+        help="export a .pt checkpoint locally to ONNX or OpenVINO at one input size",
+    )
+    export.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
+    export.add_argument("--imgsz", type=int, choices=(320, 640), default=640)
+    export.add_argument(
+        "--model", type=Path, help=".pt checkpoint (default: detector.model when it is a .pt)"
+    )
+    export.add_argument(
+        "out",
+        nargs="?",
+        type=Path,
+        default=Path(".pantau/models"),
+        metavar="OUT",
+        help="folder for the export, reused when it is there (default: .pantau/models)",
+    )
+    export.set_defaults(handler=_export)
+
+    from detectors import filecommands
+
+    detect_file = sub.add_parser(
+        "detect-file",
+        help="run the dumping detector on a video file as fast as it goes; prints the events",
+    )
+    detect_file.add_argument("video", type=Path)
+    detect_file.add_argument(
+        "--camera-config",
+        type=Path,
+        required=True,
+        help="YAML of one camera as under `cameras:` (id, zones, fps)",
+    )
+    detect_file.add_argument("--dwell", type=float, help="seconds unattended before an alert")
+    detect_file.add_argument("--json", action="store_true", help="one event message per line")
+    detect_file.add_argument(
+        "--evidence-dir", type=Path, help="evidence store (default: dumping.evidence.dir)"
+    )
+    detect_file.add_argument(
+        "--start",
+        type=filecommands.utc_time,
+        help="UTC time of the video's first frame (ISO 8601; default: now)",
+    )
+    detect_file.set_defaults(handler=filecommands.detect_file)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score the dumping detector on annotated clips: precision, recall, F1, delay",
+    )
+    evaluate.add_argument("annotations", type=Path, help="annotations YAML")
+    evaluate.add_argument(
+        "--out", type=Path, default=Path("evaluation"), help="folder for table, JSON and plot"
+    )
+    evaluate.set_defaults(handler=filecommands.evaluate)
 
 
 def _detect(args: argparse.Namespace, ctx: Context) -> int:
@@ -53,4 +107,27 @@ def _detect(args: argparse.Namespace, ctx: Context) -> int:
         f"detector: {stats.frames} frames, {per_frame_ms:.0f} ms inference per frame, "
         f"{stats.boxes} boxes ({labels or 'none'}), {stats.dead_letters} dead letters"
     )
+    return 0
+
+
+def _export(args: argparse.Namespace, ctx: Context) -> int:
+    from detectors.backends import DetectorError, export_model
+
+    checkpoint: Path | None = args.model
+    if checkpoint is None:
+        configured = ctx.settings.detector
+        if configured is None or configured.model.suffix != ".pt":
+            print(
+                "pantau detector-export: give --model PATH.pt (the configured detector.model "
+                f"is {configured.model if configured else 'not set'}, not a .pt checkpoint)",
+                file=sys.stderr,
+            )
+            return 2
+        checkpoint = configured.model
+    try:
+        path = export_model(checkpoint, args.format, args.imgsz, args.out)
+    except DetectorError as exc:
+        print(f"pantau detector-export: {exc}", file=sys.stderr)
+        return 2
+    print(path)
     return 0

@@ -53,6 +53,12 @@ class Detections:
             tracker_id=None if ids is None else np.asarray(ids.cpu().numpy(), dtype=np.int64),
         )
 
+    def track_id(self, i: int) -> int | None:
+        """The track id of box `i`; None when untracked (no tracker, or -1 from it)."""
+        if self.tracker_id is None or self.tracker_id[i] < 0:
+            return None
+        return int(self.tracker_id[i])
+
     def to_boxes(self, names: Mapping[int, str], width: int, height: int) -> tuple[Box, ...]:
         """Message boxes, clipped to the image."""
         clipped = self.xyxy.copy()
@@ -67,7 +73,7 @@ class Detections:
                 y1=round(float(clipped[i, 1]), 1),
                 x2=round(float(clipped[i, 2]), 1),
                 y2=round(float(clipped[i, 3]), 1),
-                track_id=None if self.tracker_id is None else int(self.tracker_id[i]),
+                track_id=self.track_id(i),
             )
             for i in range(len(self))
         )

@@ -505,8 +505,16 @@ class EvidenceRecorder:
     frame budget may run it on a worker. Not thread-safe: one thread at a time.
     """
 
-    def __init__(self, camera_id: str, config: EvidenceConfig, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        config: EvidenceConfig,
+        store: Store | None = None,
+        clock: Callable[[float], datetime] | None = None,
+    ) -> None:
         self.camera_id = camera_id
+        # Frame seconds -> UTC, for the date folder; a live camera's seconds are Unix time.
+        self._clock = clock or (lambda t: datetime.fromtimestamp(t, tz=UTC))
         self.config = config
         self.store: Store = store if store is not None else FileStore(config.root)
         self.buffer = FrameBuffer(
@@ -619,7 +627,7 @@ class EvidenceRecorder:
     def _write(self, pack: _Pending) -> None:
         record = pack.record
         what = f"camera {self.camera_id}: event {record.event_id}"
-        day = datetime.fromtimestamp(record.at, tz=UTC).strftime("%Y-%m-%d")
+        day = self._clock(record.at).strftime("%Y-%m-%d")
         prefix = f"{self.camera_id}/{day}/{record.event_id}"
         quality = self.config.jpeg_quality
         blur = self.config.blur_bystanders

@@ -20,6 +20,7 @@ from kafka import KafkaProducer
 
 from detectors.annotate import draw_boxes, write_png
 from detectors.backends import Backend
+from detectors.tracking import CameraTrackers
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as, encode
 from pantau.consumers import BatchConsumer, Record, open_consumer
@@ -69,6 +70,8 @@ class DetectorService:
         self._snapshot_dir = snapshot_dir
         self._last_snapshot: dict[str, float] = {}
         self._failpoints = failpoints or Failpoints()
+        tracker = settings.detector.tracker if settings.detector else None
+        self._trackers = CameraTrackers(tracker) if tracker and tracker.enabled else None
         self.stats = DetectStats()
 
     def run(self, stop: threading.Event, *, max_frames: int | None = None) -> DetectStats:
@@ -115,6 +118,12 @@ class DetectorService:
             self.stats.inference_s += elapsed
             per_frame_ms = elapsed * 1000.0 / len(frames)
             for frame, image, found in zip(frames, images, results, strict=True):
+                if self._trackers is not None:
+                    # Frames of a camera arrive in order (one partition per camera key), so
+                    # each camera's tracker sees its frames in capture order.
+                    found = self._trackers.update(
+                        frame.camera_id, found, frame.ts_capture.timestamp()
+                    )
                 boxes = found.to_boxes(self._backend.names, frame.width, frame.height)
                 message = DetectionsMessage(
                     id=stable_id("detections", frame.id, self._backend.name),

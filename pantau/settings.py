@@ -31,6 +31,8 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -184,6 +186,37 @@ class ZoneSettings(Section):
         return polygon
 
 
+class MotionSettings(Section):
+    """The motion gate next to the camera: which sampled frames are published for detection."""
+
+    enabled: bool = Field(True, description="off: every sampled frame is published")
+    # After the gate's downscale (to 96-191 px wide) and blur, sensor noise stays within a few
+    # grey levels; a person against pavement differs by tens.
+    threshold: float = Field(
+        20.0,
+        gt=0,
+        le=255,
+        description="grey-level change (0-255, after brightness normalisation) that counts a "
+        "pixel as changed",
+    )
+    # 0.3% of a 640x360 frame is about 26x26 px: a person far down a street, not a flicker.
+    min_area: float = Field(
+        0.003, gt=0, lt=1, description="fraction of the frame that must change to be motion"
+    )
+    hold_s: float = Field(
+        3.0, ge=0, description="keep publishing this long after the last motion (people pausing)"
+    )
+    static_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="without motion, still publish one frame this often, so that an object "
+        "that arrived and stopped is seen",
+    )
+    background_s: float = Field(
+        5.0, gt=0, description="time constant of the background: how fast a stopped change fades"
+    )
+
+
 class CameraSettings(Section):
     id: SourceId
     name: str = Field("", description="human-readable name shown on the wall")
@@ -198,6 +231,16 @@ class CameraSettings(Section):
     location: Location | None = None
     enabled: bool = True
     zones: tuple[ZoneSettings, ...] = ()
+    motion: MotionSettings | None = Field(
+        None, description="this camera's motion gate keys; unset keys come from ingest.motion"
+    )
+
+    def motion_gate(self, default: MotionSettings) -> MotionSettings:
+        """The gate settings in force: `default` (ingest.motion) with this camera's keys."""
+        if self.motion is None:
+            return default
+        given = {key: getattr(self.motion, key) for key in self.motion.model_fields_set}
+        return default.model_copy(update=given)
 
     @field_validator("url")
     @classmethod
@@ -245,14 +288,124 @@ class SensorSettings(Section):
     )
 
 
-class UltralyticsDetector(Section):
-    type: Literal["ultralytics"] = Field("ultralytics", description="detector backend")
-    model: ConfigPath = Field(description="a .pt checkpoint or an exported model folder")
+# COCO: person, bicycle, car, motorcycle, bus, truck; backpack, handbag, suitcase, bottle.
+_TRACKED_CLASSES = (0, 1, 2, 3, 5, 7, 24, 26, 28, 39)
+
+
+class TrackerSettings(Section):
+    """ByteTrack per camera: the same object keeps its track id from frame to frame."""
+
+    enabled: bool = Field(True, description="off: detections carry no track ids")
+    classes: tuple[int, ...] = Field(
+        _TRACKED_CLASSES, description="class ids that get track ids (people, vehicles, carriables)"
+    )
+    # Without motion the camera still publishes a frame every ingest.motion.static_interval_s
+    # (2 s): 5 s lets a standing person survive one missed detection between two such frames.
+    buffer_s: float = Field(
+        5.0,
+        gt=0,
+        description="seconds of frame time a lost track waits to be found again; "
+        "after that the object gets a new id",
+    )
+    high_confidence: float = Field(
+        0.25, gt=0, lt=1, description="boxes at least this confident are matched first"
+    )
+    low_confidence: float = Field(
+        0.1, gt=0, lt=1, description="boxes between this and high_confidence only extend tracks"
+    )
+    new_track_confidence: float = Field(
+        0.25, gt=0, lt=1, description="an unmatched box at least this confident starts a track"
+    )
+    match_iou: float = Field(
+        0.2, gt=0, lt=1, description="least overlap of a track's predicted box and a detection"
+    )
+
+    @model_validator(mode="after")
+    def verify_confidence_order(self) -> Self:
+        if self.low_confidence >= self.high_confidence:
+            raise ValueError(
+                f"tracker.low_confidence ({self.low_confidence}) must be below "
+                f"tracker.high_confidence ({self.high_confidence})"
+            )
+        return self
+
+
+class _DetectorBase(Section):
+    model: ConfigPath = Field(description="local model path; weights are never downloaded")
     imgsz: Literal[320, 640] = Field(640, description="network input size")
     confidence: float = Field(0.25, gt=0, lt=1)
-    iou: float = Field(0.45, gt=0, lt=1)
+    iou: float = Field(0.45, gt=0, lt=1, description="NMS: overlap above which boxes merge")
     device: str = Field("cpu", description="cpu, cuda:0, ...")
     max_batch: int = Field(4, ge=1, le=64, description="frames per inference call")
+    tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+
+
+class UltralyticsDetector(_DetectorBase):
+    """A PyTorch `.pt` checkpoint through ultralytics (a folder ultralytics exported loads too,
+    which configs written before `type: openvino` existed rely on)."""
+
+    type: Literal["ultralytics"] = Field("ultralytics", description="detector backend")
+
+
+class OpenVinoDetector(_DetectorBase):
+    """An `*_openvino_model` folder exported by ultralytics (e.g. the shared int8 model), run
+    through ultralytics. Exports are static: `imgsz` must be the size it was exported at."""
+
+    type: Literal["openvino"] = Field("openvino", description="detector backend")
+
+    @field_validator("model")
+    @classmethod
+    def verify_folder(cls, value: Path) -> Path:
+        # Ultralytics tells an OpenVINO export from other formats by this folder suffix.
+        if not value.name.endswith("_openvino_model"):
+            raise ValueError(
+                "type openvino expects an exported folder named *_openvino_model, got "
+                f"{value.name}; a .pt is type ultralytics, an .onnx is type onnx"
+            )
+        return value
+
+
+class OnnxDetector(_DetectorBase):
+    """An `.onnx` export run with ONNX Runtime directly (letterbox, decoding and NMS are ours);
+    make one from a `.pt` with `pantau detector-export --format onnx --imgsz N`."""
+
+    type: Literal["onnx"] = Field("onnx", description="detector backend")
+
+    @field_validator("model")
+    @classmethod
+    def verify_onnx_file(cls, value: Path) -> Path:
+        if value.suffix != ".onnx":
+            raise ValueError(
+                f"type onnx expects an .onnx file, got {value.name}; export one from a .pt "
+                "with `pantau detector-export --format onnx`"
+            )
+        return value
+
+
+_DETECTOR_TYPES: dict[str, type[_DetectorBase]] = {
+    "ultralytics": UltralyticsDetector,
+    "openvino": OpenVinoDetector,
+    "onnx": OnnxDetector,
+}
+
+
+def _pick_detector(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """Dispatch on `type` ourselves rather than with pydantic's discriminator: errors then read
+    `detector.imgsz` (no tag in the path), and configs without `type` stay ultralytics."""
+    if not isinstance(value, Mapping):
+        return handler(value)
+    kind = value.get("type", "ultralytics")
+    model = _DETECTOR_TYPES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(
+            f"unknown detector type {kind!r}; expected one of: {', '.join(_DETECTOR_TYPES)}"
+        )
+    return model.model_validate(value, context=info.context)
+
+
+DetectorSettings = Annotated[
+    UltralyticsDetector | OpenVinoDetector | OnnxDetector, WrapValidator(_pick_detector)
+]
 
 
 class DetectSettings(Section):
@@ -263,8 +416,48 @@ class DetectSettings(Section):
     snapshot_interval_s: float = Field(2.0, gt=0, description="at most one snapshot per camera per")
 
 
+class EvidenceSettings(Section):
+    """The evidence pack of each dumping event: stills, owner crop and clip."""
+
+    dir: ConfigPath = Field(
+        Path("../.pantau/evidence"),
+        validate_default=True,
+        description="evidence store root (a filesystem path)",
+    )
+    pre_roll_s: float = Field(20.0, ge=0, description="the clip starts this long before the drop")
+    post_roll_s: float = Field(
+        5.0, ge=0, description="and ends this long after the alert; the alert waits for it"
+    )
+    blur_bystanders: bool = Field(True, description="pixelate people other than the owner")
+    keep_originals: bool = Field(False, description="also keep unblurred copies (restricted)")
+    jpeg_quality: int = Field(85, ge=30, le=100)
+    buffer_s: float = Field(
+        120.0, gt=0, description="frames kept per camera: pre-roll + dwell + confirmation"
+    )
+
+
+class DumpingSettings(Section):
+    """Thresholds of the dumping logic (distances in multiples of the owner's box size)."""
+
+    enabled: bool = Field(True, description="run the dumping logic in `pantau detect`")
+    default_dwell_s: float = Field(
+        30.0, gt=0, description="dwell of the whole frame when a camera has no watch zone"
+    )
+    attend_ratio: float = Field(0.75, gt=0, description="owner this near attends the object")
+    associate_ratio: float = Field(1.5, gt=0, description="owner search radius at appearance")
+    max_age_s: float = Field(3600.0, gt=0, description="an uncleaned object expires after this")
+    trash_bag_class: int | None = Field(
+        None, ge=0, description="class id of a trash-bag class, when the model has one"
+    )
+    evidence: EvidenceSettings = _section()
+
+
 class IngestSettings(Section):
     heartbeat_interval_s: float = Field(5.0, gt=0, description="camera heartbeat period")
+    motion: MotionSettings = Field(
+        default_factory=MotionSettings,
+        description="every camera's motion gate (a camera's own `motion` keys override)",
+    )
     reconnect_initial_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
     max_future_skew_s: float = Field(
@@ -497,8 +690,9 @@ class Settings(Section):
     mqtt: MqttSettings = _section()
     cameras: tuple[CameraSettings, ...] = ()
     sensors: tuple[SensorSettings, ...] = ()
-    detector: UltralyticsDetector | None = None
+    detector: DetectorSettings | None = None
     detect: DetectSettings = _section()
+    dumping: DumpingSettings = _section()
     ingest: IngestSettings = _section()
     sink: SinkSettings = _section()
     streams: StreamsSettings = _section()

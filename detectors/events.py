@@ -1,0 +1,174 @@
+"""From the dumping logic's records to `events.dumping.v1` messages.
+
+The dumping logic counts time in float seconds on the frames' own clock: a live camera's
+capture time, or a file's position. `EventClock` turns those seconds into UTC datetimes; the
+event id stays the logic's own, computed from the camera and the clock seconds, so a file
+replayed through Kafka and the same file run offline give the same ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.detections import Detections
+from detectors.dumping import DumpingConfig, DumpingRecord
+from detectors.evidence import EvidenceConfig, EvidenceRecorder
+from pantau.ids import stable_id
+from pantau.messages import Box, DumpingEvent, EvidenceRef
+from pantau.settings import DumpingSettings
+
+
+@dataclass(frozen=True)
+class EventClock:
+    """Seconds on a camera's frame clock → UTC: `origin` is the datetime of second 0."""
+
+    origin: datetime
+
+    def __post_init__(self) -> None:
+        if self.origin.tzinfo is None:
+            raise ValueError(f"clock origin must be timezone-aware, got {self.origin!r}")
+
+    @classmethod
+    def epoch(cls) -> EventClock:
+        """For live cameras, whose frame clock is already Unix time."""
+        return cls(datetime(1970, 1, 1, tzinfo=UTC))
+
+    def at(self, seconds: float) -> datetime:
+        return self.origin + timedelta(seconds=seconds)
+
+    def maybe(self, seconds: float | None) -> datetime | None:
+        return None if seconds is None else self.at(seconds)
+
+
+# The lifecycle state each phase announces, in the words the storage and the wall use.
+_STATE = {
+    "alerted": "alerted",
+    "cleaned": "cleaned",
+    "picked_up": "picked_up",
+    "expired": "expired",
+}
+
+
+class EventMapper:
+    """One camera's records → messages, with the camera's own monotonic sequence."""
+
+    def __init__(self, clock: EventClock, names: Mapping[int, str]) -> None:
+        self.clock = clock
+        self.names = names
+        self._seq = itertools.count()
+        # Versions are counted here: the evidence adds a step the logic does not know of.
+        self._versions: dict[uuid.UUID, int] = {}
+
+    def message(
+        self, record: DumpingRecord, evidence: tuple[EvidenceRef, ...] = ()
+    ) -> DumpingEvent:
+        version = self._versions.get(record.event_id, -1) + 1
+        self._versions[record.event_id] = version
+        if record.phase == "end":
+            del self._versions[record.event_id]
+        x1, y1, x2, y2 = record.box
+        label = "object" if record.class_id is None else self.names.get(record.class_id, "object")
+        return DumpingEvent(
+            id=stable_id("dumping-event", record.event_id, version),
+            ts_capture=self.clock.at(record.at),
+            seq=next(self._seq),
+            event_id=record.event_id,
+            phase=record.phase,
+            version=version,
+            camera_id=record.camera_id,
+            zone_id=record.zone_id,
+            state=_STATE[record.state],
+            appeared_at=self.clock.at(record.appeared_at),
+            owner_left_at=self.clock.maybe(record.owner_left_at),
+            alerted_at=self.clock.at(record.alerted_at),
+            ended_at=self.clock.maybe(record.ended_at),
+            box=Box(
+                class_id=record.class_id,
+                label=label,
+                confidence=round(min(max(record.confidence, 0.0), 1.0), 4),
+                x1=float(x1),
+                y1=float(y1),
+                x2=float(x2),
+                y2=float(y2),
+                track_id=None,
+            ),
+            owner_track_id=record.owner_track_id,
+            confidence=round(min(max(record.confidence, 0.0), 1.0), 4),
+            evidence=evidence,
+        )
+
+
+def dumping_config(settings: DumpingSettings) -> DumpingConfig:
+    return DumpingConfig(
+        attend_ratio=settings.attend_ratio,
+        associate_ratio=max(settings.associate_ratio, settings.attend_ratio),
+        max_age_s=settings.max_age_s,
+        trash_bag_class=settings.trash_bag_class,
+    )
+
+
+def evidence_config(settings: DumpingSettings) -> EvidenceConfig:
+    evidence = settings.evidence
+    return EvidenceConfig(
+        root=evidence.dir,
+        pre_roll_s=evidence.pre_roll_s,
+        post_roll_s=evidence.post_roll_s,
+        blur_bystanders=evidence.blur_bystanders,
+        keep_originals=evidence.keep_originals,
+        jpeg_quality=evidence.jpeg_quality,
+        buffer_s=max(evidence.buffer_s, evidence.pre_roll_s),
+    )
+
+
+class EventGate:
+    """Turns a camera's records into messages in order, each alert held back until its
+    evidence pack is written (the post-roll after the alert), so that the first message of
+    an event already carries its stills and clip for the notification. Steps of an event
+    that come while its alert waits wait behind it."""
+
+    def __init__(self, mapper: EventMapper, recorder: EvidenceRecorder | None) -> None:
+        self.mapper = mapper
+        self.recorder = recorder
+        self._held: dict[uuid.UUID, list[DumpingRecord]] = {}
+
+    def frame(self, t: float, image: npt.NDArray[np.uint8], detections: Detections) -> None:
+        if self.recorder is not None:
+            self.recorder.add_frame(t, image, detections)
+
+    def records(self, records: list[DumpingRecord]) -> list[DumpingEvent]:
+        """The records of the latest frame; returns the messages due now."""
+        out: list[DumpingEvent] = []
+        for record in records:
+            if record.event_id in self._held:
+                self._held[record.event_id].append(record)
+            elif record.phase == "new" and self.recorder is not None:
+                self.recorder.on_record(record)
+                self._held[record.event_id] = [record]
+            else:
+                out.append(self.mapper.message(record))
+        if self.recorder is not None:
+            for pack in self.recorder.ready():
+                out.extend(self._release(pack.event_id, pack.refs))
+        return out
+
+    def flush(self) -> list[DumpingEvent]:
+        """At the end of a file or on shutdown: finish the packs with what there is."""
+        out: list[DumpingEvent] = []
+        if self.recorder is not None:
+            for pack in self.recorder.flush():
+                out.extend(self._release(pack.event_id, pack.refs))
+        for event_id in list(self._held):
+            out.extend(self._release(event_id, ()))
+        return out
+
+    def _release(self, event_id: uuid.UUID, refs: tuple[EvidenceRef, ...]) -> list[DumpingEvent]:
+        held = self._held.pop(event_id, [])
+        # Every step carries the evidence: the sink keeps the newest version of the event.
+        return [self.mapper.message(record, refs) for record in held]

@@ -1,0 +1,205 @@
+"""Run the dumping detector on a video file, as fast as it goes: `pantau detect-file`.
+
+The same steps as a camera through Kafka: frames sampled at the camera's detect fps on the
+file's own clock, resized and JPEG-encoded as the camera ingest publishes them (so the
+detector sees the same pixels), YOLO, tracking, the static-object model and the dumping
+state machine, the evidence pack. Only the clock differs from a live camera: the video's
+position replaces the wall clock, so an hour of footage takes as long as the machine needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from detectors.backends import Backend
+from detectors.camera import CameraPipeline
+from detectors.detections import Detections
+from detectors.dumping import DumpingRecord
+from detectors.evaluate import ClipSpec, DetectedEvent, Runner, detected_from_records
+from detectors.events import EventClock
+from pantau.messages import DumpingEvent
+from pantau.sampling import FpsSampler
+from pantau.settings import CameraSettings, Settings
+
+log = logging.getLogger(__name__)
+
+Image = npt.NDArray[np.uint8]
+
+
+DetectFn = Callable[[Sequence[Image]], list[Detections]]
+
+
+class FileError(RuntimeError):
+    """The video cannot be read."""
+
+
+@dataclass
+class FileStats:
+    frames_read: int = 0
+    frames_detected: int = 0
+    video_s: float = 0.0
+    events: int = 0
+    by_phase: dict[str, int] = field(default_factory=dict)
+
+
+def sampled_frames(
+    path: Path, fps: float, *, progress: bool = False
+) -> Iterator[tuple[float, Image]]:
+    """(seconds into the file, BGR image) at most `fps` per second of video."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise FileError(f"cannot open video {path}")
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress, leave=False)
+    sampler = FpsSampler(fps)
+    try:
+        while True:
+            if not capture.grab():
+                return
+            bar.update(1)
+            t = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+            if not sampler.take(t):
+                continue
+            ok, image = capture.retrieve()
+            if not ok or image is None:
+                raise FileError(f"{path}: could not decode the frame at {t:.2f} s")
+            yield t, np.asarray(image, dtype=np.uint8)
+    finally:
+        bar.close()
+        capture.release()
+
+
+def as_published(image: Image, max_width: int, quality: int) -> Image:
+    """The frame as the detector receives it from the camera ingest: resized to the detect
+    width and through JPEG at the camera's quality."""
+    height, width = image.shape[:2]
+    if width > max_width:
+        # The same arithmetic as the camera ingest's encoder, to the pixel.
+        new_height = max(1, round(height * max_width / width))
+        image = np.asarray(
+            cv2.resize(image, (max_width, new_height), interpolation=cv2.INTER_AREA),
+            dtype=np.uint8,
+        )
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise FileError("JPEG encoding failed")
+    return np.asarray(cv2.imdecode(buffer, cv2.IMREAD_COLOR), dtype=np.uint8)
+
+
+class FileRun:
+    """One camera's pipeline over one file; `events()` yields messages as they happen."""
+
+    def __init__(
+        self,
+        camera: CameraSettings,
+        *,
+        settings: Settings,
+        backend: Backend,
+        origin: datetime,
+        dwell_s: float | None = None,
+        evidence: bool = True,
+    ) -> None:
+        detector = settings.detector
+        if detector is None:
+            raise FileError("no detector configured (settings: detector)")
+        self.camera = camera
+        self._detect: DetectFn = backend.detect
+        self._batch = detector.max_batch
+        self.pipeline = CameraPipeline(
+            camera,
+            tracker=detector.tracker,
+            dumping=settings.dumping,
+            names=backend.names,
+            clock=EventClock(origin),
+            dwell_s=dwell_s,
+            evidence=evidence,
+        )
+        self.stats = FileStats()
+        # Video pixels per detect pixel (the frames are resized as the camera ingest does).
+        self.scale = 1.0
+
+    @property
+    def records(self) -> list[DumpingRecord]:
+        """Every step the dumping logic took so far (for evaluation and debugging)."""
+        return self.pipeline.records
+
+    def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent]:
+        pending: list[tuple[float, Image]] = []
+
+        def run(batch: list[tuple[float, Image]]) -> Iterator[DumpingEvent]:
+            found = self._detect([image for _, image in batch])
+            for (t, image), detections in zip(batch, found, strict=True):
+                self.stats.frames_detected += 1
+                _, messages = self.pipeline.frame(t, image, detections)
+                yield from self._count(messages)
+
+        for t, raw in sampled_frames(path, self.camera.fps, progress=progress):
+            self.stats.frames_read += 1
+            self.stats.video_s = t
+            image = as_published(raw, self.camera.max_width, self.camera.jpeg_quality)
+            self.scale = raw.shape[1] / image.shape[1]
+            pending.append((t, image))
+            if len(pending) >= self._batch:
+                yield from run(pending)
+                pending = []
+        if pending:
+            yield from run(pending)
+        yield from self._count(self.pipeline.flush())
+
+    def _count(self, messages: list[DumpingEvent]) -> Iterator[DumpingEvent]:
+        for message in messages:
+            self.stats.events += 1
+            self.stats.by_phase[message.phase] = self.stats.by_phase.get(message.phase, 0) + 1
+            yield message
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def clip_camera(clip: ClipSpec, fps: float, max_width: int) -> CameraSettings:
+    """The camera an annotated clip stands for: its zones, the detect fps and width."""
+    return CameraSettings.model_validate(
+        {
+            "id": clip.camera_id or clip.name,
+            "url": str(clip.video),
+            "fps": fps,
+            "max_width": max_width,
+            "zones": [z.model_dump() for z in clip.zones],
+        }
+    )
+
+
+def clip_runner(
+    settings: Settings,
+    backend: Backend,
+    *,
+    fps: float = 5.0,
+    max_width: int = 640,
+) -> Runner:
+    """The real offline pipeline (YOLO, ByteTrack, static objects, dumping logic) as the
+    evaluation harness's runner; boxes are scaled back to the video's own pixels."""
+
+    def run(clip: ClipSpec) -> list[DetectedEvent]:
+        camera = clip_camera(clip, fps, max_width)
+        file_run = FileRun(
+            camera,
+            settings=settings,
+            backend=backend,
+            origin=datetime(2000, 1, 1, tzinfo=UTC),
+            dwell_s=clip.dwell_s,
+            evidence=False,
+        )
+        for _ in file_run.events(clip.video):
+            pass
+        return [e.scaled(file_run.scale) for e in detected_from_records(file_run.records)]
+
+    return run
