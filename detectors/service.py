@@ -12,15 +12,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from kafka import KafkaProducer
 
 from detectors.annotate import draw_boxes, write_png
 from detectors.backends import Backend
-from detectors.tracking import CameraTrackers
+from detectors.camera import CameraPipeline
+from detectors.events import EventClock
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as, encode
 from pantau.consumers import BatchConsumer, Record, open_consumer
@@ -29,7 +32,7 @@ from pantau.ids import stable_id, utcnow
 from pantau.kafka import DeadLetters
 from pantau.messages import Detections as DetectionsMessage
 from pantau.messages import Frame
-from pantau.settings import Settings
+from pantau.settings import CameraSettings, Settings
 from pantau.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ _STATS_EVERY_S = 30.0
 class DetectStats:
     frames: int = 0
     boxes: int = 0
+    events: int = 0
     dead_letters: int = 0
     inference_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -70,8 +74,9 @@ class DetectorService:
         self._snapshot_dir = snapshot_dir
         self._last_snapshot: dict[str, float] = {}
         self._failpoints = failpoints or Failpoints()
-        tracker = settings.detector.tracker if settings.detector else None
-        self._trackers = CameraTrackers(tracker) if tracker and tracker.enabled else None
+        self._cameras = {camera.id: camera for camera in settings.cameras}
+        # Per camera: its pipeline after YOLO, and the frame time it last saw.
+        self._pipelines: dict[str, tuple[CameraPipeline, float]] = {}
         self.stats = DetectStats()
 
     def run(self, stop: threading.Event, *, max_frames: int | None = None) -> DetectStats:
@@ -91,13 +96,17 @@ class DetectorService:
 
     def close(self) -> None:
         """Leave the consumer group at once (not after a session timeout) and flush."""
+        for pipeline, _ in self._pipelines.values():
+            # Alerts still waiting for their post-roll go out with the evidence there is.
+            for event in pipeline.flush():
+                self._producer.send(self._topics.dumping_events, key=event.key, value=encode(event))
         self._producer.flush(timeout=30)
         self._producer.close(timeout=10)
         self._consumer.close()
 
     def _process(self, records: list[Record]) -> None:
         frames: list[Frame] = []
-        images: list[np.ndarray] = []
+        images: list[npt.NDArray[np.uint8]] = []
         for record in records:
             frame = self._decode(record)
             if frame is None:
@@ -109,7 +118,7 @@ class DetectorService:
                 )
                 continue
             frames.append(frame)
-            images.append(image)
+            images.append(np.asarray(image, dtype=np.uint8))
 
         if frames:
             started = time.perf_counter()
@@ -118,12 +127,15 @@ class DetectorService:
             self.stats.inference_s += elapsed
             per_frame_ms = elapsed * 1000.0 / len(frames)
             for frame, image, found in zip(frames, images, results, strict=True):
-                if self._trackers is not None:
-                    # Frames of a camera arrive in order (one partition per camera key), so
-                    # each camera's tracker sees its frames in capture order.
-                    found = self._trackers.update(
-                        frame.camera_id, found, frame.ts_capture.timestamp()
+                # Frames of a camera arrive in order (one partition per camera key), so each
+                # camera's tracker and dumping logic see them in capture order.
+                pipeline, t = self._pipeline(frame)
+                found, events = pipeline.frame(t, image, found)
+                for event in events:
+                    self._producer.send(
+                        self._topics.dumping_events, key=event.key, value=encode(event)
                     )
+                    self.stats.events += 1
                 boxes = found.to_boxes(self._backend.names, frame.width, frame.height)
                 message = DetectionsMessage(
                     id=stable_id("detections", frame.id, self._backend.name),
@@ -150,6 +162,44 @@ class DetectorService:
         self._producer.flush()
         self._failpoints.hit("detect.before_commit")
         self._consumer.commit(records)
+
+    def _pipeline(self, frame: Frame) -> tuple[CameraPipeline, float]:
+        """The camera's pipeline and the frame's time on its clock: a file's position when
+        the frame comes from a file (so a replay gives the offline run's event ids), the
+        capture time otherwise."""
+        if frame.source_pos_ms is not None:
+            t = frame.source_pos_ms / 1000.0
+        else:
+            t = frame.ts_capture.timestamp()
+        current = self._pipelines.get(frame.camera_id)
+        if current is not None and t >= current[1] - 1.0:
+            self._pipelines[frame.camera_id] = (current[0], t)
+            return current[0], t
+        if current is not None:
+            log.info("camera %s: frame time went back (a replay); its state starts over",
+                     frame.camera_id)  # fmt: skip
+        detector = self._settings.detector
+        assert detector is not None
+        camera = self._cameras.get(frame.camera_id) or CameraSettings.model_validate(
+            {"id": frame.camera_id, "url": "unconfigured"}
+        )
+        if frame.source_pos_ms is not None:
+            origin = frame.ts_capture - timedelta(seconds=t)
+            clock = EventClock(origin)
+        else:
+            clock = EventClock.epoch()
+        dumping = self._settings.dumping
+        if dumping.enabled and not detector.tracker.enabled:
+            dumping = dumping.model_copy(update={"enabled": False})
+        pipeline = CameraPipeline(
+            camera,
+            tracker=detector.tracker,
+            dumping=dumping,
+            names=self._backend.names,
+            clock=clock,
+        )
+        self._pipelines[frame.camera_id] = (pipeline, t)
+        return pipeline, t
 
     def _decode(self, record: Record) -> Frame | None:
         try:
@@ -180,11 +230,12 @@ class DetectorService:
             return
         log.info(
             "detector: %d frames (%.1f fps), %.1f ms inference per frame, "
-            "%d boxes, %d dead letters",
+            "%d boxes, %d dumping event messages, %d dead letters",
             self.stats.frames,
             self.stats.fps(),
             self.stats.inference_s * 1000.0 / self.stats.frames,
             self.stats.boxes,
+            self.stats.events,
             self.stats.dead_letters,
         )
 
