@@ -10,8 +10,11 @@ Two background models run on a small grayscale copy of every frame:
 A pixel that differs from the long-term model but not from the short-term one holds
 something that appeared and then stood still. Connected regions of such pixels, of a
 plausible size, that stay put for a few seconds become candidate objects, whatever YOLO
-calls them (or whether it sees them at all). A candidate's pixels are compared with the
-long-term model on every frame, which is how its removal is seen.
+calls them (or whether it sees them at all). A region that settles next to a candidate
+is more of it. A region whose outline is sharper in the long-term model than in the frame
+is where something was (a ghost) and is learnt, with a band around it so that no seam is
+left where something put back on the spot would be judged. A candidate's pixels are
+compared with the long-term model on every frame, which is how its removal is seen.
 
 Global lighting (a cloud, dusk, the camera's exposure) is taken out before comparing: each
 frame is divided by its brightness gain relative to the long-term model, a robust median
@@ -77,6 +80,10 @@ class StaticObjectConfig:
     min_still_s: float = 2.0
     still_iou: float = 0.6
     pending_miss_s: float = 1.0
+    # A region that settles within this multiple of a candidate's larger side from it is
+    # more of that candidate, not a new object: an object that matches the old background
+    # in parts (a clear bottle put back where one stood) shows, and settles, piece by piece.
+    merge_ratio: float = 0.5
     # Detected people and vehicles are masked with this margin around their box: YOLO boxes
     # are tight, and arms, shadows and a carried bag stick out.
     exclude_margin: float = 0.1
@@ -109,6 +116,7 @@ class StaticObjectConfig:
             "time constants > 0": min(taus) > 0,
             "short_tau_s < long_tau_s": self.short_tau_s < self.long_tau_s,
             "0 < global_change_frac <= 1": 0 < self.global_change_frac <= 1,
+            "merge_ratio >= 0": self.merge_ratio >= 0,
         }
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
@@ -171,6 +179,17 @@ class _Candidate:
         h, w = self.mask.shape
         return slice(self.y, self.y + h), slice(self.x, self.x + w)
 
+    def extend(self, blob: BoolArray, x: int, y: int) -> None:
+        """Add a region (its mask over the box at x, y) to the candidate's pixels."""
+        h, w = self.mask.shape
+        bh, bw = blob.shape
+        x0, y0 = min(self.x, x), min(self.y, y)
+        x1, y1 = max(self.x + w, x + bw), max(self.y + h, y + bh)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.bool_)
+        mask[self.y - y0 : self.y - y0 + h, self.x - x0 : self.x - x0 + w] = self.mask
+        mask[y - y0 : y - y0 + bh, x - x0 : x - x0 + bw] |= blob
+        self.x, self.y, self.mask = x0, y0, mask
+
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
@@ -189,6 +208,9 @@ def _alpha(dt: float, tau: float) -> float:
 
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+# Work pixels around a ghost learnt with it: past the ring `_is_ghost` measures (two
+# dilations) and the Sobel kernel's reach beyond that.
+_GHOST_BAND = 4
 
 
 @dataclass
@@ -583,7 +605,16 @@ class StaticObjectModel:
                 "camera %s: region at %s is where something was, not a new object; learnt",
                 self.camera_id, pending.box,
             )  # fmt: skip
-            bg.long[rows, cols][blob] = norm[rows, cols][blob]
+            self._learn_ghost(bg, blob, x, y, norm)
+            return
+        host = self._neighbour(blob, x, y)
+        if host is not None:
+            host.extend(blob, x, y)
+            host.last_seen = t
+            log.debug(
+                "camera %s: region at %s is more of object %d, now at %s",
+                self.camera_id, pending.box, host.id, self._frame_box(bg, host),
+            )  # fmt: skip
             return
         since = bg.fg_since[rows, cols][blob]
         since = since[np.isfinite(since)]
@@ -603,6 +634,40 @@ class StaticObjectModel:
             "camera %s: object %d at %s, appeared at %.3f, confirmed at %.3f",
             self.camera_id, candidate.id, self._frame_box(bg, candidate), first_seen, t,
         )  # fmt: skip
+
+    def _neighbour(self, blob: BoolArray, x: int, y: int) -> _Candidate | None:
+        """The candidate a region lies within merge_ratio x that candidate's size of, the
+        nearest when several do."""
+        bh, bw = blob.shape
+        best: tuple[float, int] | None = None
+        for c in self._candidates.values():
+            h, w = c.mask.shape
+            dx = max(0, max(c.x, x) - min(c.x + w, x + bw))
+            dy = max(0, max(c.y, y) - min(c.y + h, y + bh))
+            gap = math.hypot(dx, dy)
+            if gap <= self.config.merge_ratio * max(w, h) and (best is None or gap < best[0]):
+                best = (gap, c.id)
+        return None if best is None else self._candidates[best[1]]
+
+    def _learn_ghost(self, bg: _Background, blob: BoolArray, x: int, y: int, norm: Float32) -> None:
+        """Take the frame into the long-term model over a ghost and a band around it.
+
+        Pasting only the region would leave a seam in the model along its outline, exactly
+        where `_is_ghost` looks: an object put back on the spot later differs from the model
+        over about the same region, and the seam would make it look like a ghost too (a
+        bottle taken away and put back five seconds later was learnt, never reported). The
+        band reaches past that ring; other candidates' pixels are left alone."""
+        h, w = norm.shape
+        y1, x1 = max(0, y - _GHOST_BAND), max(0, x - _GHOST_BAND)
+        y2 = min(h, y + blob.shape[0] + _GHOST_BAND)
+        x2 = min(w, x + blob.shape[1] + _GHOST_BAND)
+        region = np.zeros((y2 - y1, x2 - x1), dtype=np.uint8)
+        region[y - y1 : y - y1 + blob.shape[0], x - x1 : x - x1 + blob.shape[1]] = blob
+        band = np.asarray(cv2.dilate(region, _OPEN, iterations=_GHOST_BAND), dtype=np.bool_)
+        band &= ~self._claimed(bg, pending=False)[y1:y2, x1:x2]
+        rows, cols = slice(y1, y2), slice(x1, x2)
+        bg.long[rows, cols][band] = norm[rows, cols][band]
+        bg.known[rows, cols] |= band
 
     def _is_ghost(self, bg: _Background, blob: BoolArray, x: int, y: int, norm: Float32) -> bool:
         """Edges along the region's outline: stronger in the frame (an object lies there)

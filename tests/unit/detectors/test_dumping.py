@@ -607,3 +607,30 @@ def test_a_bag_the_detector_names_is_more_certain() -> None:
     assert named.records[0].confidence > 0.8
     assert named.records[0].event_id == plain.records[0].event_id  # same object, same id
     assert not math.isnan(named.records[0].class_confidence)
+
+
+def test_a_thing_that_shows_piece_by_piece_raises_one_event() -> None:
+    # A clear bottle put where one stood earlier differs from the learnt background only in
+    # parts, and they settle seconds apart: one object, one event over both parts.
+    rng = np.random.default_rng(3)
+    grain = rng.normal(0, 10, (H, W)).astype(np.float32)
+    street = np.clip(120 + grain, 0, 255)
+    bottom, top = (300, 260, 350, 284), (304, 232, 344, 252)
+    detector = DumpingDetector(
+        CAMERA, CameraZones(CAMERA, default_dwell_s=10.0), StaticObjectModel(CAMERA)
+    )
+    records: list[DumpingRecord] = []
+    for i in range(30 * 5):
+        t = i / 5
+        image = street.copy()
+        for (x1, y1, x2, y2), since in ((bottom, 3.0), (top, 7.0)):
+            if t >= since:
+                image[y1:y2, x1:x2] = 40
+        image += rng.normal(0, 2, (H, W)).astype(np.float32)
+        frame = np.repeat(np.clip(image, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        records += detector.process(frame, t, seen())
+    assert [(r.phase, r.state) for r in records] == [("new", "alerted")]
+    (r,) = records
+    assert r.appeared_at == pytest.approx(3.0, abs=1.0)
+    assert 13.0 <= r.alerted_at <= 15.0
+    assert iou(r.box, (300, 232, 350, 284)) >= 0.8
