@@ -424,7 +424,11 @@ class DumpingTracker:
             box = _as_box(detections.xyxy[i])
             if is_actor[i]:
                 assert detections.tracker_id is not None
-                actors[int(detections.tracker_id[i])] = (box, class_id)
+                track = int(detections.tracker_id[i])
+                # A box the tracker did not keep (low confidence, no track yet) is nobody in
+                # particular: it cannot own an object.
+                if track >= 0:
+                    actors[track] = (box, class_id)
             elif class_id in wanted:
                 objects.append((box, class_id, float(detections.confidence[i])))
         return actors, objects

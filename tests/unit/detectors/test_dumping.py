@@ -634,3 +634,14 @@ def test_a_thing_that_shows_piece_by_piece_raises_one_event() -> None:
     assert r.appeared_at == pytest.approx(3.0, abs=1.0)
     assert 13.0 <= r.alerted_at <= 15.0
     assert iou(r.box, (300, 232, 350, 284)) >= 0.8
+
+
+def test_an_untracked_box_never_owns_the_object() -> None:
+    """Boxes the tracker kept no track for come with id -1; a person standing right at the
+    bag without a track must not become its owner (nor keep it attended forever)."""
+
+    def extra(t: float) -> list[tuple[int, Box, int, float]]:
+        return [(-1, person(300), PERSON, 0.3)]  # low confidence: never tracked
+
+    records = drive(tracker(), scene_of(lambda _: None, extra=extra), until=60.0)
+    assert [(r.phase, r.owner_track_id) for _, r in records] == [("new", None)]
