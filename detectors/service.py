@@ -45,6 +45,7 @@ class DetectStats:
     frames: int = 0
     boxes: int = 0
     events: int = 0
+    skipped: int = 0
     dead_letters: int = 0
     inference_s: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -107,9 +108,17 @@ class DetectorService:
     def _process(self, records: list[Record]) -> None:
         frames: list[Frame] = []
         images: list[npt.NDArray[np.uint8]] = []
+        max_age = self._settings.detect.max_frame_age_s
+        now = utcnow()
         for record in records:
             frame = self._decode(record)
             if frame is None:
+                continue
+            if max_age > 0 and (now - frame.ts_capture).total_seconds() > max_age:
+                # Behind: a stale frame is worth less than keeping up. The oldest go first
+                # (they come first in each partition), the newest are detected; the dumping
+                # logic counts time, not frames, so it only sees fewer of them.
+                self.stats.skipped += 1
                 continue
             image = cv2.imdecode(np.frombuffer(frame.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
             if image is None:
@@ -230,12 +239,13 @@ class DetectorService:
             return
         log.info(
             "detector: %d frames (%.1f fps), %.1f ms inference per frame, "
-            "%d boxes, %d dumping event messages, %d dead letters",
+            "%d boxes, %d dumping event messages, %d frames skipped (too old), %d dead letters",
             self.stats.frames,
             self.stats.fps(),
             self.stats.inference_s * 1000.0 / self.stats.frames,
             self.stats.boxes,
             self.stats.events,
+            self.stats.skipped,
             self.stats.dead_letters,
         )
 

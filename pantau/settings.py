@@ -414,6 +414,12 @@ class DetectSettings(Section):
         None, description="where the latest annotated frame per camera is written (PNG)"
     )
     snapshot_interval_s: float = Field(2.0, gt=0, description="at most one snapshot per camera per")
+    max_frame_age_s: float = Field(
+        3.0,
+        ge=0,
+        description="frames captured longer ago are skipped, not queued, when the detector "
+        "falls behind (0: never skip)",
+    )
 
 
 class EvidenceSettings(Section):

@@ -200,8 +200,10 @@ class _Sent:
 
 
 def test_detections_messages_carry_one_track_id_per_person(shared_data: Path) -> None:
+    # Frames from a fixed day in the past: none may be skipped as stale.
     settings = load_settings(
-        REPO / "configs" / "pantau.yaml", {"PANTAU_SHARED_DATA": str(shared_data)}
+        REPO / "configs" / "pantau.yaml",
+        {"PANTAU_SHARED_DATA": str(shared_data), "PANTAU__DETECT__MAX_FRAME_AGE_S": "0"},
     )
     assert settings.detector is not None
     start = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
@@ -229,3 +231,37 @@ def test_detections_messages_carry_one_track_id_per_person(shared_data: Path) ->
     people = [[b.track_id for b in m.boxes if b.label == "person"] for m in messages]
     assert len(messages) == 15 and all(len(p) == 1 for p in people)
     assert len({p[0] for p in people}) == 1 and people[0][0] is not None
+
+
+def test_a_detector_behind_skips_stale_frames_instead_of_queueing(shared_data: Path) -> None:
+    settings = load_settings(
+        REPO / "configs" / "pantau.yaml",
+        {"PANTAU_SHARED_DATA": str(shared_data), "PANTAU__DETECT__MAX_FRAME_AGE_S": "3"},
+    )
+    assert settings.detector is not None
+    now = datetime.now(UTC)
+    records = []
+    # Ten frames captured a minute ago (a backlog), then five fresh ones.
+    for i in range(15):
+        ok, jpeg = cv2.imencode(".jpg", frame_at(9.0 + i * 0.2))
+        assert ok
+        captured = now - timedelta(seconds=60) if i < 10 else now
+        frame = Frame(
+            id=stable_id("stale-frame", i),
+            ts_capture=captured + timedelta(seconds=0.2 * i),
+            seq=i,
+            camera_id="cam-table",
+            width=768,
+            height=432,
+            ts_ingest=captured,
+            jpeg=jpeg.tobytes(),
+        )
+        records.append(Record("frames", 0, i, frame.key, encode(frame)))
+    sent = _Sent()
+    frames = _Frames(records)
+    service = DetectorService(settings, load_backend(settings.detector), frames, sent)  # type: ignore[arg-type]
+    service.run(threading.Event(), max_frames=5)
+
+    messages = [decode_as(v, DetectionsMessage) for v in sent.values]
+    assert service.stats.skipped == 10
+    assert sorted(m.seq for m in messages) == [10, 11, 12, 13, 14]

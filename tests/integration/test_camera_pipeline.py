@@ -26,7 +26,8 @@ def test_person_in_a_shared_clip_frame_is_detected_and_stored(pipeline: Pipeline
     assert [f.seq for f in frames] == list(range(frames[0].seq, frames[0].seq + 6))
     frame_ids = [f.id for f in frames]
 
-    pipeline.start("detect", "detect")
+    # The frames were published before the detector started: none may be skipped as stale.
+    pipeline.start("detect", "detect", env={"PANTAU__DETECT__MAX_FRAME_AGE_S": "0"})
     # Keep every box: the six frames are stamped within a fraction of a second (--no-realtime)
     # and the sink otherwise stores a tracked object at most once per detection_sample_s.
     pipeline.start("sink", "sink", env={"PANTAU__SINK__DETECTION_SAMPLE_S": "0"})
