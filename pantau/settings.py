@@ -442,6 +442,11 @@ class EvidenceSettings(Section):
     )
 
 
+# Seconds from a drop until the dumping logic starts its dwell: the static-object model
+# confirms an object after a few seconds still, and the owner usually stands by it a little.
+_CONFIRM_AND_LEAVE_S = 20.0
+
+
 class DumpingSettings(Section):
     """Thresholds of the dumping logic (distances in multiples of the owner's box size)."""
 
@@ -736,6 +741,28 @@ class Settings(Section):
     def verify_reconnect_bounds(self) -> Self:
         if self.ingest.reconnect_max_s < self.ingest.reconnect_initial_s:
             raise ValueError("ingest.reconnect_max_s must be >= ingest.reconnect_initial_s")
+        return self
+
+    @model_validator(mode="after")
+    def verify_evidence_buffer(self) -> Self:
+        """At the alert the frames from before the drop must still be buffered: the drop
+        lies the dwell time, plus the seconds an object takes to be confirmed and its
+        owner to leave, before it."""
+        if not self.dumping.enabled:
+            return self
+        evidence = self.dumping.evidence
+        for camera in self.cameras:
+            dwell = max(
+                (z.dwell_s for z in camera.zones if z.kind == "watch"),
+                default=self.dumping.default_dwell_s,
+            )
+            needed = evidence.pre_roll_s + dwell + _CONFIRM_AND_LEAVE_S
+            if evidence.buffer_s < needed:
+                raise ValueError(
+                    f"dumping.evidence.buffer_s ({evidence.buffer_s:g} s) must cover pre_roll_s "
+                    f"+ the longest dwell + {_CONFIRM_AND_LEAVE_S:g} s = {needed:g} s for "
+                    f"camera {camera.id}"
+                )
         return self
 
     def camera(self, camera_id: str) -> CameraSettings:

@@ -158,3 +158,17 @@ def test_check_config_rejects_a_misspelt_key_with_a_readable_message(tmp_path: P
     assert result.returncode == 2
     assert f"{path}: mqtt.hots: unknown key 'hots' (did you mean 'host'?)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_evidence_buffer_must_reach_back_past_the_drop(tmp_path: Path) -> None:
+    config = tmp_path / "pantau.yaml"
+    config.write_text(
+        "cameras:\n"
+        "  - id: tps-1\n"
+        "    url: rtsp://cam/1\n"
+        "    zones:\n"
+        "      - {id: jalan, kind: watch, dwell_s: 90, polygon: [[0, 0], [1, 0], [1, 1]]}\n"
+    )
+    with pytest.raises(SettingsError, match=r"buffer_s \(120 s\).*130 s for camera tps-1"):
+        load_settings(config, {})
+    assert load_settings(config, {"PANTAU__DUMPING__EVIDENCE__BUFFER_S": "130"}).cameras
