@@ -79,6 +79,21 @@ def time_bin(column: str, alias: str | None = "time") -> str:
     return f"{bucket} AS {alias}" if alias else bucket
 
 
+def coloured_states(
+    column: str, states: dict[str, tuple[str | None, str]]
+) -> tuple[str, list[dm.DynamicConfigValue]]:
+    """A table column of states shown as coloured cells: state -> (display text, colour)."""
+    options: dict[str, dict[str, object]] = {}
+    for index, (state, (text, colour)) in enumerate(states.items()):
+        options[state] = {"color": colour, "index": index}
+        if text is not None:
+            options[state]["text"] = text
+    return column, [
+        dm.DynamicConfigValue(id_val="mappings", value=[{"type": "value", "options": options}]),
+        dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+    ]
+
+
 def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
     """Absolute thresholds; the first step's value is None (from minus infinity)."""
     return (

@@ -59,33 +59,28 @@ WATER_LEVEL = f"""
     ORDER BY 1
 """
 
-WATER_NOW = f"""
-    SELECT coalesce(nullif(s.name, ''), s.sensor_id) AS "Pos",
-           r.value AS "waterLevel"
+# The latest reading of each sensor of a type, one index lookup per sensor, fullest first.
+_LATEST = """
+    SELECT coalesce(nullif(s.name, ''), s.sensor_id) AS "{name}",
+           r.value AS "{quantity}"
     FROM sensors s
     CROSS JOIN LATERAL (SELECT value FROM sensor_readings
-                        WHERE sensor_id = s.sensor_id AND quantity = 'waterLevel'
-                          AND time >= $__timeTo()::timestamptz - interval '1 hour'
+                        WHERE sensor_id = s.sensor_id AND quantity = '{quantity}'
+                          AND time >= $__timeTo()::timestamptz - interval '{within}'
                           AND time <= $__timeTo()::timestamptz
                         ORDER BY time DESC LIMIT 1) r
-    WHERE s.type = 'water_level' AND s.active AND {desa_filter("s.desa")}
+    WHERE s.type = '{sensor_type}' AND s.active AND {desa}
     ORDER BY r.value DESC
-    LIMIT 20
+    LIMIT {limit}
 """
-
-BIN_FILL = f"""
-    SELECT coalesce(nullif(s.name, ''), s.sensor_id) AS "TPS",
-           r.value AS "fillingLevel"
-    FROM sensors s
-    CROSS JOIN LATERAL (SELECT value FROM sensor_readings
-                        WHERE sensor_id = s.sensor_id AND quantity = 'fillingLevel'
-                          AND time >= $__timeTo()::timestamptz - interval '1 day'
-                          AND time <= $__timeTo()::timestamptz
-                        ORDER BY time DESC LIMIT 1) r
-    WHERE s.type = 'waste_container' AND s.active AND {desa_filter("s.desa")}
-    ORDER BY r.value DESC
-    LIMIT 40
-"""
+WATER_NOW = _LATEST.format(
+    name="Pos", quantity="waterLevel", within="1 hour", sensor_type="water_level",
+    desa=desa_filter("s.desa"), limit=20,
+)  # fmt: skip
+BIN_FILL = _LATEST.format(
+    name="TPS", quantity="fillingLevel", within="1 day", sensor_type="waste_container",
+    desa=desa_filter("s.desa"), limit=40,
+)  # fmt: skip
 
 PER_DESA = f"""
     SELECT coalesce(s.desa, '-') AS "Desa",

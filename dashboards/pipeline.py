@@ -13,6 +13,7 @@ from dashboards.common import (
     TIMEZONE,
     Sql,
     camera_variable,
+    coloured_states,
     datasource,
     desa_variable,
     thresholds,
@@ -162,27 +163,16 @@ def build(settings: Settings) -> db.Dashboard:
         .datasource(datasource())
         .with_target(Sql(FRAMES))
         .override_by_name(
-            "Status",
-            [
-                dm.DynamicConfigValue(
-                    id_val="mappings",
-                    value=[
-                        {
-                            "type": "value",
-                            "options": {
-                                "online": {"color": "green", "index": 0},
-                                "connecting": {"color": "yellow", "index": 1},
-                                "reconnecting": {"color": "orange", "index": 2},
-                                "stalled": {"color": "red", "index": 3},
-                                "ended": {"color": "text", "index": 4},
-                            },
-                        }
-                    ],
-                ),
-                dm.DynamicConfigValue(
-                    id_val="custom.cellOptions", value={"type": "color-background"}
-                ),
-            ],
+            *coloured_states(
+                "Status",
+                {
+                    "online": (None, "green"),
+                    "connecting": (None, "yellow"),
+                    "reconnecting": (None, "orange"),
+                    "stalled": (None, "red"),
+                    "ended": (None, "text"),
+                },
+            )
         )
         .height(9)
         .span(12)

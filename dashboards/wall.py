@@ -17,6 +17,7 @@ from dashboards.common import (
     OPEN_STATES,
     TIMEZONE,
     Sql,
+    coloured_states,
     datasource,
     fixed_color,
     thresholds,
@@ -263,27 +264,16 @@ def build(settings: Settings) -> db.Dashboard:
         )
         .override_by_name("Alarm", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
         .override_by_name(
-            "Status",
-            [
-                dm.DynamicConfigValue(
-                    id_val="mappings",
-                    value=[
-                        {
-                            "type": "value",
-                            "options": {
-                                "OPEN": {"text": "baru", "color": "red", "index": 0},
-                                "ACK": {"text": "diterima", "color": "orange", "index": 1},
-                                "DISPATCHED": {"text": "petugas", "color": "yellow", "index": 2},
-                                "RESOLVED": {"text": "selesai", "color": "green", "index": 3},
-                                "FALSE_POSITIVE": {"text": "keliru", "color": "text", "index": 4},
-                            },
-                        }
-                    ],
-                ),
-                dm.DynamicConfigValue(
-                    id_val="custom.cellOptions", value={"type": "color-background"}
-                ),
-            ],
+            *coloured_states(
+                "Status",
+                {
+                    "OPEN": ("baru", "red"),
+                    "ACK": ("diterima", "orange"),
+                    "DISPATCHED": ("petugas", "yellow"),
+                    "RESOLVED": ("selesai", "green"),
+                    "FALSE_POSITIVE": ("keliru", "text"),
+                },
+            )
         )
         .height(13)
         .span(10)

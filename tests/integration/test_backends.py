@@ -199,6 +199,26 @@ class _Sent:
         pass
 
 
+def _frame_records(captured: list[datetime]) -> list[Record]:
+    """Frame records of the shared clip from 9 s on, five a second, with these capture times."""
+    records = []
+    for i, at in enumerate(captured):
+        ok, jpeg = cv2.imencode(".jpg", frame_at(9.0 + i * 0.2))
+        assert ok
+        frame = Frame(
+            id=stable_id("test-frame", at.isoformat(), i),
+            ts_capture=at,
+            seq=i,
+            camera_id="cam-table",
+            width=768,
+            height=432,
+            ts_ingest=at,
+            jpeg=jpeg.tobytes(),
+        )
+        records.append(Record("frames", 0, i, frame.key, encode(frame)))
+    return records
+
+
 def test_detections_messages_carry_one_track_id_per_person(shared_data: Path) -> None:
     # Frames from a fixed day in the past: none may be skipped as stale.
     settings = load_settings(
@@ -207,22 +227,8 @@ def test_detections_messages_carry_one_track_id_per_person(shared_data: Path) ->
     )
     assert settings.detector is not None
     start = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
-    records = []
     # Five frames a second for three seconds while a person stands at the table.
-    for i in range(15):
-        ok, jpeg = cv2.imencode(".jpg", frame_at(9.0 + i * 0.2))
-        assert ok
-        frame = Frame(
-            id=stable_id("test-frame", i),
-            ts_capture=start + timedelta(seconds=0.2 * i),
-            seq=i,
-            camera_id="cam-table",
-            width=768,
-            height=432,
-            ts_ingest=start,
-            jpeg=jpeg.tobytes(),
-        )
-        records.append(Record("frames", 0, i, frame.key, encode(frame)))
+    records = _frame_records([start + timedelta(seconds=0.2 * i) for i in range(15)])
     sent = _Sent()
     service = DetectorService(settings, load_backend(settings.detector), _Frames(records), sent)  # type: ignore[arg-type]
     service.run(threading.Event(), max_frames=len(records))
@@ -240,23 +246,10 @@ def test_a_detector_behind_skips_stale_frames_instead_of_queueing(shared_data: P
     )
     assert settings.detector is not None
     now = datetime.now(UTC)
-    records = []
     # Ten frames captured a minute ago (a backlog), then five fresh ones.
-    for i in range(15):
-        ok, jpeg = cv2.imencode(".jpg", frame_at(9.0 + i * 0.2))
-        assert ok
-        captured = now - timedelta(seconds=60) if i < 10 else now
-        frame = Frame(
-            id=stable_id("stale-frame", i),
-            ts_capture=captured + timedelta(seconds=0.2 * i),
-            seq=i,
-            camera_id="cam-table",
-            width=768,
-            height=432,
-            ts_ingest=captured,
-            jpeg=jpeg.tobytes(),
-        )
-        records.append(Record("frames", 0, i, frame.key, encode(frame)))
+    records = _frame_records(
+        [now + timedelta(seconds=0.2 * i - (60 if i < 10 else 0)) for i in range(15)]
+    )
     sent = _Sent()
     frames = _Frames(records)
     service = DetectorService(settings, load_backend(settings.detector), frames, sent)  # type: ignore[arg-type]
