@@ -24,9 +24,12 @@ State is a JSON-able dict, because faust writes it to the table's changelog topi
 
 from __future__ import annotations
 
+import json
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -130,6 +133,16 @@ def new_state(kind: str, source_id: str) -> State:
     }
 
 
+def dump_state(state: State) -> bytes:
+    """The bytes of a state in the table's changelog: one compact JSON object."""
+    return json.dumps(state, separators=(",", ":")).encode()
+
+
+def load_state(data: bytes) -> State:
+    state: State = json.loads(data)
+    return state
+
+
 def _active(state: State, alarm_type: str) -> bool:
     current = state["alarms"].get(alarm_type)
     return current is not None and current["state"] in ACTIVE
@@ -200,6 +213,12 @@ class Engine:
         self._rate_horizon = {
             sid: max(r.period_s for r in rules) for sid, rules in self._rates.items()
         }
+        self._rate_quantities = {
+            sid: tuple(dict.fromkeys(r.quantity for r in rules))
+            for sid, rules in self._rates.items()
+        }
+        # One Place per source, shared by its alarms (Place is frozen): built once, not per input.
+        self._places = {s.id: _place(s.location, s.name or s.id) for s in self.sensors.values()}
 
     # ------------------------------------------------------------------ sensors
 
@@ -214,11 +233,11 @@ class Engine:
         if sensor is None:
             return out
         ctx = _Trigger(
-            trigger_id=str(reading.id),
+            trigger_id=reading.id,
             ts_capture=reading.ts_capture,
             ts_ingest=reading.ts_ingest,
             ts_rule=ts_rule,
-            place=_place(sensor.location, sensor.name or sensor.id),
+            place=self._places[sensor.id],
         )
         for stale in self._stale.get(sensor.id, ()):
             self._clear(state, "sensor", sensor.id, stale.id, ctx, out)
@@ -323,21 +342,29 @@ class Engine:
         out: Output,
     ) -> None:
         horizon = self._rate_horizon[sensor.id]
-        for quantity in {r.quantity for r in rules}:
-            value = reading.values.get(quantity)
+        values = reading.values
+        hists: dict[str, list[list[float]]] = state["hist"]
+        # Each history stays sorted by time (a late reading is inserted after its equals), so
+        # trimming and the look-back window are bisections instead of sorts and scans.
+        for quantity in self._rate_quantities[sensor.id]:
+            value = values.get(quantity)
             if value is None:
                 continue
-            hist: list[list[float]] = state["hist"].setdefault(quantity, [])
-            hist.append([t, value])
-            hist.sort(key=lambda p: p[0])
-            while hist and hist[0][0] < t - horizon:
-                hist.pop(0)
+            hist = hists.setdefault(quantity, [])
+            if not hist or hist[-1][0] <= t:
+                hist.append([t, value])
+            else:
+                hist.insert(bisect_right(hist, t, key=_at), [t, value])
+            old = bisect_left(hist, t - horizon, key=_at)
+            if old:
+                del hist[:old]
         for rule in rules:
-            value = reading.values.get(rule.quantity)
+            value = values.get(rule.quantity)
             if value is None:
                 continue
-            points = [v for ts, v in state["hist"][rule.quantity] if ts >= t - rule.period_s]
-            rise = value - min(points)
+            hist = hists[rule.quantity]
+            since = bisect_left(hist, t - rule.period_s, key=_at)
+            rise = value - min(map(_value, hist[since:]))
             above = state["above"].get(rule.id, False)
             if rise >= rule.rise:
                 state["above"][rule.id] = True
@@ -624,11 +651,15 @@ class Engine:
         out.alerts.append(alert)
 
 
+_at = itemgetter(0)
+_value = itemgetter(1)
+
+
 @dataclass
 class _Trigger:
     """What set a rule off: the input's id (seeds a new alarm's id) and its stage times."""
 
-    trigger_id: str
+    trigger_id: UUID | str
     ts_capture: datetime
     ts_ingest: datetime | None
     ts_rule: datetime

@@ -25,7 +25,9 @@ from streams.engine import (
     Engine,
     Output,
     State,
+    dump_state,
     is_replay,
+    load_state,
     mark_applied,
     new_state,
 )
@@ -410,6 +412,34 @@ def test_rate_of_change_opens_on_a_fast_rise_and_clears_when_it_falls(
     if alerts:
         assert alerts[0].threshold == 0.5
         assert alerts[0].last_value == pytest.approx(max(v for _, v in series) - series[0][1])
+
+
+def test_late_reading_counts_in_the_rise_it_belongs_to() -> None:
+    state = sensor_state("wl-ploso")
+    # 1.0 at 0 s and 1.2 at 300 s; then a reading from 100 s arrives late, with 0.5.
+    for seconds, value in [(0, 1.0), (300, 1.2), (100, 0.5)]:
+        assert feed(state, "wl-ploso", "waterLevel", seconds, value).alerts == []
+    assert [t for t, _ in state["hist"]["waterLevel"]] == [epoch(0), epoch(100), epoch(300)]
+    # 1.05 at 400 s: up 0.55 on the late 0.5 (only 0.05 on the readings in order).
+    [opened] = feed(state, "wl-ploso", "waterLevel", 400, 1.05).alerts
+    assert opened.change == "opened"
+    assert opened.last_value == pytest.approx(0.55)
+    # At 1000 s the look-back (600 s) has left 0 s and 100 s behind; history keeps no more.
+    feed(state, "wl-ploso", "waterLevel", 1000, 1.1)
+    assert [t for t, _ in state["hist"]["waterLevel"]] == [epoch(400), epoch(1000)]
+
+
+def test_state_through_the_changelog_format_behaves_the_same() -> None:
+    whole = sensor_state()
+    stored = sensor_state()
+    alerts_whole: list[Alert] = []
+    alerts_stored: list[Alert] = []
+    for seconds, level, _ in WATER_HIGH_STORY:
+        alerts_whole += water(whole, seconds, level)
+        alerts_stored += water(stored, seconds, level)
+        stored = load_state(dump_state(stored))
+    assert alerts_stored == alerts_whole
+    assert stored == whole
 
 
 # --------------------------------------------------------------------------- windows
