@@ -11,14 +11,14 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.detections import Detections
-from detectors.dumping import DumpingConfig, DumpingRecord
+from detectors.dumping import DumpingConfig, DumpingRecord, Phase
 from detectors.evidence import EvidenceConfig, EvidenceRecorder
 from pantau.ids import stable_id
 from pantau.messages import Box, DumpingEvent, EvidenceRef
@@ -66,13 +66,15 @@ class EventMapper:
         # Versions are counted here: the evidence adds a step the logic does not know of.
         self._versions: dict[uuid.UUID, int] = {}
 
+    def forget(self, event_id: uuid.UUID) -> None:
+        """The event has ended and sent its last step: its version count is not needed."""
+        self._versions.pop(event_id, None)
+
     def message(
         self, record: DumpingRecord, evidence: tuple[EvidenceRef, ...] = ()
     ) -> DumpingEvent:
         version = self._versions.get(record.event_id, -1) + 1
         self._versions[record.event_id] = version
-        if record.phase == "end":
-            del self._versions[record.event_id]
         x1, y1, x2, y2 = record.box
         label = "object" if record.class_id is None else self.names.get(record.class_id, "object")
         return DumpingEvent(
@@ -128,15 +130,17 @@ def evidence_config(settings: DumpingSettings) -> EvidenceConfig:
 
 
 class EventGate:
-    """Turns a camera's records into messages in order, each alert held back until its
-    evidence pack is written (the post-roll after the alert), so that the first message of
-    an event already carries its stills and clip for the notification. Steps of an event
-    that come while its alert waits wait behind it."""
+    """Turns a camera's records into messages in order. An alert goes out at once with the
+    stills of its evidence (before, alert, owner); the clip needs the post-roll after the
+    alert, and follows as one more step of the event (an `update`, or a repeated `end` when
+    the event ended meanwhile) carrying the whole pack."""
 
     def __init__(self, mapper: EventMapper, recorder: EvidenceRecorder | None) -> None:
         self.mapper = mapper
         self.recorder = recorder
-        self._held: dict[uuid.UUID, list[DumpingRecord]] = {}
+        # Events whose clip is still being recorded: their latest record.
+        self._latest: dict[uuid.UUID, DumpingRecord] = {}
+        self._refs: dict[uuid.UUID, tuple[EvidenceRef, ...]] = {}
 
     def frame(self, t: float, image: npt.NDArray[np.uint8], detections: Detections) -> None:
         if self.recorder is not None:
@@ -146,13 +150,16 @@ class EventGate:
         """The records of the latest frame; returns the messages due now."""
         out: list[DumpingEvent] = []
         for record in records:
-            if record.event_id in self._held:
-                self._held[record.event_id].append(record)
-            elif record.phase == "new" and self.recorder is not None:
+            event = record.event_id
+            if record.phase == "new" and self.recorder is not None:
                 self.recorder.on_record(record)
-                self._held[record.event_id] = [record]
-            else:
-                out.append(self.mapper.message(record))
+                self._refs[event] = self.recorder.stills(event)
+                self._latest[event] = record
+            elif event in self._latest:
+                self._latest[event] = record
+            out.append(self.mapper.message(record, self._refs.get(event, ())))
+            if record.phase == "end" and event not in self._latest:
+                self._done(event)
         if self.recorder is not None:
             for pack in self.recorder.ready():
                 out.extend(self._release(pack.event_id, pack.refs))
@@ -164,11 +171,19 @@ class EventGate:
         if self.recorder is not None:
             for pack in self.recorder.flush():
                 out.extend(self._release(pack.event_id, pack.refs))
-        for event_id in list(self._held):
-            out.extend(self._release(event_id, ()))
         return out
 
     def _release(self, event_id: uuid.UUID, refs: tuple[EvidenceRef, ...]) -> list[DumpingEvent]:
-        held = self._held.pop(event_id, [])
-        # Every step carries the evidence: the sink keeps the newest version of the event.
-        return [self.mapper.message(record, refs) for record in held]
+        latest = self._latest.pop(event_id, None)
+        if latest is None:
+            return []
+        self._refs[event_id] = refs
+        phase: Phase = "end" if latest.phase == "end" else "update"
+        message = self.mapper.message(replace(latest, phase=phase), refs)
+        if phase == "end":
+            self._done(event_id)
+        return [message]
+
+    def _done(self, event_id: uuid.UUID) -> None:
+        self._refs.pop(event_id, None)
+        self.mapper.forget(event_id)

@@ -492,6 +492,34 @@ class _Pending:
     owner: BufferedFrame | None
     due: bool = False
     refs: list[EvidenceRef] = field(default_factory=list)
+    stills_written: bool = False
+    sums: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _PackWriter:
+    """Writes one pack's artefacts, redacted for sharing (and originals when kept)."""
+
+    store: Store
+    pack: _Pending
+    what: str
+    prefix: str
+    blur: bool
+    keep: bool
+
+    def shared(self, image: Image, frame: BufferedFrame) -> Image:
+        owner_id = self.pack.record.owner_track_id
+        return redact_bystanders(image, frame.detections, owner_id) if self.blur else image
+
+    def original(self, image: Image, frame: BufferedFrame) -> Image:
+        return image
+
+    def put(self, kind: str, name: str, data: bytes, unblurred: bytes | None) -> None:
+        uri = self.store.put(f"{self.prefix}/{name}", data)
+        self.pack.refs.append(EvidenceRef(kind=kind, uri=uri, sha256=sha256_hex(data)))
+        if self.keep and unblurred is not None:
+            self.store.put(f"{self.prefix}/{ORIGINALS_DIR}/{name}", unblurred)
+            self.pack.sums.append(f"{sha256_hex(unblurred)}  {name}\n")
 
 
 class EvidenceRecorder:
@@ -587,6 +615,20 @@ class EvidenceRecorder:
             )
         self._pending[record.event_id] = pack
 
+    def stills(self, event_id: uuid.UUID) -> tuple[EvidenceRef, ...]:
+        """Write the stills of a started pack now (its clip follows in `ready`); returns
+        the artefacts written so far. Failures are logged: the alert goes out without them."""
+        pack = self._pending.get(event_id)
+        if pack is None:
+            return ()
+        if not pack.stills_written:
+            try:
+                self._write_stills(pack)
+            except (OSError, ValueError, cv2.error) as exc:
+                log.error("camera %s: event %s: stills not written: %s",
+                          self.camera_id, event_id, exc)  # fmt: skip
+        return tuple(pack.refs)
+
     def ready(self) -> list[EvidencePack]:
         """Write the packs whose post-roll is complete; those finished since the last call.
 
@@ -598,7 +640,9 @@ class EvidenceRecorder:
             pack = self._pending.pop(event_id)
             self._done.append(event_id)
             try:
-                self._write(pack)
+                if not pack.stills_written:
+                    self._write_stills(pack)
+                self._write_clip(pack)
             except (OSError, ValueError, cv2.error) as exc:
                 log.error(
                     "camera %s: event %s: evidence pack incomplete (%d of %d artefacts): %s",
@@ -624,30 +668,29 @@ class EvidenceRecorder:
 
     # ------------------------------------------------------------------ writing
 
-    def _write(self, pack: _Pending) -> None:
+    def _writer(self, pack: _Pending) -> _PackWriter:
         record = pack.record
-        what = f"camera {self.camera_id}: event {record.event_id}"
         day = self._clock(record.at).strftime("%Y-%m-%d")
-        prefix = f"{self.camera_id}/{day}/{record.event_id}"
-        quality = self.config.jpeg_quality
         blur = self.config.blur_bystanders
-        # Without blurring the shared artefacts are the originals; a second copy adds nothing.
-        keep = self.config.keep_originals and blur
-        owner_id = record.owner_track_id
-        sums: list[str] = []
+        return _PackWriter(
+            store=self.store,
+            pack=pack,
+            what=f"camera {self.camera_id}: event {record.event_id}",
+            prefix=f"{self.camera_id}/{day}/{record.event_id}",
+            blur=blur,
+            # Without blurring the shared artefacts are the originals; a second copy adds
+            # nothing.
+            keep=self.config.keep_originals and blur,
+        )
 
-        def shared(image: Image, frame: BufferedFrame) -> Image:
-            return redact_bystanders(image, frame.detections, owner_id) if blur else image
-
-        def original(image: Image, frame: BufferedFrame) -> Image:
-            return image
-
-        def put(kind: str, name: str, data: bytes, unblurred: bytes | None) -> None:
-            uri = self.store.put(f"{prefix}/{name}", data)
-            pack.refs.append(EvidenceRef(kind=kind, uri=uri, sha256=sha256_hex(data)))
-            if keep and unblurred is not None:
-                self.store.put(f"{prefix}/{ORIGINALS_DIR}/{name}", unblurred)
-                sums.append(f"{sha256_hex(unblurred)}  {name}\n")
+    def _write_stills(self, pack: _Pending) -> None:
+        """The before and alert stills and the owner crop: written at the alert, so its
+        message can carry them while the clip still waits for its post-roll."""
+        pack.stills_written = True
+        record = pack.record
+        writer = self._writer(pack)
+        what, shared, put = writer.what, writer.shared, writer.put
+        quality = self.config.jpeg_quality
 
         if pack.before is not None:
             image = _decode_jpeg(pack.before.jpeg, what)
@@ -703,15 +746,20 @@ class EvidenceRecorder:
                 _fmt(record.owner_seen_at),
             )
 
+    def _write_clip(self, pack: _Pending) -> None:
+        writer = self._writer(pack)
+        what = writer.what
         if pack.frames:
-            variants = [shared, original] if keep else [shared]
+            variants = [writer.shared, writer.original] if writer.keep else [writer.shared]
             clips = _write_clips(pack.frames, variants, what)
-            put("clip", "clip.mp4", clips[0], clips[1] if keep else None)
+            writer.put("clip", "clip.mp4", clips[0], clips[1] if writer.keep else None)
         else:
             log.warning("%s: no frames between %.1f and %.1f: no clip", what, pack.start, pack.end)
 
-        if sums:
-            self.store.put(f"{prefix}/{ORIGINALS_DIR}/SHA256SUMS", "".join(sums).encode())
+        if pack.sums:
+            self.store.put(
+                f"{writer.prefix}/{ORIGINALS_DIR}/SHA256SUMS", "".join(pack.sums).encode()
+            )
         log.info(
             "%s: evidence pack written (%s; %d clip frames %.1f..%.1f)",
             what,

@@ -432,7 +432,7 @@ class EvidenceSettings(Section):
     )
     pre_roll_s: float = Field(20.0, ge=0, description="the clip starts this long before the drop")
     post_roll_s: float = Field(
-        5.0, ge=0, description="and ends this long after the alert; the alert waits for it"
+        5.0, ge=0, description="and ends this long after the alert (the clip follows the alert)"
     )
     blur_bystanders: bool = Field(True, description="pixelate people other than the owner")
     keep_originals: bool = Field(False, description="also keep unblurred copies (restricted)")

@@ -56,7 +56,11 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
     # Found within the dwell time plus 2 s of the drop.
     alert_s = (datetime.fromisoformat(offline_alert["alerted_at"]) - origin).total_seconds()
     assert drop_at + 30 <= alert_s <= drop_at + 32, (drop_at, alert_s)
-    _evidence_intact(offline_alert["evidence"])
+    # The alert carries the stills at once; the clip follows in the event's last step.
+    assert {ref["kind"] for ref in offline_alert["evidence"]} == {"before", "alert", "owner"}
+    last = [e for e in offline if e["event_id"] == offline_alert["event_id"]][-1]
+    assert last["version"] > offline_alert["version"]
+    _evidence_intact(last["evidence"])
 
     env = {
         "PANTAU__CAMERAS__0__URL": str(video),
@@ -71,8 +75,16 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
     pipeline.start("sink", "sink", env=env)
     pipeline.run("ingest", "camera", "--no-realtime", env=env, timeout=300)
     pipeline.wait_for(
-        "the dumping event in PostgreSQL",
-        lambda: (pipeline.scalar("SELECT count(*) FROM dumping_events") or 0) >= 1,
+        "the dumping event with its whole evidence pack in PostgreSQL",
+        lambda: (
+            (
+                pipeline.scalar(
+                    "SELECT count(*) FROM dumping_events WHERE jsonb_array_length(evidence) = 4"
+                )
+                or 0
+            )
+            >= 1
+        ),
         timeout=400,
     )
     with pipeline.db() as conn:

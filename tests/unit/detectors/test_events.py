@@ -45,12 +45,16 @@ class FakeRecorder:
     def on_record(self, r: DumpingRecord) -> None:
         self.started[r.event_id] = r.at
 
+    def stills(self, event_id: uuid.UUID) -> tuple[EvidenceRef, ...]:
+        return (EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32),)
+
     def ready(self) -> list[EvidencePack]:
         done = [e for e, at in self.started.items() if self.t >= at + self.post_roll]
         for e in done:
             del self.started[e]
-        ref = EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32)
-        return [EvidencePack(e, (ref,)) for e in done]
+        still = EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32)
+        clip = EvidenceRef(kind="clip", uri="file:///e/clip.mp4", sha256="cd" * 32)
+        return [EvidencePack(e, (still, clip)) for e in done]
 
     def flush(self) -> list[EvidencePack]:
         self.t = float("inf")
@@ -83,7 +87,7 @@ def test_messages_count_versions_per_event_and_keep_its_id() -> None:
     assert end.ended_at == ORIGIN + timedelta(seconds=60) and end.state == "cleaned"
 
 
-def test_an_alert_waits_for_its_evidence_and_later_steps_wait_behind_it() -> None:
+def test_an_alert_goes_out_with_its_stills_and_the_clip_follows() -> None:
     gate = EventGate(EventMapper(EventClock(ORIGIN), {}), FakeRecorder(post_roll=5.0))  # type: ignore[arg-type]
     out = []
     for t, records in [(42.0, [record("new", 42.0)]), (44.0, [record("update", 44.0)]),
@@ -91,14 +95,33 @@ def test_an_alert_waits_for_its_evidence_and_later_steps_wait_behind_it() -> Non
         gate.frame(t, IMAGE, Detections.empty())
         out.append((t, gate.records(records)))
     released = {t: [(m.phase, m.version, len(m.evidence)) for m in ms] for t, ms in out}
-    assert released == {42.0: [], 44.0: [], 46.0: [], 47.0: [("new", 0, 1), ("update", 1, 1)]}
+    assert released == {
+        42.0: [("new", 0, 1)],  # at once, with the stills
+        44.0: [("update", 1, 1)],
+        46.0: [],
+        47.0: [("update", 2, 2)],  # the post-roll is over: the clip joins the stills
+    }
 
 
-def test_without_evidence_messages_go_at_once_and_flush_releases_what_waits() -> None:
+def test_an_event_that_ended_before_its_clip_ends_again_with_it() -> None:
+    gate = EventGate(EventMapper(EventClock(ORIGIN), {}), FakeRecorder(post_roll=5.0))  # type: ignore[arg-type]
+    gate.frame(42.0, IMAGE, Detections.empty())
+    gate.records([record("new", 42.0)])
+    gate.frame(43.0, IMAGE, Detections.empty())
+    ended = gate.records([record("end", 43.0, state="picked_up", ended_at=43.0)])
+    gate.frame(47.0, IMAGE, Detections.empty())
+    clip = gate.records([])
+    assert [(m.phase, m.state, m.version) for m in ended + clip] == [
+        ("end", "picked_up", 1), ("end", "picked_up", 2)
+    ]  # fmt: skip
+    assert [r.kind for r in clip[0].evidence] == ["alert", "clip"]
+
+
+def test_without_evidence_messages_go_at_once_and_flush_finishes_clips() -> None:
     gate = EventGate(EventMapper(EventClock(ORIGIN), {}), None)
     assert [m.phase for m in gate.records([record("new", 42.0)])] == ["new"]
 
     waiting = EventGate(EventMapper(EventClock(ORIGIN), {}), FakeRecorder(post_roll=5.0))  # type: ignore[arg-type]
     waiting.frame(42.0, IMAGE, Detections.empty())
-    assert waiting.records([record("new", 42.0)]) == []
-    assert [m.phase for m in waiting.flush()] == ["new"]
+    assert [m.phase for m in waiting.records([record("new", 42.0)])] == ["new"]
+    assert [(m.phase, len(m.evidence)) for m in waiting.flush()] == [("update", 2)]
