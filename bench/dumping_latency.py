@@ -19,10 +19,12 @@ visible
   (b) in PostgreSQL: the row's `stored_at` (`frame_to_event_stored_*`; the sink's transaction
       start, a few milliseconds before its commit makes the row visible).
 
-The `new` message waits for its evidence post-roll (`dumping.evidence.post_roll_s`, 5 s by
-default, on the frame clock), so the figures are given for the default configuration and
-again with `PANTAU__DUMPING__EVIDENCE__POST_ROLL_S=0` (`frame_to_event_no_postroll_*`). With
-a handful of scenes the percentiles are of a handful of samples; the count is printed.
+The `new` message carries the evidence stills and goes out at once; the clip follows in a
+later step after the post-roll (`dumping.evidence.post_roll_s`, 5 s by default). With a
+post-roll of 0 the clip is written before the alert leaves, so the figures are given for the
+default configuration and again with `PANTAU__DUMPING__EVIDENCE__POST_ROLL_S=0`
+(`frame_to_event_no_postroll_*`). With a handful of scenes the percentiles are of a handful
+of samples; the count is printed.
 
     python bench/dumping_latency.py [--scenes 6] [--stagger-s 5]
 
