@@ -67,18 +67,17 @@ class CameraPipeline:
             else None
         )
         self.gate = EventGate(EventMapper(clock, names), recorder)
-        self.records: list[DumpingRecord] = []
 
     def frame(
         self, t: float, image: npt.NDArray[np.uint8], detections: Detections
-    ) -> tuple[Detections, list[DumpingEvent]]:
+    ) -> tuple[Detections, list[DumpingRecord], list[DumpingEvent]]:
+        """The tracked detections, the dumping logic's steps and the messages due now."""
         tracked = self.tracker.update(detections, t) if self.tracker else detections
         if not self.dumping_enabled:
-            return tracked, []
+            return tracked, [], []
         self.gate.frame(t, image, tracked)
         records = self.detector.process(image, t, tracked)
-        self.records.extend(records)
-        return tracked, self.gate.records(records)
+        return tracked, records, self.gate.records(records)
 
     def flush(self) -> list[DumpingEvent]:
         return self.gate.flush()

@@ -124,13 +124,12 @@ class FileRun:
             evidence=evidence,
         )
         self.stats = FileStats()
+        # Every step the dumping logic took (for evaluation); a file run is finite, unlike
+        # the Kafka service, which keeps none.
+        self.records: list[DumpingRecord] = []
         # Video pixels per detect pixel (the frames are resized as the camera ingest does).
         self.scale = 1.0
 
-    @property
-    def records(self) -> list[DumpingRecord]:
-        """Every step the dumping logic took so far (for evaluation and debugging)."""
-        return self.pipeline.records
 
     def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent]:
         pending: list[tuple[float, Image]] = []
@@ -139,7 +138,8 @@ class FileRun:
             found = self._detect([image for _, image in batch])
             for (t, image), detections in zip(batch, found, strict=True):
                 self.stats.frames_detected += 1
-                _, messages = self.pipeline.frame(t, image, detections)
+                _, records, messages = self.pipeline.frame(t, image, detections)
+                self.records.extend(records)
                 yield from self._count(messages)
 
         for t, raw in sampled_frames(path, self.camera.fps, progress=progress):
