@@ -26,6 +26,7 @@ from detectors.detections import Detections
 from detectors.dumping import DumpingRecord
 from detectors.evaluate import ClipSpec, DetectedEvent, Runner, detected_from_records
 from detectors.events import EventClock
+from pantau.imaging import encode_jpeg
 from pantau.messages import DumpingEvent
 from pantau.sampling import FpsSampler
 from pantau.settings import CameraSettings, Settings
@@ -79,20 +80,9 @@ def sampled_frames(
 
 
 def as_published(image: Image, max_width: int, quality: int) -> Image:
-    """The frame as the detector receives it from the camera ingest: resized to the detect
-    width and through JPEG at the camera's quality."""
-    height, width = image.shape[:2]
-    if width > max_width:
-        # The same arithmetic as the camera ingest's encoder, to the pixel.
-        new_height = max(1, round(height * max_width / width))
-        image = np.asarray(
-            cv2.resize(image, (max_width, new_height), interpolation=cv2.INTER_AREA),
-            dtype=np.uint8,
-        )
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise FileError("JPEG encoding failed")
-    return np.asarray(cv2.imdecode(buffer, cv2.IMREAD_COLOR), dtype=np.uint8)
+    """The frame as the detector receives it from the camera ingest."""
+    jpeg, _, _ = encode_jpeg(image, max_width, quality)
+    return np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), np.uint8)
 
 
 class FileRun:
@@ -129,7 +119,6 @@ class FileRun:
         self.records: list[DumpingRecord] = []
         # Video pixels per detect pixel (the frames are resized as the camera ingest does).
         self.scale = 1.0
-
 
     def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent]:
         pending: list[tuple[float, Image]] = []

@@ -28,6 +28,7 @@ from ingest.motion import MotionGate
 from ingest.sampling import Backoff, FpsSampler
 from pantau.codec import encode
 from pantau.ids import SeqCounter, utcnow, uuid7
+from pantau.imaging import encode_jpeg
 from pantau.kafka import publish
 from pantau.logs import redact_url
 from pantau.messages import CameraHeartbeat, Frame
@@ -119,19 +120,6 @@ class VideoSource:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
-
-
-def encode_jpeg(image: np.ndarray, max_width: int, quality: int) -> tuple[bytes, int, int]:
-    """Resize down to `max_width` (aspect kept) and JPEG-encode; returns (bytes, width, height)."""
-    height, width = image.shape[:2]
-    if width > max_width:
-        new_height = max(1, round(height * max_width / width))
-        image = cv2.resize(image, (max_width, new_height), interpolation=cv2.INTER_AREA)
-        height, width = new_height, max_width
-    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise CameraError("JPEG encoding failed")
-    return buffer.tobytes(), width, height
 
 
 @dataclass
