@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,18 @@ class Detections:
             xyxy=np.zeros((0, 4), dtype=np.float32),
             confidence=np.zeros(0, dtype=np.float32),
             class_id=np.zeros(0, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_rows(
+        cls, rows: Sequence[tuple[Sequence[float], int, int | None, float]]
+    ) -> Detections:
+        """Tracked detections from (box xyxy, class id, track id or None, confidence) rows."""
+        return cls(
+            xyxy=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, 4),
+            confidence=np.array([r[3] for r in rows], dtype=np.float32),
+            class_id=np.array([r[1] for r in rows], dtype=np.int64),
+            tracker_id=np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64),
         )
 
     @classmethod

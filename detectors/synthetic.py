@@ -131,19 +131,7 @@ class FrameTruth:
         if object_class is not None and self.object_box is not None:
             # Track ids of objects do not matter to the dumping logic; keep them apart.
             rows.append((self.object_box, object_class, 1000, 0.6))
-        if not rows:
-            return Detections(
-                xyxy=np.zeros((0, 4), dtype=np.float32),
-                confidence=np.zeros(0, dtype=np.float32),
-                class_id=np.zeros(0, dtype=np.int64),
-                tracker_id=np.zeros(0, dtype=np.int64),
-            )
-        return Detections(
-            xyxy=np.array([r[0] for r in rows], dtype=np.float32),
-            confidence=np.array([r[3] for r in rows], dtype=np.float32),
-            class_id=np.array([r[1] for r in rows], dtype=np.int64),
-            tracker_id=np.array([r[2] for r in rows], dtype=np.int64),
-        )
+        return Detections.from_rows(rows)
 
 
 @dataclass(frozen=True)

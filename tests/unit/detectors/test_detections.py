@@ -39,3 +39,10 @@ def test_unknown_class_keeps_its_number_and_track_ids_travel() -> None:
 def test_empty() -> None:
     assert len(Detections.empty()) == 0
     assert Detections.empty().to_boxes({}, 10, 10) == ()
+
+
+def test_from_rows_builds_tracked_detections_and_an_empty_set() -> None:
+    found = Detections.from_rows([((1, 2, 3, 4), 0, 7, 0.9), ((5, 6, 7, 8), 24, None, 0.4)])
+    assert found.xyxy.shape == (2, 4) and found.class_id.tolist() == [0, 24]
+    assert found.tracker_id is not None and found.tracker_id.tolist() == [7, -1]
+    assert len(Detections.from_rows([])) == 0

@@ -60,18 +60,8 @@ def car(x1: float, length: float = 150.0) -> Box:
 
 def seen(*rows: tuple[int, Box] | tuple[int, Box, int] | tuple[int, Box, int, float]) -> Detections:
     """Detections: (track id, box[, class id[, confidence]]) per row."""
-    if not rows:
-        return Detections(
-            xyxy=np.zeros((0, 4), dtype=np.float32),
-            confidence=np.zeros(0, dtype=np.float32),
-            class_id=np.zeros(0, dtype=np.int64),
-            tracker_id=np.zeros(0, dtype=np.int64),
-        )
-    return Detections(
-        xyxy=np.array([r[1] for r in rows], dtype=np.float32),
-        confidence=np.array([r[3] if len(r) > 3 else 0.9 for r in rows], dtype=np.float32),
-        class_id=np.array([r[2] if len(r) > 2 else PERSON for r in rows], dtype=np.int64),
-        tracker_id=np.array([r[0] for r in rows], dtype=np.int64),
+    return Detections.from_rows(
+        [(r[1], r[2] if len(r) > 2 else PERSON, r[0], r[3] if len(r) > 3 else 0.9) for r in rows]
     )
 
 

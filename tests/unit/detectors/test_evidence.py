@@ -182,12 +182,7 @@ def frames_of(path: Path) -> tuple[int, float, tuple[int, int]]:
 
 
 def no_detections() -> Detections:
-    return Detections(
-        xyxy=np.zeros((0, 4), dtype=np.float32),
-        confidence=np.zeros(0, dtype=np.float32),
-        class_id=np.zeros(0, dtype=np.int64),
-        tracker_id=np.zeros(0, dtype=np.int64),
-    )
+    return Detections.from_rows([])
 
 
 # --------------------------------------------------------------------------- one drop, three ways
@@ -399,12 +394,7 @@ def test_the_clip_blurs_bystanders_too(
 
 
 def detections_of(*rows: tuple[Box, int, int | None]) -> Detections:
-    return Detections(
-        xyxy=np.array([r[0] for r in rows], dtype=np.float32).reshape(-1, 4),
-        confidence=np.full(len(rows), 0.9, dtype=np.float32),
-        class_id=np.array([r[1] for r in rows], dtype=np.int64),
-        tracker_id=np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64),
-    )
+    return Detections.from_rows([(box, cls, track, 0.9) for box, cls, track in rows])
 
 
 @pytest.mark.parametrize(
