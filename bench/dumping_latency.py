@@ -4,7 +4,7 @@ Synthetic drop-and-leave scenes (`detectors.synthetic`, different seeds, drop pl
 lighting) are written as video files and each is played as its own live camera by
 `pantau ingest camera --realtime` (motion gate on, as configured), with `pantau detect`
 (the configured backend) and `pantau sink` consuming, all under a throw-away topic prefix,
-consumer groups and a freshly migrated database. The camera zones are the integration test's
+consumer groups and a freshly migrated database. The camera zones are the scene's own
 (a watch zone with a 30 s dwell, a pole and a bin as fixtures). The scenes start a few seconds
 apart, so their alerts do not fall on the same detector batch.
 
@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psycopg
@@ -57,12 +57,6 @@ from pantau.codec import DecodeError, decode_as
 from pantau.messages import DumpingEvent, Frame
 from pantau.topics import Topics
 
-ZONES = [
-    {"id": "pavement", "kind": "watch", "dwell_s": 30,
-     "polygon": [[0.0, 0.46], [1.0, 0.46], [1.0, 1.0], [0.0, 1.0]]},
-    {"id": "pole", "kind": "fixture", "polygon": [[0.1, 0.75], [0.155, 0.75], [0.155, 0.87], [0.1, 0.87]]},
-    {"id": "bin", "kind": "fixture", "polygon": [[0.78, 0.76], [0.9, 0.76], [0.9, 0.86], [0.78, 0.86]]},
-]  # fmt: skip
 LIGHTING: tuple[Lighting, ...] = ("steady", "cloud", "dusk")
 DROP_X = (0.45, 0.4, 0.5, 0.55)
 # After the last scene's camera ends: its alert and post-roll are already in the frames, so
@@ -130,7 +124,14 @@ class EventListener(threading.Thread):
         self.join(timeout=10)
 
 
-def write_scenes(folder: Path, count: int) -> list[tuple[str, Path, float]]:
+class Scene(NamedTuple):
+    camera: str
+    video: Path
+    duration_s: float
+    zones: list[dict[str, Any]]
+
+
+def write_scenes(folder: Path, count: int) -> list[Scene]:
     """(camera id, video, duration) per scene: seeds, drop places and lighting vary."""
     scenes = []
     for i in tqdm(range(count), desc="rendering scenes", unit="scene"):
@@ -142,14 +143,15 @@ def write_scenes(folder: Path, count: int) -> list[tuple[str, Path, float]]:
         )
         scene = SyntheticScene(spec)
         video, _ = write_scene(scene, folder, f"scene-{i}")
-        scenes.append((f"scene-{i}", video, len(scene) / spec.fps))
+        zones = scene.truth.camera_zones(dwell_s=30)
+        scenes.append(Scene(f"scene-{i}", video, len(scene) / spec.fps, zones))
     return scenes
 
 
-def cameras_env(scenes: list[tuple[str, Path, float]]) -> str:
+def cameras_env(scenes: list[Scene]) -> str:
     cameras = [
-        {"id": camera, "url": str(video), "fps": 5, "max_width": 640, "zones": ZONES}
-        for camera, video, _ in scenes
+        {"id": camera, "url": str(video), "fps": 5, "max_width": 640, "zones": zones}
+        for camera, video, _, zones in scenes
     ]
     return json.dumps(cameras)
 
@@ -208,7 +210,7 @@ def stored_rows(run: PipelineRun) -> dict[tuple[str, datetime], datetime]:
 
 def measure(
     label: str,
-    scenes: list[tuple[str, Path, float]],
+    scenes: list[Scene],
     database: str,
     stagger_s: float,
     extra: dict[str, str],
@@ -230,15 +232,15 @@ def measure(
             # Frames published while the model loads would queue; start the cameras after.
             run.wait_for_log(detect, "ready in", timeout=180)
             cameras: list[Stage] = []
-            expected = {camera for camera, _, _ in scenes}
-            longest = max(duration for _, _, duration in scenes)
+            expected = {scene.camera for scene in scenes}
+            longest = max(scene.duration_s for scene in scenes)
             deadline = time.monotonic() + stagger_s * len(scenes) + longest + _DRAIN_TIMEOUT_S
             next_start = time.monotonic()
             stored: dict[tuple[str, datetime], datetime] = {}
             with tqdm(total=len(scenes), desc=label, unit="event", mininterval=1) as bar:
                 while time.monotonic() < deadline:
                     if len(cameras) < len(scenes) and time.monotonic() >= next_start:
-                        camera = scenes[len(cameras)][0]
+                        camera = scenes[len(cameras)].camera
                         cameras.append(
                             run.start(camera, "ingest", "camera", "--camera", camera, "--realtime")
                         )

@@ -871,14 +871,6 @@ def synthetic_clip_entry(
 ) -> dict[str, Any]:
     """The annotation of one synthetic clip, from its exact ground truth."""
     spec = truth.spec
-    zones: list[dict[str, Any]] = [
-        # The pavement is where things are left; the road above the kerb is not watched.
-        {"id": "pavement", "kind": "watch", "dwell_s": dwell_s,
-         "polygon": [[0.0, 0.46], [1.0, 0.46], [1.0, 1.0], [0.0, 1.0]]},
-    ]  # fmt: skip
-    for f in truth.fixtures:
-        polygon = [[round(min(1.0, max(0.0, v)), 4) for v in p] for p in f.polygon]
-        zones.append({"id": f.name, "kind": "fixture", "polygon": polygon})
     events = []
     if truth.drop_at is not None and truth.expects_event(dwell_s):
         assert truth.object_box is not None
@@ -895,7 +887,7 @@ def synthetic_clip_entry(
         "name": clip.name,
         "group": spec.scenario,
         "video": video,
-        "camera": {"id": "synthetic", "zones": zones},
+        "camera": {"id": "synthetic", "zones": truth.camera_zones(dwell_s)},
         "dwell_s": dwell_s,
         "events": events,
         "note": clip.note,

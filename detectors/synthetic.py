@@ -164,6 +164,18 @@ class SceneTruth:
         last = self.frames[-1].t if self.frames else self.drop_at
         return min([*ends, last]) - self.owner_left_at >= dwell_s
 
+    def camera_zones(self, dwell_s: float) -> list[dict[str, Any]]:
+        """The zones a deployer would draw on this scene, in the settings' shape: the
+        pavement watched (the road above the kerb is not), the street furniture as fixtures."""
+        zones: list[dict[str, Any]] = [
+            {"id": "pavement", "kind": "watch", "dwell_s": dwell_s,
+             "polygon": [[0.0, 0.46], [1.0, 0.46], [1.0, 1.0], [0.0, 1.0]]},
+        ]  # fmt: skip
+        for f in self.fixtures:
+            polygon = [[round(min(1.0, max(0.0, v)), 4) for v in p] for p in f.polygon]
+            zones.append({"id": f.name, "kind": "fixture", "polygon": polygon})
+        return zones
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "spec": asdict(self.spec),

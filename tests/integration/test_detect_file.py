@@ -14,17 +14,6 @@ from detectors.evaluate import default_synthetic_clips, make_synthetic_set
 from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
 from tests.integration.conftest import Pipeline
 
-CAMERA = {
-    "id": "synthetic",
-    "fps": 5,
-    "zones": [
-        {"id": "pavement", "kind": "watch", "dwell_s": 30,
-         "polygon": [[0.0, 0.46], [1.0, 0.46], [1.0, 1.0], [0.0, 1.0]]},
-        {"id": "pole", "kind": "fixture",
-         "polygon": [[0.1, 0.75], [0.155, 0.75], [0.155, 0.87], [0.1, 0.87]]},
-    ],
-}  # fmt: skip
-
 
 @pytest.mark.parametrize(
     "spec",
@@ -32,9 +21,12 @@ CAMERA = {
     ids=["picked-up-again", "standing-still"],
 )
 def test_no_event_without_dumping(pipeline: Pipeline, tmp_path: Path, spec: SceneSpec) -> None:
-    video, _ = write_scene(SyntheticScene(spec), tmp_path / "scene")
+    scene = SyntheticScene(spec)
+    video, _ = write_scene(scene, tmp_path / "scene")
     camera = tmp_path / "camera.yaml"
-    camera.write_text(yaml.safe_dump(CAMERA))
+    camera.write_text(
+        yaml.safe_dump({"id": "synthetic", "fps": 5, "zones": scene.truth.camera_zones(30)})
+    )
     out = pipeline.run(
         "detect-file", str(video), "--camera-config", str(camera), "--json",
         "--evidence-dir", str(tmp_path / "evidence"), timeout=600,

@@ -16,13 +16,6 @@ from detectors.evidence import file_uri_path
 from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
 from tests.integration.conftest import Pipeline
 
-ZONES = [
-    {"id": "pavement", "kind": "watch", "dwell_s": 30,
-     "polygon": [[0.0, 0.46], [1.0, 0.46], [1.0, 1.0], [0.0, 1.0]]},
-    {"id": "pole", "kind": "fixture", "polygon": [[0.1, 0.75], [0.155, 0.75], [0.155, 0.87], [0.1, 0.87]]},
-    {"id": "bin", "kind": "fixture", "polygon": [[0.78, 0.76], [0.9, 0.76], [0.9, 0.86], [0.78, 0.86]]},
-]  # fmt: skip
-
 
 def _evidence_intact(evidence: list[dict[str, Any]]) -> None:
     assert {ref["kind"] for ref in evidence} == {"before", "alert", "owner", "clip"}
@@ -37,11 +30,12 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
     scene = SyntheticScene(SceneSpec(scenario="drop_and_leave", seed=0))
     video, _ = write_scene(scene, tmp_path / "scene")
     drop_at = scene.truth.drop_at
+    zones = scene.truth.camera_zones(dwell_s=30)
     assert drop_at is not None
 
     camera = tmp_path / "camera.yaml"
     camera.write_text(
-        yaml.safe_dump({"id": "demo-table", "fps": 5, "max_width": 640, "zones": ZONES})
+        yaml.safe_dump({"id": "demo-table", "fps": 5, "max_width": 640, "zones": zones})
     )
     origin = datetime(2026, 1, 1, tzinfo=UTC)
     out = pipeline.run(
@@ -64,7 +58,7 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
 
     env = {
         "PANTAU__CAMERAS__0__URL": str(video),
-        "PANTAU__CAMERAS__0__ZONES": json.dumps(ZONES),
+        "PANTAU__CAMERAS__0__ZONES": json.dumps(zones),
         # The offline run sees every sampled frame; so must the detector here.
         "PANTAU__INGEST__MOTION__ENABLED": "false",
         # The file is published faster than real time; none of it may be skipped as stale.
