@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,25 +69,55 @@ def services(base_settings: Settings) -> Settings:
     return base_settings
 
 
-@pytest.fixture(scope="session")
-def database(services: Settings) -> Iterator[str]:
-    """A fresh, migrated database for this test session."""
-    name = f"pantau_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def fresh_database(services: Settings, prefix: str) -> Iterator[str]:
+    """A database of its own, made by the real `pantau migrate` (migrations, registries,
+    access rules, partitions); dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     owner = services.postgres.connect_kwargs("owner")
     with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f'CREATE DATABASE "{name}"')
-    # The real command: migrations, registries, access rules, partitions.
-    subprocess.run(
-        [sys.executable, "-m", "pantau.cli", "--config", str(BASE_CONFIG), "migrate"],
-        check=True,
+    try:
+        run_pantau(name, "migrate", timeout=120)
+        yield name
+    finally:
+        with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def seeded_database(
+    services: Settings, prefix: str, *, days: int, sensors: int, cameras: int
+) -> Iterator[str]:
+    """A fresh database with `pantau db seed` history (and, on plain PostgreSQL, its rollups)."""
+    with fresh_database(services, prefix) as name:
+        out = run_pantau(
+            name, "db", "seed", "--days", str(days), "--sensors", str(sensors),
+            "--cameras", str(cameras), timeout=300,
+        )  # fmt: skip
+        assert "sensor_readings" in out
+        yield name
+
+
+def run_pantau(dbname: str, *args: str, timeout: float) -> str:
+    """`pantau ARGS` on the given database; its output, or the failure with its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pantau.cli", "--config", str(BASE_CONFIG), *args],
         capture_output=True,
-        env={**base_environ(), "PANTAU__POSTGRES__DBNAME": name},
+        text=True,
+        env={**base_environ(), "PANTAU__POSTGRES__DBNAME": dbname},
         cwd=REPO,
-        timeout=120,
+        timeout=timeout,
     )
-    yield name
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def database(services: Settings) -> Iterator[str]:
+    """A fresh, migrated database for this test session."""
+    with fresh_database(services, "pantau_test") as name:
+        yield name
 
 
 @dataclass

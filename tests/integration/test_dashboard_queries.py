@@ -4,9 +4,6 @@ needs to draw something."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +25,8 @@ from dashboards.queries import (
 )
 from pantau.settings import Settings, load_settings
 from tests.conftest import REPO
-from tests.integration.conftest import BASE_CONFIG, base_environ
-from tests.integration.test_migrations import connect, migrate
+from tests.integration.conftest import seeded_database
+from tests.integration.test_migrations import connect
 
 NUMERIC = {20, 21, 23, 700, 701, 1700}  # int8, int2, int4, float4, float8, numeric
 TIMESTAMPTZ = 1184
@@ -44,24 +41,8 @@ VARIABLES = [v for d in DASHBOARDS.values() for v in variable_queries(d)]
 @pytest.fixture(scope="module")
 def seeded(services: Settings) -> Iterator[str]:
     """A database of its own with one seeded day (and its hourly rollup)."""
-    owner = services.postgres.connect_kwargs("owner")
-    name = f"pantau_dash_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(name)
-    env = {**base_environ(), "PANTAU__POSTGRES__DBNAME": name}
-    pantau = [sys.executable, "-m", "pantau.cli", "--config", str(BASE_CONFIG)]
-    for args in (
-        ["db", "seed", "--days", "1", "--sensors", "40", "--cameras", "8"],
-        ["maintain"],
-    ):
-        result = subprocess.run(
-            [*pantau, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
-        )
-        assert result.returncode == 0, result.stderr
-    yield name
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with seeded_database(services, "pantau_dash", days=1, sensors=40, cameras=8) as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

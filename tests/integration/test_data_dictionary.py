@@ -3,19 +3,15 @@ pantau_analyst on a seeded history and answer something."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from pantau.settings import Settings
 from storage.dictionary import documented_columns, example_queries
 from tests.conftest import REPO
-from tests.integration.conftest import BASE_CONFIG, base_environ
-from tests.integration.test_migrations import connect, migrate
+from tests.integration.conftest import seeded_database
+from tests.integration.test_migrations import connect
 
 DICTIONARY = REPO / "docs" / "data-dictionary.md"
 
@@ -23,38 +19,8 @@ DICTIONARY = REPO / "docs" / "data-dictionary.md"
 @pytest.fixture(scope="module")
 def seeded(services: Settings) -> Iterator[str]:
     """A database of its own, migrated and seeded with two days of history."""
-    owner = services.postgres.connect_kwargs("owner")
-    empty_database = f"pantau_dict_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{empty_database}"')
-    migrate(empty_database)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pantau.cli",
-            "--config",
-            str(BASE_CONFIG),
-            "db",
-            "seed",
-            "--days",
-            "2",
-            "--sensors",
-            "24",
-            "--cameras",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        env={**base_environ(), "PANTAU__POSTGRES__DBNAME": empty_database},
-        cwd=REPO,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "sensor_readings" in result.stdout
-    yield empty_database
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'DROP DATABASE "{empty_database}" WITH (FORCE)')
+    with seeded_database(services, "pantau_dict", days=2, sensors=24, cameras=4) as name:
+        yield name
 
 
 def test_every_documented_table_and_column_exists(services: Settings, seeded: str) -> None:
