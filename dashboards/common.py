@@ -11,9 +11,12 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
+from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants as cogvariants
+from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from pantau.settings import Settings, ThresholdRule
@@ -103,52 +106,64 @@ def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
     )
 
 
+def threshold_override(*steps: tuple[float | None, str]) -> dm.DynamicConfigValue:
+    """The same thresholds as a field override (for one column of a table)."""
+    return dm.DynamicConfigValue(id_val="thresholds", value=thresholds(*steps).build().to_json())
+
+
+def stat_panel(title: str, description: str, sql: str) -> stat.Panel:
+    """A stat panel showing the (last) number of each column its query returns, by name."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(datasource())
+        .with_target(Sql(sql))
+        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+    )
+
+
 def fixed_color(color: str) -> list[dm.DynamicConfigValue]:
     return [dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": color})]
 
 
-def desa_variable() -> db.QueryVariable:
+def _choice(name: str, label: str, query: str) -> db.QueryVariable:
+    """A multi-value variable with "All", filled from the database when the dashboard loads."""
     return (
-        db.QueryVariable("desa")
-        .label("Desa")
+        db.QueryVariable(name)
+        .label(label)
         .datasource(datasource())
-        .query(
-            f"SELECT coalesce(desa, '{NO_DESA}') FROM sensors WHERE active "
-            f"UNION SELECT coalesce(desa, '{NO_DESA}') FROM cameras WHERE active ORDER BY 1"
-        )
+        .query(query)
         .multi(True)
         .include_all(True)
         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def desa_variable() -> db.QueryVariable:
+    return _choice(
+        "desa",
+        "Desa",
+        f"SELECT coalesce(desa, '{NO_DESA}') FROM sensors WHERE active "
+        f"UNION SELECT coalesce(desa, '{NO_DESA}') FROM cameras WHERE active ORDER BY 1",
     )
 
 
 def camera_variable() -> db.QueryVariable:
-    return (
-        db.QueryVariable("camera")
-        .label("Kamera")
-        .datasource(datasource())
-        .query(
-            "SELECT camera_id FROM cameras "
-            f"WHERE active AND coalesce(desa, '{NO_DESA}') IN ($desa) ORDER BY 1"
-        )
-        .multi(True)
-        .include_all(True)
-        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    return _choice(
+        "camera",
+        "Kamera",
+        f"SELECT camera_id FROM cameras WHERE active AND coalesce(desa, '{NO_DESA}') IN ($desa) "
+        "ORDER BY 1",
     )
 
 
 def sensor_type_variable() -> db.QueryVariable:
-    return (
-        db.QueryVariable("sensor_type")
-        .label("Jenis sensor")
-        .datasource(datasource())
-        .query("SELECT DISTINCT type FROM sensors WHERE active ORDER BY 1")
-        .multi(True)
-        .include_all(True)
-        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    return _choice(
+        "sensor_type", "Jenis sensor", "SELECT DISTINCT type FROM sensors WHERE active ORDER BY 1"
     )
 
 

@@ -3,7 +3,7 @@ detector was wrong. Times of day and days of the week are WIB."""
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import barchart, stat, table
+from grafana_foundation_sdk.builders import barchart, table
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import common as cm
@@ -16,6 +16,8 @@ from dashboards.common import (
     datasource,
     desa_filter,
     desa_variable,
+    stat_panel,
+    threshold_override,
     thresholds,
     timepicker,
 )
@@ -131,30 +133,25 @@ def _bars(title: str, description: str, sql: str, x_field: str) -> barchart.Pane
 def build(settings: Settings) -> db.Dashboard:
     del settings
     resolve = (
-        stat.Panel()
-        .title("Waktu sampai selesai")
-        .description("From the alert to the incident marked resolved: median and 90th percentile.")
-        .datasource(datasource())
-        .with_target(Sql(TIME_TO_RESOLVE))
+        stat_panel(
+            "Waktu sampai selesai",
+            "From the alert to the incident marked resolved: median and 90th percentile.",
+            TIME_TO_RESOLVE,
+        )
         .unit("s")
         .thresholds(thresholds((None, "green"), (4 * 3600, "orange"), (24 * 3600, "red")))
-        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields(""))
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .graph_mode(cm.BigValueGraphMode.NONE)
         .height(6)
         .span(12)
     )
     false_rate = (
-        stat.Panel()
-        .title("Alarm keliru")
-        .description("Share of closed dumping alarms that operators marked as false positives.")
-        .datasource(datasource())
-        .with_target(Sql(FALSE_POSITIVE_RATE))
+        stat_panel(
+            "Alarm keliru",
+            "Share of closed dumping alarms that operators marked as false positives.",
+            FALSE_POSITIVE_RATE,
+        )
         .unit("percentunit")
         .decimals(1)
         .thresholds(thresholds((None, "green"), (0.1, "orange"), (0.25, "red")))
-        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False).fields(""))
-        .graph_mode(cm.BigValueGraphMode.NONE)
         .height(6)
         .span(12)
     )
@@ -173,16 +170,7 @@ def build(settings: Settings) -> db.Dashboard:
                 dm.DynamicConfigValue(
                     id_val="custom.cellOptions", value={"type": "gauge", "mode": "basic"}
                 ),
-                dm.DynamicConfigValue(
-                    id_val="thresholds",
-                    value={
-                        "mode": "absolute",
-                        "steps": [
-                            {"value": None, "color": "orange"},
-                            {"value": 10, "color": "red"},
-                        ],
-                    },
-                ),
+                threshold_override((None, "orange"), (10, "red")),
             ],
         )
         .height(10)

@@ -16,6 +16,7 @@ from dashboards.common import (
     desa_filter,
     desa_variable,
     sensor_type_variable,
+    threshold_override,
     thresholds,
     time_bin,
     timepicker,
@@ -201,14 +202,14 @@ def build(settings: Settings) -> db.Dashboard:
         .override_by_name(
             "PM2.5",
             [
-                dm.DynamicConfigValue(id_val="thresholds", value=_steps(ISPU_PM25)),
+                threshold_override(*ISPU_PM25),
                 dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
             ],
         )
         .override_by_name(
             "PM10",
             [
-                dm.DynamicConfigValue(id_val="thresholds", value=_steps(ISPU_PM10)),
+                threshold_override(*ISPU_PM10),
                 dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
             ],
         )
@@ -239,7 +240,3 @@ def build(settings: Settings) -> db.Dashboard:
         .with_panel(bins)
         .with_panel(per_desa)
     )
-
-
-def _steps(bands: tuple[tuple[float | None, str], ...]) -> dict[str, object]:
-    return {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in bands]}

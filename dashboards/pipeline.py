@@ -90,25 +90,24 @@ SINK_ROWS = f"""
     ORDER BY 1
 """
 
-READING_TO_ALERT = f"""
-    SELECT {time_bin("opened_at")},
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', ts_rule - ts_capture))
-               AS "capture → alarm p95"
-    FROM alerts
-    WHERE $__timeFilter(opened_at) AND ts_rule IS NOT NULL
+_P95 = """
+    SELECT {bucket},
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', {delay}))
+               AS "{name}"
+    FROM {table}
+    WHERE $__timeFilter({time}) AND {where}
     GROUP BY 1
     ORDER BY 1
 """
-
-NOTIFICATION_DELAY = f"""
-    SELECT {time_bin("created_at")},
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY date_part('epoch', sent_at - created_at))
-               AS "capture → notification p95"
-    FROM notifications
-    WHERE $__timeFilter(created_at) AND status = 'sent' AND sent_at IS NOT NULL
-    GROUP BY 1
-    ORDER BY 1
-"""
+READING_TO_ALERT = _P95.format(
+    bucket=time_bin("opened_at"), delay="ts_rule - ts_capture", name="capture → alarm p95",
+    table="alerts", time="opened_at", where="ts_rule IS NOT NULL",
+)  # fmt: skip
+NOTIFICATION_DELAY = _P95.format(
+    bucket=time_bin("created_at"), delay="sent_at - created_at",
+    name="capture → notification p95", table="notifications", time="created_at",
+    where="status = 'sent' AND sent_at IS NOT NULL",
+)  # fmt: skip
 
 # Reasons name the source and quote the bad value; dropping the `sensor X:` prefix, what is
 # quoted, the numbers and everything after a colon (a parser's details) groups them by kind.

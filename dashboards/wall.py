@@ -20,6 +20,7 @@ from dashboards.common import (
     coloured_states,
     datasource,
     fixed_color,
+    stat_panel,
     thresholds,
     time_bin,
     timepicker,
@@ -137,16 +138,10 @@ _LEVELS: list[dm.ValueMap | dm.RangeMap | dm.RegexMap | dm.SpecialValueMap] = [
 
 
 def _big_number(title: str, sql: str, description: str) -> stat.Panel:
+    """A number readable from across the room."""
     return (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(datasource())
-        .with_target(Sql(sql))
-        .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False))
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        stat_panel(title, description, sql)
         .color_mode(cm.BigValueColorMode.VALUE)
-        .graph_mode(cm.BigValueGraphMode.NONE)
         .justify_mode(cm.BigValueJustifyMode.CENTER)
         .text(cb.VizTextDisplayOptions().title_size(22).value_size(64))
         .height(4)
