@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -186,7 +185,8 @@ def health_rows(m: CameraHeartbeat) -> list[Row]:
 
 
 def metric_rows(m: Metric) -> list[Row]:
-    return [(m.ts_capture, m.component, m.instance, m.name, m.value, m.unit, json.dumps(m.labels))]
+    # JSON columns carry the objects: the jsonb dumper encodes them, once.
+    return [(m.ts_capture, m.component, m.instance, m.name, m.value, m.unit, dict(m.labels))]
 
 
 def dead_letter_rows(m: DeadLetter) -> list[Row]:
@@ -200,7 +200,7 @@ def dead_letter_rows(m: DeadLetter) -> list[Row]:
 
 def dumping_rows(m: DumpingEvent) -> list[Row]:
     b = m.box
-    evidence = json.dumps([e.model_dump() for e in m.evidence])
+    evidence = [e.model_dump(mode="json") for e in m.evidence]
     return [
         (
             m.appeared_at, m.event_id, m.camera_id, m.zone_id, m.state, m.phase, m.version,

@@ -19,7 +19,6 @@ its partition.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -34,7 +33,6 @@ from datetime import timedelta
 import psycopg
 from kafka import KafkaProducer
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from pantau import kafka
 from pantau.codec import DecodeError, decode, decode_as
@@ -165,18 +163,9 @@ class PostgresWriter:
     ) -> None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, columns)
-        # Rows carry jsonb values as encoded JSON text; handed to the jsonb dumper as they are,
-        # they would be encoded again and stored as one JSON string instead of the object.
-        jsonb = [i for i, kind in enumerate(table.types) if kind == "jsonb"]
         with conn.cursor() as cur, cur.copy(statement) as copy:
             copy.set_types(list(table.types))
             for row in items:
-                if jsonb:
-                    values = list(row)
-                    for i in jsonb:
-                        if isinstance(values[i], str):
-                            values[i] = Jsonb(values[i], dumps=_already_encoded)
-                    row = tuple(values)
                 copy.write_row(row)
 
     def _staged_insert(self, conn: psycopg.Connection, table: Table, items: list[Row]) -> int:
@@ -226,10 +215,6 @@ class PostgresWriter:
                         reason = exc.diag.message_primary or str(exc)
                         rejected.append((table, index, f"{table.name}: {reason}"))
         return WriteResult(dict(inserted), offered, rejected)
-
-
-def _already_encoded(text: str) -> str:
-    return text
 
 
 def _on_conflict(table: Table) -> sql.Composable:
@@ -595,7 +580,7 @@ class Sink:
                     name,
                     value,
                     unit,
-                    json.dumps(labels, sort_keys=True),
+                    labels,
                 )
                 for name, value, unit, labels in values
             ],
