@@ -69,13 +69,18 @@ class CameraPipeline:
         self.gate = EventGate(EventMapper(clock, names), recorder)
 
     def frame(
-        self, t: float, image: npt.NDArray[np.uint8], detections: Detections
+        self,
+        t: float,
+        image: npt.NDArray[np.uint8],
+        detections: Detections,
+        jpeg: bytes | None = None,
     ) -> tuple[Detections, list[DumpingRecord], list[DumpingEvent]]:
-        """The tracked detections, the dumping logic's steps and the messages due now."""
+        """The tracked detections, the dumping logic's steps and the messages due now.
+        `jpeg`: the frame as it arrived, which the evidence buffer keeps as it is."""
         tracked = self.tracker.update(detections, t) if self.tracker else detections
         if not self.dumping_enabled:
             return tracked, [], []
-        self.gate.frame(t, image, tracked)
+        self.gate.frame(t, image, tracked, jpeg)
         records = self.detector.process(image, t, tracked)
         return tracked, records, self.gate.records(records)
 

@@ -142,9 +142,15 @@ class EventGate:
         self._latest: dict[uuid.UUID, DumpingRecord] = {}
         self._refs: dict[uuid.UUID, tuple[EvidenceRef, ...]] = {}
 
-    def frame(self, t: float, image: npt.NDArray[np.uint8], detections: Detections) -> None:
+    def frame(
+        self,
+        t: float,
+        image: npt.NDArray[np.uint8],
+        detections: Detections,
+        jpeg: bytes | None = None,
+    ) -> None:
         if self.recorder is not None:
-            self.recorder.add_frame(t, image, detections)
+            self.recorder.add_frame(t, image, detections, jpeg)
 
     def records(self, records: list[DumpingRecord]) -> list[DumpingEvent]:
         """The records of the latest frame; returns the messages due now."""

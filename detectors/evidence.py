@@ -368,7 +368,11 @@ class FrameBuffer:
     def newest(self) -> float | None:
         return self._frames[-1].t if self._frames else None
 
-    def add(self, t: float, image: Image, detections: Detections) -> BufferedFrame:
+    def add(
+        self, t: float, image: Image, detections: Detections, jpeg: bytes | None = None
+    ) -> BufferedFrame:
+        """`jpeg`: the frame as it arrived, when it came as a JPEG (the detect stream does),
+        kept as it is instead of being encoded again."""
         if not math.isfinite(t):
             raise ValueError(f"camera {self.camera_id}: expected a finite capture time, got {t}")
         if self._frames and t < self._frames[-1].t:
@@ -381,7 +385,8 @@ class FrameBuffer:
                 f"camera {self.camera_id}: expected a BGR uint8 image (H, W, 3), got "
                 f"{image.dtype} {image.shape}"
             )
-        jpeg = _encode_jpeg(image, self.jpeg_quality, f"camera {self.camera_id}")
+        if jpeg is None:
+            jpeg = _encode_jpeg(image, self.jpeg_quality, f"camera {self.camera_id}")
         frame = BufferedFrame(t, jpeg, detections, image.shape[1], image.shape[0])
         self._frames.append(frame)
         self._nbytes += len(jpeg)
@@ -559,9 +564,12 @@ class EvidenceRecorder:
         """Events whose pack is started and not yet returned by `ready`."""
         return tuple(self._pending)
 
-    def add_frame(self, t: float, image: Image, detections: Detections) -> None:
-        """A frame (BGR) at capture time `t` with its tracked people and vehicles."""
-        frame = self.buffer.add(t, image, detections)
+    def add_frame(
+        self, t: float, image: Image, detections: Detections, jpeg: bytes | None = None
+    ) -> None:
+        """A frame (BGR) at capture time `t` with its tracked people and vehicles; `jpeg`, the
+        same frame as received, saves encoding it again."""
+        frame = self.buffer.add(t, image, detections, jpeg)
         for pack in self._pending.values():
             if pack.due:
                 continue

@@ -79,10 +79,11 @@ def sampled_frames(
         capture.release()
 
 
-def as_published(image: Image, max_width: int, quality: int) -> Image:
-    """The frame as the detector receives it from the camera ingest."""
+def as_published(image: Image, max_width: int, quality: int) -> tuple[Image, bytes]:
+    """The frame as the detector receives it from the camera ingest: decoded, and as sent."""
     jpeg, _, _ = encode_jpeg(image, max_width, quality)
-    return np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), np.uint8)
+    decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    return np.asarray(decoded, np.uint8), jpeg
 
 
 class FileRun:
@@ -121,22 +122,22 @@ class FileRun:
         self.scale = 1.0
 
     def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent]:
-        pending: list[tuple[float, Image]] = []
+        pending: list[tuple[float, Image, bytes]] = []
 
-        def run(batch: list[tuple[float, Image]]) -> Iterator[DumpingEvent]:
-            found = self._detect([image for _, image in batch])
-            for (t, image), detections in zip(batch, found, strict=True):
+        def run(batch: list[tuple[float, Image, bytes]]) -> Iterator[DumpingEvent]:
+            found = self._detect([image for _, image, _ in batch])
+            for (t, image, jpeg), detections in zip(batch, found, strict=True):
                 self.stats.frames_detected += 1
-                _, records, messages = self.pipeline.frame(t, image, detections)
+                _, records, messages = self.pipeline.frame(t, image, detections, jpeg)
                 self.records.extend(records)
                 yield from self._count(messages)
 
         for t, raw in sampled_frames(path, self.camera.fps, progress=progress):
             self.stats.frames_read += 1
             self.stats.video_s = t
-            image = as_published(raw, self.camera.max_width, self.camera.jpeg_quality)
+            image, jpeg = as_published(raw, self.camera.max_width, self.camera.jpeg_quality)
             self.scale = raw.shape[1] / image.shape[1]
-            pending.append((t, image))
+            pending.append((t, image, jpeg))
             if len(pending) >= self._batch:
                 yield from run(pending)
                 pending = []

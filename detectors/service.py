@@ -139,7 +139,7 @@ class DetectorService:
                 # Frames of a camera arrive in order (one partition per camera key), so each
                 # camera's tracker and dumping logic see them in capture order.
                 pipeline, t = self._pipeline(frame)
-                found, _, events = pipeline.frame(t, image, found)
+                found, _, events = pipeline.frame(t, image, found, frame.jpeg)
                 for event in events:
                     self._producer.send(
                         self._topics.dumping_events, key=event.key, value=encode(event)

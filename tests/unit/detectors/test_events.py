@@ -39,7 +39,9 @@ class FakeRecorder:
         self.t = 0.0
         self.started: dict[uuid.UUID, float] = {}
 
-    def add_frame(self, t: float, image: object, detections: object) -> None:
+    def add_frame(
+        self, t: float, image: object, detections: object, jpeg: bytes | None = None
+    ) -> None:
         self.t = t
 
     def on_record(self, r: DumpingRecord) -> None:

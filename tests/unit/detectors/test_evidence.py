@@ -583,6 +583,17 @@ def test_the_buffer_keeps_frames_as_jpeg_of_about_26_kb() -> None:
     assert per_frame < 640 * 360 * 3 / 20
 
 
+def test_a_frame_that_arrived_as_jpeg_is_kept_as_it_came() -> None:
+    scene = scene_of()
+    image = scene.render(0)
+    ok, sent = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 60])
+    assert ok
+    buffer = FrameBuffer(CAMERA, max_age_s=120.0, max_frames=600)
+    kept = buffer.add(t_of(0), image, no_detections(), sent.tobytes())
+    assert kept.jpeg == sent.tobytes()
+    assert (kept.width, kept.height) == (image.shape[1], image.shape[0])
+
+
 # --------------------------------------------------------------------------- clip timing
 
 
