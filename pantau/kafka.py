@@ -195,7 +195,7 @@ def group_positions(
     client = _offsets_reader(settings)
     admin_client = admin(settings)
     try:
-        committed = admin_client.list_group_offsets(group_id).get(group_id, {})
+        committed = _committed_offsets(admin_client, group_id)
         positions: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             partitions = client.partitions_for_topic(topic) or set()
@@ -212,6 +212,24 @@ def group_positions(
     finally:
         admin_client.close()
         client.close()
+
+
+def _committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any, Any]:
+    """The group's committed offsets. A fresh broker answers "coordinator not available"
+    until it has created its offsets topic on the first group request: retried for a while."""
+    deadline = time.monotonic() + _COORDINATOR_WAIT_S
+    while True:
+        try:
+            offsets: dict[Any, Any] = admin_client.list_group_offsets(group_id).get(group_id, {})
+            return offsets
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+            log.debug("offsets of group %s not readable yet: %s", group_id, exc)
+            time.sleep(0.5)
+
+
+_COORDINATOR_WAIT_S = 30.0
 
 
 def delete_topics(settings: KafkaSettings, prefix: str) -> list[str]:

@@ -9,7 +9,7 @@ and, for an incompatible change, a new topic version.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, ClassVar, Literal, Self
 from uuid import UUID
 
@@ -24,14 +24,9 @@ from pydantic import (
 
 
 def _to_utc(value: datetime) -> datetime:
-    # Most times arrive in UTC already ("...Z"); relabelling is cheaper than converting, and
-    # the sink validates every reading.
-    if value.utcoffset() == _ZERO:
-        return value.replace(tzinfo=UTC)
+    # Called for every time in every message (the stream processor and the sink decode each
+    # reading): one C call, about a third of asking for the offset and relabelling.
     return value.astimezone(UTC)
-
-
-_ZERO = timedelta(0)
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -52,6 +52,7 @@ def _streams(args: argparse.Namespace, ctx: Context) -> int:
     from faust import Worker
 
     from pantau import kafka
+    from pantau.runtime import tune_gc_for_throughput
     from pantau.topics import Topics
     from streams.app import StreamsApp
 
@@ -69,6 +70,7 @@ def _streams(args: argparse.Namespace, ctx: Context) -> int:
     )
     # Worker parses no arguments of its own here; it stops on SIGTERM/SIGINT after a commit.
     sys.argv = sys.argv[:1]
+    tune_gc_for_throughput()
     worker.execute_from_commandline()
     return 0
 
