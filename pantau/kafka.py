@@ -195,7 +195,7 @@ def group_positions(
     client = _offsets_reader(settings)
     admin_client = admin(settings)
     try:
-        committed = _committed_offsets(admin_client, group_id)
+        committed = committed_offsets(admin_client, group_id)
         positions: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             partitions = client.partitions_for_topic(topic) or set()
@@ -214,7 +214,7 @@ def group_positions(
         client.close()
 
 
-def _committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any, Any]:
+def committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any, Any]:
     """The group's committed offsets. A fresh broker answers "coordinator not available"
     until it has created its offsets topic on the first group request: retried for a while."""
     deadline = time.monotonic() + _COORDINATOR_WAIT_S
