@@ -47,7 +47,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
-from pipeline_runs import SHARED_DATA, PipelineRun, RunFailed, Stage, stop_on_sigterm
+from pipeline_runs import (
+    SHARED_DATA,
+    PipelineRun,
+    RunFailed,
+    Stage,
+    cpu_seconds,
+    stop_on_sigterm,
+)
 from tqdm import tqdm
 
 from pantau import kafka
@@ -67,7 +74,6 @@ _DONE = re.compile(
     r"dropped (?P<dropped>\d+)\), reconnects (?P<reconnects>\d+)"
 )
 _FAILED_SENDS = re.compile(r"failed sends (\d+)")
-_TICK = os.sysconf("SC_CLK_TCK")
 _INFERENCE = re.compile(r"([\d.]+) ms inference per frame")
 _TOO_OLD = re.compile(r"(\d+) frames skipped \(too old\)")
 
@@ -118,18 +124,6 @@ class Heartbeats(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=10)
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (their threads included), in seconds."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
 
 
 def machine_busy() -> tuple[float, float]:

@@ -37,6 +37,29 @@ BASE_CONFIG = REPO / "configs" / "pantau.yaml"
 SHARED_DATA = Path(os.environ.get("PANTAU_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (their threads included), in seconds."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 class RunFailed(RuntimeError):
     """A stage died or did not get where it should in time (message carries its log tail)."""
 

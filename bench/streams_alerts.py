@@ -4,7 +4,9 @@
    runs pinned to one core (windows, rules, table and commits included). `stream_msgs_per_s`
    is the steady rate, from its first commit to the one that reaches the end of the topic;
    `stream_msgs_per_s_from_start` counts from the process start (a fresh app creates its
-   topics and joins its group first), and `stream_first_commit_s` is that start-up.
+   topics and joins its group first), and `stream_first_commit_s` is that start-up;
+   `stream_cpu_per_msg_us` is the worker's CPU time over the readings (the steadiest figure
+   on a shared machine).
 2. Latency: readings arrive at a nominal rate (500 sensors, one reading a minute each) and at
    ten times that, with a few sensors crossing their thresholds; `pantau streams` and
    `pantau notify` deliver to a local webhook receiver; the figures are the times from each
@@ -36,6 +38,8 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from pipeline_runs import children, cpu_seconds  # noqa: E402
 
 from pantau import kafka  # noqa: E402
 from pantau.codec import encode  # noqa: E402
@@ -103,8 +107,9 @@ def pantau(
     )
 
 
-def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, float, float]:
-    """(steady readings/s, readings/s from the worker's start, seconds to its first commit).
+def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, float, float, float]:
+    """(steady readings/s, readings/s from the worker's start, seconds to its first commit,
+    CPU µs per reading of the whole worker process, start-up included).
 
     Steady: from the worker's first commit to its last, the readings committed in between
     over the time between; faust commits every second, so both ends are commits.
@@ -149,7 +154,8 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
                 done = seen
         assert first is not None
         steady = (count - first[1]) / max(now - first[0], 1e-6)
-        return steady, count / (now - began), first[0] - began
+        cpu = cpu_seconds(children(worker.pid))
+        return steady, count / (now - began), first[0] - began, cpu * 1e6 / count
     finally:
         admin.close()
         worker.terminate()
@@ -231,10 +237,11 @@ def main() -> None:
         }
         settings = load_settings(config, env)
         try:
-            steady, whole, startup = throughput(config, env, args.readings)
+            steady, whole, startup, cpu_us = throughput(config, env, args.readings)
             print(f"figure: stream_msgs_per_s = {steady:.0f} msg/s")
             print(f"figure: stream_msgs_per_s_from_start = {whole:.0f} msg/s")
             print(f"figure: stream_first_commit_s = {startup:.1f} s")
+            print(f"figure: stream_cpu_per_msg_us = {cpu_us:.1f} us")
             for label, per_s in (("nominal", 500 / 60), ("10x", 10 * 500 / 60)):
                 # Fresh topics: the backlog above is not part of this measurement.
                 env["PANTAU__KAFKA__TOPIC_PREFIX"] = f"{tag}-{label}."
