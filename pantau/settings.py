@@ -349,7 +349,8 @@ class UltralyticsDetector(_DetectorBase):
 
 class OpenVinoDetector(_DetectorBase):
     """An `*_openvino_model` folder exported by ultralytics (e.g. the shared int8 model), run
-    through ultralytics. Exports are static: `imgsz` must be the size it was exported at."""
+    on the OpenVINO runtime. Exports are static: `imgsz` must be the size it was exported at.
+    `device`: cpu, or intel:gpu / intel:npu."""
 
     type: Literal["openvino"] = Field("openvino", description="detector backend")
 

@@ -1,5 +1,5 @@
-"""The real shared YOLO weights through every backend type (ultralytics .pt, OpenVINO through
-ultralytics, ONNX Runtime with our own decoding) at both input sizes, on real frames."""
+"""The real shared YOLO weights through every backend type (ultralytics .pt; OpenVINO and ONNX
+Runtime, both with our own letterbox and decoding) at both input sizes, on real frames."""
 
 from __future__ import annotations
 
@@ -82,21 +82,28 @@ def test_finds_the_person_at_the_table_and_nobody_in_the_empty_room(
     assert "person" not in {backend.names[int(c)] for c in empty_room.class_id}
 
 
-@pytest.mark.parametrize("imgsz", [320, 640])
-def test_onnx_decoding_matches_ultralytics_on_the_same_network(
-    shared_data: Path, imgsz: int
+OURS = [("onnx", 320), ("onnx", 640), ("openvino", 320), ("openvino", 640)]
+
+
+@pytest.mark.parametrize(("kind", "imgsz"), OURS, ids=[f"{k}-{s}" for k, s in OURS])
+def test_our_decoding_matches_ultralytics_on_the_same_network(
+    shared_data: Path, kind: str, imgsz: int
 ) -> None:
-    # Same weights, same letterbox: our decoding and NMS must give ultralytics' boxes.
+    # Same weights, same letterbox: our input conversion, decoding and NMS must give
+    # ultralytics' boxes, in one call for several frames (OpenVINO runs them side by side).
     frames = [frame_at(s) for s in (9.0, 12.0, 30.0, 60.0)]
     reference = load_backend(detector("ultralytics", imgsz))
-    ours = load_backend(detector("onnx", imgsz))
+    ours = load_backend(detector(kind, imgsz))
     assert dict(ours.names) == dict(reference.names)
     # ultralytics fits a .pt to a rectangle, the static export to a square: boxes differ a little.
-    for theirs, mine in zip(reference.detect(frames), ours.detect(frames), strict=True):
+    found = ours.detect(frames)
+    assert len(found) == len(frames)
+    for theirs, mine in zip(reference.detect(frames), found, strict=True):
         strong = theirs.confidence > 0.5
+        assert strong.any()
         for box, class_id in zip(theirs.xyxy[strong], theirs.class_id[strong], strict=True):
             same_class = mine.xyxy[mine.class_id == class_id]
-            assert len(same_class), f"class {class_id} missing from the ONNX result"
+            assert len(same_class), f"class {class_id} missing from the {kind} result"
             assert np.abs(same_class - box).max(axis=1).min() < 12
 
 
