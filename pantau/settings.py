@@ -26,6 +26,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -43,6 +44,15 @@ DEFAULT_CONFIG = Path("configs/pantau.yaml")
 WRITER_ROLE = "pantau_writer"
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def _number_from_text(value: Any) -> Any:
+    # Values from the environment (overrides, ${VAR}) are text; pydantic turns "320" into an
+    # int for an int field, but not for a choice of numbers.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
 _SECRET_KEYS = frozenset({"url", "password", "writer_password", "token", "webhooks"})
 
 
@@ -157,7 +167,7 @@ class MqttSettings(Section):
     topic_prefix: str = Field(
         "pantau/sensors", description="sensors publish readings on PREFIX/<sensor_id>"
     )
-    qos: Literal[0, 1, 2] = Field(
+    qos: Annotated[Literal[0, 1, 2], BeforeValidator(_number_from_text)] = Field(
         1, description="1: the broker keeps readings while ingest is down"
     )
     client_id: str = Field("pantau-ingest-sensors", description="persistent session id")
@@ -332,7 +342,9 @@ class TrackerSettings(Section):
 
 class _DetectorBase(Section):
     model: ConfigPath = Field(description="local model path; weights are never downloaded")
-    imgsz: Literal[320, 640] = Field(640, description="network input size")
+    imgsz: Annotated[Literal[320, 640], BeforeValidator(_number_from_text)] = Field(
+        640, description="network input size"
+    )
     confidence: float = Field(0.25, gt=0, lt=1)
     iou: float = Field(0.45, gt=0, lt=1, description="NMS: overlap above which boxes merge")
     device: str = Field("cpu", description="cpu, cuda:0, ...")

@@ -97,6 +97,16 @@ def test_environment_override_wins_and_is_named_when_wrong(tmp_path: Path) -> No
         load_settings(path, {**ENV, "PANTAU__CAMERAS__3__FPS": "1"})
 
 
+def test_a_choice_of_numbers_takes_its_value_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "detector:\n  model: yolo11n.pt\n")
+    settings = load_settings(path, {**ENV, "PANTAU__DETECTOR__IMGSZ": "320"})
+    assert settings.detector is not None
+    assert settings.detector.imgsz == 320
+    assert load_settings(path, {**ENV, "PANTAU__MQTT__QOS": "2"}).mqtt.qos == 2
+    with pytest.raises(SettingsError, match=r"detector.imgsz: Input should be 320 or 640"):
+        load_settings(path, {**ENV, "PANTAU__DETECTOR__IMGSZ": "300"})
+
+
 def test_list_valued_override_is_parsed(tmp_path: Path) -> None:
     settings = load_settings(
         write(tmp_path, MINIMAL), {**ENV, "PANTAU__DEBUG__FAILPOINTS": "[sink.after_db_commit]"}
