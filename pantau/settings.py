@@ -53,6 +53,7 @@ def _number_from_text(value: Any) -> Any:
         return int(value)
     return value
 
+
 _SECRET_KEYS = frozenset({"url", "password", "writer_password", "token", "webhooks"})
 
 
