@@ -57,11 +57,13 @@ from pipeline_runs import (
 )
 from tqdm import tqdm
 
+from detectors.backends import export_model
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import CameraHeartbeat
 from pantau.topics import Topics
 
+EXPORTS = Path(__file__).resolve().parents[1] / ".pantau" / "models"
 CLIP = SHARED_DATA / "video" / "intel-sample-videos" / "one-by-one-person-detection.mp4"
 FPS = 5
 # Set-up and tear-down of one N on top of warm-up and window: model load, process start,
@@ -187,7 +189,7 @@ def trend(points: list[tuple[float, int]]) -> float:
     return float(np.polyfit(t - t[0], lag, 1)[0])
 
 
-def run_trial(n: int, warmup_s: float, window_s: float) -> Trial:
+def run_trial(n: int, warmup_s: float, window_s: float, detector: dict[str, str]) -> Trial:
     native_fps, clip_s = clip_info()
     # Starting points spread over the part of the clip that plays to its end within the run.
     spread = max(0.0, clip_s - warmup_s - window_s - 10.0)
@@ -198,6 +200,7 @@ def run_trial(n: int, warmup_s: float, window_s: float) -> Trial:
         "PANTAU__CAMERAS": json.dumps(cameras),
         # Counters every second, so the window's start and end are read to the second.
         "PANTAU__INGEST__HEARTBEAT_INTERVAL_S": "1",
+        **detector,
     }
     trial = Trial(n)
     with PipelineRun(overrides) as run:
@@ -376,12 +379,35 @@ def estimate(trials: list[Trial]) -> None:
     )
 
 
+def detector_overrides(imgsz: int) -> dict[str, str]:
+    """The settings that pick the detector model for `--imgsz`."""
+    if imgsz == 640:
+        return {}
+    model = export_model(
+        SHARED_DATA / "models" / "yolo11n-coco-dequantized.pt", "openvino", imgsz, EXPORTS
+    )
+    return {
+        "PANTAU__DETECTOR__TYPE": "openvino",
+        "PANTAU__DETECTOR__MODEL": str(model),
+        "PANTAU__DETECTOR__IMGSZ": str(imgsz),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warmup-s", type=float, default=15.0)
     parser.add_argument("--window-s", type=float, default=60.0)
     parser.add_argument("--budget-s", type=float, default=690.0, help="stop searching after")
     parser.add_argument("--max-n", type=int, default=64)
+    parser.add_argument("--start-n", type=int, default=1, help="first N of the doubling search")
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        choices=(320, 640),
+        default=640,
+        help="640: the configured detector (the shared int8 model); 320: a local fp32 OpenVINO "
+        "export of the shared .pt (made once, under .pantau/models)",
+    )
     args = parser.parse_args()
     stop_on_sigterm()
 
@@ -390,12 +416,13 @@ def main() -> int:
     passed, failed = 0, None
     cut_short = False
     trials: list[Trial] = []
-    n = 1
+    detector = detector_overrides(args.imgsz)
+    n = args.start_n
     while True:
         if time.monotonic() - started + per_trial > args.budget_s:
             cut_short = True
             break
-        trial = run_trial(n, args.warmup_s, args.window_s)
+        trial = run_trial(n, args.warmup_s, args.window_s, detector)
         report(trial)
         trials.append(trial)
         if trial.passed:

@@ -3,6 +3,10 @@
 Offsets are committed only after the detections of every frame in the batch are
 acknowledged by Kafka, so a crash re-detects some frames rather than losing them; the
 detections carry a stable id derived from the frame id, and the sink stores them once.
+
+Two batches are in hand at a time: while the network looks at one (on its own thread; the
+inference runtimes release the GIL), the camera pipelines of the one before run here. One
+process then uses both cores of a small machine instead of taking turns between them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +28,7 @@ from kafka import KafkaProducer
 from detectors.annotate import draw_boxes, write_png
 from detectors.backends import Backend
 from detectors.camera import CameraPipeline
+from detectors.detections import Detections
 from detectors.events import EventClock
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as, encode
@@ -55,6 +61,16 @@ class DetectStats:
         return self.frames / max(time.monotonic() - self.started, 1e-6)
 
 
+@dataclass
+class _Batch:
+    """Records polled together, their frames and images, and the network's answer to come."""
+
+    records: list[Record]
+    frames: list[Frame]
+    images: list[npt.NDArray[np.uint8]]
+    found: Future[tuple[list[Detections], float]] | None
+
+
 class DetectorService:
     def __init__(
         self,
@@ -83,15 +99,25 @@ class DetectorService:
     def run(self, stop: threading.Event, *, max_frames: int | None = None) -> DetectStats:
         max_batch = self._settings.detector.max_batch if self._settings.detector else 1
         last_report = time.monotonic()
-        while not stop.is_set():
-            records = self._consumer.poll(max_batch, 0.5)
-            if records:
-                self._process(records)
-            if time.monotonic() - last_report >= _STATS_EVERY_S:
-                last_report = time.monotonic()
-                self._log_stats()
-            if max_frames is not None and self.stats.frames >= max_frames:
-                break
+        inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        pending: _Batch | None = None
+        try:
+            while not stop.is_set():
+                # With a batch in hand, only what has already arrived: it is not held back.
+                records = self._consumer.poll(max_batch, 0.0 if pending is not None else 0.5)
+                batch = self._start(records, inference) if records else None
+                if pending is not None:
+                    self._finish(pending)
+                pending = batch
+                if time.monotonic() - last_report >= _STATS_EVERY_S:
+                    last_report = time.monotonic()
+                    self._log_stats()
+                if max_frames is not None and self.stats.frames >= max_frames:
+                    break
+            if pending is not None:
+                self._finish(pending)
+        finally:
+            inference.shutdown(wait=True)
         self._log_stats()
         return self.stats
 
@@ -105,7 +131,8 @@ class DetectorService:
         self._producer.close(timeout=10)
         self._consumer.close()
 
-    def _process(self, records: list[Record]) -> None:
+    def _start(self, records: list[Record], inference: ThreadPoolExecutor) -> _Batch:
+        """Decode a batch and hand its images to the network."""
         frames: list[Frame] = []
         images: list[npt.NDArray[np.uint8]] = []
         max_age = self._settings.detect.max_frame_age_s
@@ -128,49 +155,62 @@ class DetectorService:
                 continue
             frames.append(frame)
             images.append(np.asarray(image, dtype=np.uint8))
+        found = inference.submit(self._detect, images) if frames else None
+        return _Batch(records, frames, images, found)
 
-        if frames:
-            started = time.perf_counter()
-            results = self._backend.detect(images)
-            elapsed = time.perf_counter() - started
+    def _detect(self, images: list[npt.NDArray[np.uint8]]) -> tuple[list[Detections], float]:
+        started = time.perf_counter()
+        results = self._backend.detect(images)
+        return results, time.perf_counter() - started
+
+    def _finish(self, batch: _Batch) -> None:
+        """Track, run the dumping logic, publish; commit once Kafka has it all."""
+        if batch.found is not None:
+            results, elapsed = batch.found.result()
             self.stats.inference_s += elapsed
-            per_frame_ms = elapsed * 1000.0 / len(frames)
-            for frame, image, found in zip(frames, images, results, strict=True):
-                # Frames of a camera arrive in order (one partition per camera key), so each
-                # camera's tracker and dumping logic see them in capture order.
-                pipeline, t = self._pipeline(frame)
-                found, _, events = pipeline.frame(t, image, found, frame.jpeg)
-                for event in events:
-                    self._producer.send(
-                        self._topics.dumping_events, key=event.key, value=encode(event)
-                    )
-                    self.stats.events += 1
-                boxes = found.to_boxes(self._backend.names, frame.width, frame.height)
-                message = DetectionsMessage(
-                    id=stable_id("detections", frame.id, self._backend.name),
-                    ts_capture=frame.ts_capture,
-                    seq=frame.seq,
-                    camera_id=frame.camera_id,
-                    frame_id=frame.id,
-                    width=frame.width,
-                    height=frame.height,
-                    model=self._backend.name,
-                    inference_ms=round(per_frame_ms, 2),
-                    ts_detected=utcnow(),
-                    boxes=boxes,
-                )
-                self._producer.send(self._topics.detections, key=message.key, value=encode(message))
-                self.stats.frames += 1
-                self.stats.boxes += len(boxes)
-                for box in boxes:
-                    self.stats.by_label[box.label] = self.stats.by_label.get(box.label, 0) + 1
-                if boxes and self._snapshot_dir is not None:
-                    self._maybe_snapshot(message, image)
-
+            per_frame_ms = elapsed * 1000.0 / len(batch.frames)
+            for frame, image, found in zip(batch.frames, batch.images, results, strict=True):
+                self._publish(frame, image, found, per_frame_ms)
         # At-least-once: everything derived from these records is in Kafka before the commit.
         self._producer.flush()
         self._failpoints.hit("detect.before_commit")
-        self._consumer.commit(records)
+        self._consumer.commit(batch.records)
+
+    def _publish(
+        self,
+        frame: Frame,
+        image: npt.NDArray[np.uint8],
+        found: Detections,
+        per_frame_ms: float,
+    ) -> None:
+        # Frames of a camera arrive in order (one partition per camera key), and batches are
+        # finished in order, so each camera's tracker and dumping logic see capture order.
+        pipeline, t = self._pipeline(frame)
+        found, _, events = pipeline.frame(t, image, found, frame.jpeg)
+        for event in events:
+            self._producer.send(self._topics.dumping_events, key=event.key, value=encode(event))
+            self.stats.events += 1
+        boxes = found.to_boxes(self._backend.names, frame.width, frame.height)
+        message = DetectionsMessage(
+            id=stable_id("detections", frame.id, self._backend.name),
+            ts_capture=frame.ts_capture,
+            seq=frame.seq,
+            camera_id=frame.camera_id,
+            frame_id=frame.id,
+            width=frame.width,
+            height=frame.height,
+            model=self._backend.name,
+            inference_ms=round(per_frame_ms, 2),
+            ts_detected=utcnow(),
+            boxes=boxes,
+        )
+        self._producer.send(self._topics.detections, key=message.key, value=encode(message))
+        self.stats.frames += 1
+        self.stats.boxes += len(boxes)
+        for box in boxes:
+            self.stats.by_label[box.label] = self.stats.by_label.get(box.label, 0) + 1
+        if boxes and self._snapshot_dir is not None:
+            self._maybe_snapshot(message, image)
 
     def _pipeline(self, frame: Frame) -> tuple[CameraPipeline, float]:
         """The camera's pipeline and the frame's time on its clock: a file's position when

@@ -97,13 +97,18 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
     _evidence_intact(evidence)
     assert abs(unattended - 30) < 3, unattended
     # JSON columns hold objects, not JSON text in a string (the wall reads labels ->> 'table').
+    # The sink records its metrics every sink.metrics_interval_s, perhaps after the event.
+    pipeline.wait_for(
+        "the sink's own metrics in PostgreSQL",
+        lambda: (pipeline.scalar("SELECT count(*) FROM pipeline_metrics") or 0) > 0,
+        timeout=60,
+    )
     assert (
         pipeline.scalar(
             "SELECT count(*) FROM pipeline_metrics WHERE jsonb_typeof(labels) <> 'object'"
         )
         == 0
     )
-    assert pipeline.scalar("SELECT count(*) FROM pipeline_metrics") > 0
     # The bag the scene dropped, found within dwell + 2 s of the drop.
     bx1, by1, bx2, by2 = scene.truth.object_box or (0, 0, 0, 0)
     assert x1 < bx2 and bx1 < x2 and y1 < by2 and by1 < y2
