@@ -427,7 +427,9 @@ class DetectSettings(Section):
     snapshot_dir: ConfigPath | None = Field(
         None, description="where the latest annotated frame per camera is written (PNG)"
     )
-    snapshot_interval_s: float = Field(2.0, gt=0, description="at most one snapshot per camera per")
+    snapshot_interval_s: float = Field(
+        10.0, gt=0, description="at most one snapshot per camera per (a PNG costs about 8 ms)"
+    )
     max_frame_age_s: float = Field(
         3.0,
         ge=0,
