@@ -1,8 +1,8 @@
 """Detector latency per backend and input size on this machine: one frame per call.
 
 Run: `.venv/bin/python bench/detector_latency.py [--frames 60] [--runs 2]`. No services
-needed. For each backend (ultralytics .pt on PyTorch, OpenVINO through ultralytics, ONNX
-Runtime with our own pre- and post-processing) at imgsz 320 and 640: load, warm up, then time
+needed. For each backend (ultralytics .pt on PyTorch; OpenVINO and ONNX Runtime, both with
+our own pre- and post-processing) at imgsz 320 and 640: load, warm up, then time
 `detect([frame])` (pre-processing, inference, decoding and NMS) on real frames of the shared
 clip. Runs are interleaved so that other load on the machine spreads over every backend; a
 figure is the median over runs of that run's p50 or p95.
