@@ -25,8 +25,8 @@ import cv2
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ingest.motion import MotionGate  # noqa: E402
 from ingest.sampling import FpsSampler  # noqa: E402
+from pantau.motion import MotionGate  # noqa: E402
 from pantau.settings import MotionSettings, load_settings  # noqa: E402
 
 SHARED = Path(os.environ.get("PANTAU_SHARED_DATA") or REPO.parent / "shared" / "data")

@@ -93,7 +93,8 @@ def detect_file(args: argparse.Namespace, ctx: Context) -> int:
     wall = time.monotonic() - started
     stats = run.stats
     print(
-        f"detect-file: {stats.frames_read} frames over {stats.video_s:.1f} s of video in "
+        f"detect-file: {stats.frames_read} frames over {stats.video_s:.1f} s of video "
+        f"({stats.frames_gated} held back by the motion gate) in "
         f"{wall:.1f} s ({stats.video_s / max(wall, 1e-6):.1f}x real time), "
         f"{stats.events} event messages {dict(sorted(stats.by_phase.items()))}; evidence under "
         f"{settings.dumping.evidence.dir}",

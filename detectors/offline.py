@@ -1,10 +1,11 @@
 """Run the dumping detector on a video file, as fast as it goes: `pantau detect-file`.
 
 The same steps as a camera through Kafka: frames sampled at the camera's detect fps on the
-file's own clock, resized and JPEG-encoded as the camera ingest publishes them (so the
-detector sees the same pixels), YOLO, tracking, the static-object model and the dumping
-state machine, the evidence pack. Only the clock differs from a live camera: the video's
-position replaces the wall clock, so an hour of footage takes as long as the machine needs.
+file's own clock, the camera's motion gate, resized and JPEG-encoded as the camera ingest
+publishes them (so the detector sees the same frames and pixels), YOLO, tracking, the
+static-object model and the dumping state machine, the evidence pack. Only the clock differs
+from a live camera: the video's position replaces the wall clock, so an hour of footage takes
+as long as the machine needs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from detectors.evaluate import ClipSpec, DetectedEvent, Runner, detected_from_re
 from detectors.events import EventClock
 from pantau.imaging import encode_jpeg
 from pantau.messages import DumpingEvent
+from pantau.motion import MotionGate
 from pantau.sampling import FpsSampler
 from pantau.settings import CameraSettings, Settings
 
@@ -46,6 +48,8 @@ class FileError(RuntimeError):
 @dataclass
 class FileStats:
     frames_read: int = 0
+    frames_gated: int = 0
+    """Sampled frames the motion gate held back, as the camera would have."""
     frames_detected: int = 0
     video_s: float = 0.0
     events: int = 0
@@ -114,6 +118,7 @@ class FileRun:
             dwell_s=dwell_s,
             evidence=evidence,
         )
+        self.gate = MotionGate(camera.motion_gate(settings.ingest.motion))
         self.stats = FileStats()
         # Every step the dumping logic took (for evaluation); a file run is finite, unlike
         # the Kafka service, which keeps none.
@@ -135,6 +140,9 @@ class FileRun:
         for t, raw in sampled_frames(path, self.camera.fps, progress=progress):
             self.stats.frames_read += 1
             self.stats.video_s = t
+            if not self.gate.decide(raw, t).publish:
+                self.stats.frames_gated += 1
+                continue
             image, jpeg = as_published(raw, self.camera.max_width, self.camera.jpeg_quality)
             self.scale = raw.shape[1] / image.shape[1]
             pending.append((t, image, jpeg))

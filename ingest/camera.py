@@ -24,7 +24,6 @@ import numpy as np
 from kafka import KafkaProducer
 from kafka.errors import KafkaTimeoutError
 
-from ingest.motion import MotionGate
 from ingest.sampling import Backoff, FpsSampler
 from pantau.codec import encode
 from pantau.ids import SeqCounter, utcnow, uuid7
@@ -32,6 +31,7 @@ from pantau.imaging import encode_jpeg
 from pantau.kafka import publish
 from pantau.logs import redact_url
 from pantau.messages import CameraHeartbeat, Frame
+from pantau.motion import MotionGate
 from pantau.settings import CameraSettings, IngestSettings
 from pantau.topics import Topics
 

@@ -221,7 +221,8 @@ class MotionSettings(Section):
         2.0,
         gt=0,
         description="without motion, still publish one frame this often, so that an object "
-        "that arrived and stopped is seen",
+        "that arrived and stopped is seen (and an alert due in a still scene waits at most "
+        "this long for its frame)",
     )
     background_s: float = Field(
         5.0, gt=0, description="time constant of the background: how fast a stopped change fades"
@@ -311,7 +312,7 @@ class TrackerSettings(Section):
         _TRACKED_CLASSES, description="class ids that get track ids (people, vehicles, carriables)"
     )
     # Without motion the camera still publishes a frame every ingest.motion.static_interval_s
-    # (2 s): 5 s lets a standing person survive one missed detection between two such frames.
+    # (1-2 s): 5 s lets a standing person survive a missed detection between such frames.
     buffer_s: float = Field(
         5.0,
         gt=0,

@@ -32,7 +32,7 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(tmp_path: Path, shared_d
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout
     frames = figure(summary, "frames in (published by the camera)")
-    # 20 s at 5 frames/s while people move (most of the clip), a frame every 2 s when the
+    # 20 s at 5 frames/s while people move (most of the clip), a frame a second when the
     # motion gate sees a still table.
     assert frames >= 30
     assert figure(summary, "frames detected") == frames

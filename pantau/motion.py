@@ -10,7 +10,9 @@ Every timer runs on the frames' capture times in seconds (a file's position, or 
 stream's clock), never on frame counts or the wall clock of this process, so a file replayed
 faster than real time is gated exactly like the live camera.
 
-No I/O: frames in, decisions out.
+No I/O: frames in, decisions out. It lives in the spine because two stages run it: the camera
+ingest on live frames, and `pantau detect-file` on a file's frames, so that the offline run
+and the evaluation see what the detector would have been sent.
 """
 
 from __future__ import annotations

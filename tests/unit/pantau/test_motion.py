@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from ingest.camera import CameraIngest
-from ingest.motion import GateDecision, MotionGate, small_gray
 from ingest.sampling import FpsSampler
 from pantau.codec import decode_as
 from pantau.messages import CameraHeartbeat
+from pantau.motion import GateDecision, MotionGate, small_gray
 from pantau.settings import MotionSettings, settings_from_mapping
 from pantau.topics import Topics
 from tests.conftest import SAMPLE_CLIP
