@@ -234,11 +234,11 @@ class OpenVinoBackend:
 
 def _openvino_folder(config: OpenVinoDetector) -> tuple[Path, dict[str, Any]]:
     """The folder's one model and its metadata; a folder exported at another size than imgsz
-    is refused.
+    is refused, with the command that makes the right one.
 
-    Exports are static (the shared int8 one is 1x3x640x640); ultralytics would silently run a
-    static model at its own size whatever imgsz says, so 320 would quietly be 640. Reshaping is
-    no way out: YOLO11's attention block was traced with fixed sizes.
+    Exports are static (the shared int8 one is 1x3x640x640), so the size is the export's and
+    imgsz must say the same. Reshaping is no way out: YOLO11's attention block was traced with
+    fixed sizes.
     """
     folder = config.model
     xmls = sorted(folder.glob("*.xml")) if folder.is_dir() else []
@@ -272,12 +272,6 @@ def _openvino_device(device: str, model: Path) -> str:
         f"detector model {model}: device {device!r} is not one OpenVINO runs "
         "(expected cpu, intel:gpu or intel:npu)"
     )
-
-
-def _network_input(fitted: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-    """BGR HWC uint8 -> RGB NCHW float 0..1, the exports' input convention."""
-    planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
-    return planar.astype(np.float32) / np.float32(255.0)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
@@ -462,7 +456,10 @@ class OnnxBackend:
 
     def _detect_one(self, image: np.ndarray) -> Detections:
         fitted, fit = letterbox(image, self.config.imgsz, self._stride)
-        output = self._session.run(None, {self._input_name: _network_input(fitted)})[0]
+        # BGR HWC uint8 -> RGB NCHW float 0..1, the export's input convention.
+        planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
+        tensor = planar.astype(np.float32) / np.float32(255.0)
+        output = self._session.run(None, {self._input_name: tensor})[0]
         height, width = image.shape[:2]
         return decode_yolo(
             np.asarray(output[0]),

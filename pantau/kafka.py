@@ -214,6 +214,10 @@ def group_positions(
         client.close()
 
 
+# How long a group's offsets may be unreadable because the broker has no coordinator yet.
+_COORDINATOR_WAIT_S = 30.0
+
+
 def committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any, Any]:
     """The group's committed offsets. A fresh broker answers "coordinator not available"
     until it has created its offsets topic on the first group request: retried for a while."""
@@ -227,9 +231,6 @@ def committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any
                 raise
             log.debug("offsets of group %s not readable yet: %s", group_id, exc)
             time.sleep(0.5)
-
-
-_COORDINATOR_WAIT_S = 30.0
 
 
 def delete_topics(settings: KafkaSettings, prefix: str) -> list[str]:
