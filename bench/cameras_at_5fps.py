@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
 from pipeline_runs import (
+    REPO,
     SHARED_DATA,
     PipelineRun,
     RunFailed,
@@ -61,13 +62,13 @@ from pipeline_runs import (
 )
 from tqdm import tqdm
 
-from detectors.backends import export_model
+from detectors.backends import DEFAULT_EXPORT_DIR, export_model
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import CameraHeartbeat
 from pantau.topics import Topics
 
-EXPORTS = Path(__file__).resolve().parents[1] / ".pantau" / "models"
+EXPORTS = REPO / DEFAULT_EXPORT_DIR
 CLIP = SHARED_DATA / "video" / "intel-sample-videos" / "one-by-one-person-detection.mp4"
 FPS = 5
 # Set-up and tear-down of one N on top of warm-up and window: model load, process start,

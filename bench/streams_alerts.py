@@ -152,8 +152,12 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
                     first = (now, seen)
                 bar.update(seen - done)
                 done = seen
-        assert first is not None
-        steady = (count - first[1]) / max(now - first[0], 1e-6)
+        if first is None or first[1] >= count:
+            raise SystemExit(
+                "the worker's first commit already covered the whole backlog: no steady rate "
+                "to measure (give more --readings)"
+            )
+        steady = (count - first[1]) / (now - first[0])
         cpu = cpu_seconds(children(worker.pid))
         return steady, count / (now - began), first[0] - began, cpu * 1e6 / count
     finally:

@@ -146,7 +146,7 @@ class OpenVinoBackend:
     def __init__(self, config: OpenVinoDetector) -> None:
         _require_model(
             config,
-            f"export one with `pantau detector-export --format openvino --imgsz {config.imgsz}`",
+            f"make one with `pantau detector-export --format openvino --imgsz {config.imgsz}`",
         )
         xml, metadata = _openvino_folder(config)
         _require("openvino", f"detector model {config.model}")
@@ -371,12 +371,9 @@ class OnnxBackend:
     """An ultralytics `.onnx` export on ONNX Runtime, pre- and post-processing in numpy."""
 
     def __init__(self, config: OnnxDetector) -> None:
-        if not config.model.is_file():
-            raise DetectorError(
-                f"detector model {config.model} does not exist (weights are never downloaded "
-                "at run time; make one with `pantau detector-export --format onnx "
-                f"--imgsz {config.imgsz}`)"
-            )
+        _require_model(
+            config, f"make one with `pantau detector-export --format onnx --imgsz {config.imgsz}`"
+        )
         _require("onnxruntime", f"detector model {config.model}")
         import onnxruntime as ort  # type: ignore[import-untyped]
 
