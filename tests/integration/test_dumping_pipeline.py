@@ -109,6 +109,7 @@ def test_kafka_path_and_offline_run_find_the_same_left_bag(
         )
         == 0
     )
+    assert pipeline.scalar("SELECT count(*) FROM pipeline_metrics") > 0
     # The bag the scene dropped, found within dwell + 2 s of the drop.
     bx1, by1, bx2, by2 = scene.truth.object_box or (0, 0, 0, 0)
     assert x1 < bx2 and bx1 < x2 and y1 < by2 and by1 < y2
