@@ -24,9 +24,11 @@ import paho.mqtt.client as mqtt
 from kafka import KafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.validation import InvalidReading, SeqTracker, parse_reading, verify_units
+from ingest.validation import SeqTracker, parse_reading, verify_units
 from pantau.ids import utcnow
 from pantau.kafka import DeadLetters, publish
+from pantau.messages import SensorReading
+from pantau.poison import guard
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 
@@ -70,23 +72,22 @@ class SensorIngest:
         return mqtt_topic[len(prefix) :].split("/", 1)[0] or None
 
     def handle(self, mqtt_topic: str, payload: bytes, ack: Callable[[], None]) -> None:
+        """Validate and hand to Kafka. Whatever the payload provokes, it ends as a reading or
+        a dead letter; only Kafka refusing a record (infrastructure) raises or sets `fatal`."""
         sensor_hint = self.topic_sensor_id(mqtt_topic)
-        try:
-            reading = parse_reading(
-                payload,
-                topic_sensor_id=sensor_hint,
-                registry=self._registry,
-                now=self._clock(),
-                max_future_skew_s=self._settings.ingest.max_future_skew_s,
-            )
-            self._seqs.claim(reading)
-        except InvalidReading as exc:
+        reasons: list[str] = []
+        reading = guard(
+            lambda: self._validated(payload, sensor_hint),
+            reasons.append,
+            where=f"an MQTT message on {mqtt_topic}",
+        )
+        if reading is None:
             with self.stats.lock:
                 self.stats.rejected += 1
             future = self._dead_letters.send(
                 self._topics.dead_letters(self._topics.readings),
                 original=payload,
-                error=str(exc),
+                error=reasons[0],
                 source_kind="mqtt",
                 source_topic=mqtt_topic,
                 source_key=sensor_hint,
@@ -97,6 +98,20 @@ class SensorIngest:
             future = publish(self._producer, self._topics.readings, reading)
         future.add_callback(lambda _metadata: ack())
         future.add_errback(self._delivery_failed)
+
+    def _validated(self, payload: bytes, sensor_hint: str | None) -> SensorReading:
+        ingest = self._settings.ingest
+        reading = parse_reading(
+            payload,
+            topic_sensor_id=sensor_hint,
+            registry=self._registry,
+            now=self._clock(),
+            max_future_skew_s=ingest.max_future_skew_s,
+            earliest=ingest.earliest_observation,
+            max_bytes=ingest.max_reading_bytes,
+        )
+        self._seqs.claim(reading)
+        return reading
 
     def _delivery_failed(self, exc: BaseException) -> None:
         with self.stats.lock:
@@ -119,13 +134,28 @@ def mqtt_client(settings: MqttSettings, *, client_id: str, persistent: bool) -> 
 
 
 def run_mqtt_ingest(
-    settings: Settings, producer: KafkaProducer, topics: Topics, stop: threading.Event
+    settings: Settings,
+    producer: KafkaProducer,
+    topics: Topics,
+    stop: threading.Event,
+    *,
+    alive: Callable[[], None] = lambda: None,
 ) -> SensorStats:
-    """Subscribe and ingest until `stop` is set or Kafka fails; returns the counters."""
+    """Subscribe and ingest until `stop` is set or Kafka fails; returns the counters.
+
+    The MQTT network loop runs on a thread of ours, watched: if it ends for any reason but a
+    stop, or a message's handling raises, the ingest stops with an error instead of living on
+    without a subscription. `alive` is called about once a second while all is well.
+    """
     ingest = SensorIngest(settings, producer, topics)
     subscription = settings.mqtt.topic_prefix.rstrip("/") + "/+"
-    connected = threading.Event()
     client = mqtt_client(settings.mqtt, client_id=settings.mqtt.client_id, persistent=True)
+    failure: list[str] = []
+
+    def fail(reason: str) -> None:
+        if not failure:
+            failure.append(reason)
+        ingest.fatal.set()
 
     def on_connect(
         client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
@@ -134,13 +164,18 @@ def run_mqtt_ingest(
             log.error("MQTT connection refused: %s", reason)
             return
         client.subscribe(subscription, qos=settings.mqtt.qos)
-        connected.set()
         log.info(
             "MQTT connected to %s:%d, subscribed to %s",
             settings.mqtt.host,
             settings.mqtt.port,
             subscription,
         )
+
+    def on_disconnect(
+        _client: mqtt.Client, _userdata: object, _flags: object, reason: object, _props: object
+    ) -> None:
+        if not stop.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", reason)
 
     def on_message(client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         mid, qos = message.mid, message.qos
@@ -149,26 +184,46 @@ def run_mqtt_ingest(
             if qos > 0:
                 client.ack(mid, qos)
 
-        ingest.handle(message.topic, bytes(message.payload), ack)
+        try:
+            ingest.handle(message.topic, bytes(message.payload), ack)
+        except Exception as exc:
+            # Bad input never gets here (it is dead-lettered); this is Kafka refusing a send.
+            log.critical("handing an MQTT message to Kafka failed: %s", exc, exc_info=exc)
+            fail(f"Kafka refused a record ({type(exc).__name__}: {exc})")
+
+    def network() -> None:
+        try:
+            client.loop_forever(retry_first_connection=True)
+        except BaseException as exc:
+            log.critical("the MQTT network loop failed: %s", exc, exc_info=exc)
+            fail(f"the MQTT network loop failed ({type(exc).__name__}: {exc})")
+        else:
+            if not stop.is_set():
+                fail("the MQTT network loop ended")
 
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     client.on_message = on_message
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.connect_async(
         settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s
     )
-    client.loop_start()
+    loop = threading.Thread(target=network, name="mqtt-network", daemon=True)
+    loop.start()
     try:
         while not stop.is_set() and not ingest.fatal.is_set():
+            alive()
             stop.wait(0.5)
+            if not loop.is_alive() and not stop.is_set():
+                fail("the MQTT network loop ended")
     finally:
         # Flush first: delivery callbacks ack to MQTT, and the network loop must still run to
         # send those acks before the disconnect.
         producer.flush(timeout=30)
+        stop.set()
         client.disconnect()
-        client.loop_stop()
+        loop.join(timeout=10)
     if ingest.fatal.is_set():
-        raise RuntimeError(
-            "Kafka delivery failed; unacknowledged readings stay with the MQTT broker"
-        )
+        reason = failure[0] if failure else "Kafka delivery failed"
+        raise RuntimeError(f"{reason}; unacknowledged readings stay with the MQTT broker")
     return ingest.stats

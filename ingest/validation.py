@@ -12,24 +12,35 @@ counter) is optional. `unitCode` (optional) maps attributes to UN/CEFACT unit co
 Values are stored in one standard unit per quantity. A device reporting another unit says so
 in the payload (`unitCode`) or in its registry entry (`units`); its values are converted on
 ingest, and a unit that does not fit the quantity rejects the reading.
+
+Bounds are checked before anything else, so that no payload costs more than a glance: its size
+(`ingest.max_reading_bytes`), the depth of its JSON, integers that fit a number, a time within
+`ingest.earliest_observation` .. now + `ingest.max_future_skew_s`. Whatever passes is storable.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from pantau.codec import DecodeError, load_json
 from pantau.ids import stable_id
-from pantau.messages import SensorReading
-from pantau.settings import SensorSettings, SettingsError
+from pantau.messages import INT64_MAX, SensorReading
+from pantau.poison import BadInput
+from pantau.settings import IngestSettings, SensorSettings, SettingsError
+
+# A reading is a flat object with at most a `unitCode` object inside: depth 2.
+MAX_READING_DEPTH = 8
+_DEFAULTS = IngestSettings()
+EARLIEST_OBSERVATION = _DEFAULTS.earliest_observation
+MAX_READING_BYTES = _DEFAULTS.max_reading_bytes
 
 
-class InvalidReading(ValueError):
+class InvalidReading(BadInput):
     """Why a payload was rejected, worded for the person reading the dead-letter topic."""
 
 
@@ -213,17 +224,27 @@ def parse_reading(
     registry: Mapping[str, SensorSettings],
     now: datetime,
     max_future_skew_s: float,
+    earliest: datetime = EARLIEST_OBSERVATION,
+    max_bytes: int = MAX_READING_BYTES,
 ) -> SensorReading:
+    if len(payload) > max_bytes:
+        raise InvalidReading(
+            f"payload is {len(payload)} bytes; a reading may have at most {max_bytes} "
+            "(ingest.max_reading_bytes)"
+        )
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidReading(f"payload is not JSON: {exc}") from exc
+        data = load_json(payload, max_depth=MAX_READING_DEPTH)
+    except DecodeError as exc:
+        # "payload is not JSON: ...", "payload: JSON nested deeper than 8 levels", ...
+        joined = f"payload is {exc}" if str(exc).startswith("not JSON") else f"payload: {exc}"
+        raise InvalidReading(joined) from exc
     return validate_reading(
         data,
         topic_sensor_id=topic_sensor_id,
         registry=registry,
         now=now,
         max_future_skew_s=max_future_skew_s,
+        earliest=earliest,
     )
 
 
@@ -234,6 +255,7 @@ def validate_reading(
     registry: Mapping[str, SensorSettings],
     now: datetime,
     max_future_skew_s: float,
+    earliest: datetime = EARLIEST_OBSERVATION,
     require_sensor_id: bool = False,
 ) -> SensorReading:
     """A decoded payload → a `SensorReading`; `require_sensor_id` where no topic names one."""
@@ -243,9 +265,9 @@ def validate_reading(
     sensor_id = _sensor_id(data, topic_sensor_id, require_sensor_id)
     sensor = registry.get(sensor_id)
     if sensor is None:
-        raise InvalidReading(f"unknown sensor {sensor_id!r}: not in the sensor registry")
+        raise InvalidReading(f"unknown sensor {_shown(sensor_id)}: not in the sensor registry")
 
-    observed = _timestamp(data, sensor_id, now, max_future_skew_s)
+    observed = _timestamp(data, sensor_id, now, max_future_skew_s, earliest)
     seq = _seq(data, sensor_id, observed)
     values = _values(data, sensor)
 
@@ -267,16 +289,20 @@ def _sensor_id(data: Mapping[str, object], topic_sensor_id: str | None, required
             raise InvalidReading("missing sensorId (every reading must name its sensor)")
         raise InvalidReading("missing sensorId (neither in the payload nor in the MQTT topic)")
     if not isinstance(raw, str) or not raw:
-        raise InvalidReading(f"sensorId must be a non-empty string, got {raw!r}")
+        raise InvalidReading(f"sensorId must be a non-empty string, got {_shown(raw)}")
     if topic_sensor_id is not None and raw != topic_sensor_id:
         raise InvalidReading(
-            f"sensorId {raw!r} does not match the MQTT topic's sensor {topic_sensor_id!r}"
+            f"sensorId {_shown(raw)} does not match the MQTT topic's sensor {topic_sensor_id!r}"
         )
     return raw
 
 
 def _timestamp(
-    data: Mapping[str, object], sensor_id: str, now: datetime, max_future_skew_s: float
+    data: Mapping[str, object],
+    sensor_id: str,
+    now: datetime,
+    max_future_skew_s: float,
+    earliest: datetime,
 ) -> datetime:
     raw = data.get("dateObserved")
     if raw is None:
@@ -287,14 +313,27 @@ def _timestamp(
         observed = datetime.fromisoformat(raw)
     except ValueError as exc:
         raise InvalidReading(
-            f"sensor {sensor_id}: dateObserved {raw!r} is not an ISO 8601 timestamp"
+            f"sensor {sensor_id}: dateObserved {_shown(raw)} is not an ISO 8601 timestamp"
         ) from exc
     if observed.tzinfo is None:
         raise InvalidReading(
-            f"sensor {sensor_id}: dateObserved {raw!r} has no time zone "
+            f"sensor {sensor_id}: dateObserved {_shown(raw)} has no time zone "
             "(expected e.g. ...Z or +07:00)"
         )
-    ahead = (observed - now).total_seconds()
+    try:
+        utc = observed.astimezone(UTC)
+    except OverflowError as exc:
+        # Year 1 with a positive offset, or 9999 with a negative one: no such UTC time.
+        raise InvalidReading(
+            f"sensor {sensor_id}: dateObserved {_shown(raw)} is before {earliest.date()} "
+            "(ingest.earliest_observation): the sensor's clock was never set"
+        ) from exc
+    if utc < earliest:
+        raise InvalidReading(
+            f"sensor {sensor_id}: dateObserved {_shown(raw)} is before {earliest.date()} "
+            "(ingest.earliest_observation): the sensor's clock was never set"
+        )
+    ahead = (utc - now).total_seconds()
     if ahead > max_future_skew_s:
         raise InvalidReading(
             f"sensor {sensor_id}: dateObserved is {ahead:.0f} s in the future "
@@ -309,8 +348,23 @@ def _seq(data: Mapping[str, object], sensor_id: str, observed: datetime) -> int:
         # No device counter: the observation time in milliseconds is monotonic per sensor.
         return int(observed.timestamp() * 1000)
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
-        raise InvalidReading(f"sensor {sensor_id}: seq must be a non-negative integer, got {raw!r}")
+        raise InvalidReading(
+            f"sensor {sensor_id}: seq must be a non-negative integer, got {_shown(raw)}"
+        )
+    if raw > INT64_MAX:
+        raise InvalidReading(
+            f"sensor {sensor_id}: seq {_shown(raw)} does not fit a 64-bit counter "
+            f"(at most {INT64_MAX})"
+        )
     return raw
+
+
+def _shown(value: object) -> str:
+    """A value as a reason quotes it: its repr, clipped (a hostile value may be megabytes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def _values(data: Mapping[str, object], sensor: SensorSettings) -> dict[str, float]:
@@ -322,14 +376,17 @@ def _values(data: Mapping[str, object], sensor: SensorSettings) -> dict[str, flo
             continue
         if name not in allowed:
             raise InvalidReading(
-                f"sensor {sensor.id} ({sensor.type}): unknown attribute {name!r} "
+                f"sensor {sensor.id} ({sensor.type}): unknown attribute {_shown(name)} "
                 f"(expected some of: {', '.join(sorted(allowed))})"
             )
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise InvalidReading(f"sensor {sensor.id}: {name} must be a number, got {raw!r}")
+            raise InvalidReading(f"sensor {sensor.id}: {name} must be a number, got {_shown(raw)}")
         quantity = QUANTITIES[name]
         unit = _unit_of(name, sensor, unit_codes)
-        value = float(raw) / (unit.per_standard if unit is not None else 1.0)
+        try:
+            value = float(raw) / (unit.per_standard if unit is not None else 1.0)
+        except OverflowError:
+            value = math.inf
         if not math.isfinite(value) or not quantity.low <= value <= quantity.high:
             raise InvalidReading(_out_of_range(sensor, name, raw, value, unit))
         values[name] = value
@@ -350,18 +407,18 @@ def _unit_codes(
     if not isinstance(raw, dict):
         raise InvalidReading(
             f"sensor {sensor.id}: unitCode must be an object mapping attributes to UN/CEFACT "
-            f'codes, e.g. {{"waterLevel": "CMT"}}, got {raw!r}'
+            f'codes, e.g. {{"waterLevel": "CMT"}}, got {_shown(raw)}'
         )
     for name, code in raw.items():
         if name not in allowed:
             raise InvalidReading(
-                f"sensor {sensor.id} ({sensor.type}): unitCode names unknown attribute {name!r} "
-                f"(expected some of: {', '.join(sorted(allowed))})"
+                f"sensor {sensor.id} ({sensor.type}): unitCode names unknown attribute "
+                f"{_shown(name)} (expected some of: {', '.join(sorted(allowed))})"
             )
         if not isinstance(code, str):
             raise InvalidReading(
                 f"sensor {sensor.id}: unitCode of {name} must be a string such as 'MTR', "
-                f"got {code!r}"
+                f"got {_shown(code)}"
             )
     return raw
 
@@ -390,9 +447,9 @@ def _out_of_range(
     sensor: SensorSettings, name: str, raw: float, value: float, unit: Unit | None
 ) -> str:
     quantity = QUANTITIES[name]
-    shown = repr(raw)
+    shown = _shown(raw)
     if unit is not None and unit.per_standard != 1.0:
-        shown = f"{raw!r} {unit.name} ({value:g} {quantity.unit})"
+        shown = f"{shown} {unit.name} ({value:g} {quantity.unit})"
     reason = (
         f"sensor {sensor.id}: {name} = {shown} is outside the plausible range "
         f"{quantity.low:g}..{quantity.high:g} {quantity.unit}"

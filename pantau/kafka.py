@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from kafka import (
     ConsumerRebalanceListener,
@@ -23,8 +23,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.future import Future
 
 from pantau.codec import encode
-from pantau.ids import SeqCounter, utcnow, uuid7
+from pantau.ids import SeqCounter
 from pantau.messages import DeadLetter, Message
+from pantau.poison import SourceKind, dead_letter
 from pantau.settings import KafkaSettings
 from pantau.topics import TopicSpec, dead_letter_name
 
@@ -246,12 +247,36 @@ def delete_topics(settings: KafkaSettings, prefix: str) -> list[str]:
 
 
 class DeadLetters:
-    """Publishes rejected input, whole and with the reason, to a dead-letter topic."""
+    """Publishes rejected input, whole (up to `MAX_ORIGINAL_BYTES`) and with the reason, to a
+    dead-letter topic."""
 
     def __init__(self, client: KafkaProducer, stage: str) -> None:
         self._producer = client
         self._stage = stage
         self._seq = SeqCounter()
+
+    def letter(
+        self,
+        *,
+        original: bytes,
+        error: str,
+        source_kind: SourceKind,
+        source_topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        source_key: str | None = None,
+    ) -> DeadLetter:
+        return dead_letter(
+            stage=self._stage,
+            seq=next(self._seq),
+            source_kind=source_kind,
+            source_topic=source_topic,
+            original=original,
+            error=error,
+            partition=partition,
+            offset=offset,
+            source_key=source_key,
+        )
 
     def send(
         self,
@@ -259,29 +284,25 @@ class DeadLetters:
         *,
         original: bytes,
         error: str,
-        source_kind: Literal["kafka", "mqtt", "http"],
+        source_kind: SourceKind,
         source_topic: str,
         partition: int | None = None,
         offset: int | None = None,
         source_key: str | None = None,
     ) -> Future:
-        letter = DeadLetter(
-            id=uuid7(),
-            ts_capture=utcnow(),
-            seq=next(self._seq),
-            stage=self._stage,
+        letter = self.letter(
+            original=original,
+            error=error,
             source_kind=source_kind,
             source_topic=source_topic,
             partition=partition,
             offset=offset,
             source_key=source_key,
-            error=error[:2000],
-            original=original,
         )
         log.warning(
             "dead letter from %s %s (partition %s, offset %s) to %s: %s",
             source_kind,
-            source_topic,
+            letter.source_topic,
             partition,
             offset,
             topic,

@@ -4,6 +4,11 @@ Each message carries a stable `id`, the source's capture time `ts_capture` (time
 UTC), a per-source monotonic `seq`, its `kind` and its `schema_version`. The codec
 (`pantau.codec`) turns them into bytes and back. Changing a field means a new schema version
 and, for an incompatible change, a new topic version.
+
+A message that validates can be stored: every number fits the column it lands in (bigint,
+integer, smallint, real), every time lies within `EARLIEST`..`LATEST`, every float is finite.
+The bounds are part of the contract, so a hostile producer meets them at the first decode, not
+in the sink's COPY.
 """
 
 from __future__ import annotations
@@ -22,16 +27,49 @@ from pydantic import (
     model_validator,
 )
 
+# Times outside these are a broken clock or a hostile producer, never a real capture.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
 
 def _to_utc(value: datetime) -> datetime:
     # Called for every time in every message (the stream processor and the sink decode each
     # reading): one C call, about a third of asking for the offset and relabelling.
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        # Year 1 with a positive offset (or 9999 with a negative one) has no UTC time at all.
+        raise ValueError(f"time {value.isoformat()} has no UTC equivalent") from exc
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(
+            f"time {utc.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}: "
+            "a clock that was never set, or garbage"
+        )
+    return utc
 
+
+# Column types of the database (smallint, integer, bigint), as limits on the numbers that
+# travel into them. Floats stored as `real` are bounded far below its 3.4e38 where they land.
+INT16_MAX = 2**15 - 1
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Count32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Count64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 SourceId = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+# Free text in messages: names, labels, reasons. Bounded so that one message cannot carry a
+# novel in a field meant for a word.
+Name = Annotated[str, Field(max_length=200)]
+Text = Annotated[str, Field(max_length=4000)]
+# Pixel coordinates: frames are at most MAX_FRAME_SIDE wide; a box may reach a little outside.
+Pixel = Annotated[float, Field(allow_inf_nan=False, ge=-100_000.0, le=100_000.0)]
+# JPEG's own limit on a side.
+MAX_FRAME_SIDE = 65_535
+FrameSide = Annotated[int, Field(gt=0, le=MAX_FRAME_SIDE)]
+# Boxes in one frame: `detections.box_index` is a smallint.
+MAX_BOXES = 1000
 
 
 class Message(BaseModel):
@@ -48,7 +86,7 @@ class Message(BaseModel):
     schema_version: int
     id: UUID = Field(description="stable id: the same record always has the same id")
     ts_capture: UtcDatetime = Field(description="when the source captured it, UTC")
-    seq: int = Field(ge=0, description="per-source monotonic sequence number")
+    seq: int = Field(ge=0, le=INT64_MAX, description="per-source monotonic sequence number")
 
     @property
     def key(self) -> bytes | None:
@@ -66,10 +104,12 @@ class Frame(Message):
     kind: Literal["frame"] = "frame"
     schema_version: Literal[1] = 1
     camera_id: SourceId
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
+    width: FrameSide
+    height: FrameSide
     encoding: Literal["jpeg"] = "jpeg"
-    source_pos_ms: float | None = Field(None, description="position in a file source")
+    source_pos_ms: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="position in a file source"
+    )
     ts_ingest: UtcDatetime = Field(description="when ingest published it")
     jpeg: bytes = Field(repr=False)
 
@@ -84,15 +124,17 @@ class Box(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     class_id: int | None = Field(
-        ge=0, description="detector class; None for an object no class names (class-agnostic)"
+        ge=0,
+        le=INT16_MAX,
+        description="detector class; None for an object no class names (class-agnostic)",
     )
-    label: str
+    label: Name
     confidence: float = Field(ge=0.0, le=1.0)
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    track_id: int | None = None
+    x1: Pixel
+    y1: Pixel
+    x2: Pixel
+    y2: Pixel
+    track_id: int | None = Field(None, ge=0, le=INT64_MAX)
 
     @model_validator(mode="after")
     def verify_corners(self) -> Self:
@@ -114,12 +156,12 @@ class Detections(Message):
     schema_version: Literal[1] = 1
     camera_id: SourceId
     frame_id: UUID
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    model: str = Field(description="model file name the boxes came from")
-    inference_ms: float = Field(ge=0)
+    width: FrameSide
+    height: FrameSide
+    model: Name = Field(description="model file name the boxes came from")
+    inference_ms: float = Field(ge=0, allow_inf_nan=False)
     ts_detected: UtcDatetime
-    boxes: tuple[Box, ...] = ()
+    boxes: tuple[Box, ...] = Field((), max_length=MAX_BOXES)
 
     @model_validator(mode="after")
     def verify_classes(self) -> Self:
@@ -133,6 +175,10 @@ class Detections(Message):
         return self.camera_id.encode()
 
 
+# A FIWARE attribute name: pm25, waterLevel, fillingLevel, ...
+Quantity = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+
+
 class SensorReading(Message):
     """One validated reading; `values` uses FIWARE Smart Data Models attribute names."""
 
@@ -142,8 +188,8 @@ class SensorReading(Message):
     kind: Literal["sensor_reading"] = "sensor_reading"
     schema_version: Literal[1] = 1
     sensor_id: SourceId
-    sensor_type: str
-    values: dict[str, FiniteFloat] = Field(min_length=1)
+    sensor_type: Name
+    values: dict[Quantity, FiniteFloat] = Field(min_length=1, max_length=64)
     ts_ingest: UtcDatetime
 
     @property
@@ -161,12 +207,14 @@ class CameraHeartbeat(Message):
     schema_version: Literal[1] = 1
     camera_id: SourceId
     status: Literal["connecting", "online", "reconnecting", "stalled", "ended"]
-    fps: float = Field(ge=0, description="frames published per second since the last beat")
-    frames_decoded: int = Field(ge=0)
-    frames_published: int = Field(ge=0)
-    frames_skipped: int = Field(ge=0)
-    reconnects: int = Field(ge=0)
-    last_error: str | None = Field(None, description="credential-free reason of the last failure")
+    fps: float = Field(
+        ge=0, le=10_000, description="frames published per second since the last beat"
+    )
+    frames_decoded: Count64
+    frames_published: Count64
+    frames_skipped: Count64
+    reconnects: Count32
+    last_error: Text | None = Field(None, description="credential-free reason of the last failure")
 
     @property
     def key(self) -> bytes:
@@ -182,13 +230,13 @@ class DeadLetter(Message):
 
     kind: Literal["dead_letter"] = "dead_letter"
     schema_version: Literal[1] = 1
-    stage: str = Field(description="which stage rejected it, e.g. ingest.sensors")
+    stage: Name = Field(description="which stage rejected it, e.g. ingest.sensors")
     source_kind: Literal["kafka", "mqtt", "http"]
-    source_topic: str
-    partition: int | None = None
-    offset: int | None = None
-    source_key: str | None = None
-    error: str = Field(min_length=1)
+    source_topic: Text
+    partition: Count32 | None = None
+    offset: Count64 | None = None
+    source_key: Text | None = None
+    error: Text = Field(min_length=1)
     original: bytes = Field(repr=False)
 
     @property
@@ -205,12 +253,14 @@ class SensorWindow(Message):
     kind: Literal["sensor_window"] = "sensor_window"
     schema_version: Literal[1] = 1
     sensor_id: SourceId
-    quantity: str
-    window_s: int = Field(gt=0, description="window length; ts_capture is the window start")
-    count: int = Field(ge=1)
-    min: float
-    max: float
-    mean: float
+    quantity: Quantity
+    window_s: int = Field(
+        gt=0, le=INT32_MAX, description="window length; ts_capture is the window start"
+    )
+    count: int = Field(ge=1, le=INT32_MAX)
+    min: FiniteFloat
+    max: FiniteFloat
+    mean: FiniteFloat
 
     @property
     def key(self) -> bytes:
@@ -222,8 +272,8 @@ class EvidenceRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: str = Field(description="before, alert, owner, clip, ...")
-    uri: str
+    kind: Name = Field(description="before, alert, owner, clip, ...")
+    uri: Text
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
@@ -237,18 +287,18 @@ class DumpingEvent(Message):
     schema_version: Literal[1] = 1
     event_id: UUID
     phase: Literal["new", "update", "end"]
-    version: int = Field(ge=0, description="increases with every step of this event")
+    version: int = Field(ge=0, le=INT32_MAX, description="increases with every step of this event")
     camera_id: SourceId
-    zone_id: str | None = None
-    state: str = Field(description="e.g. unattended, alerted, cleaned, expired")
+    zone_id: Name | None = None
+    state: Name = Field(description="e.g. unattended, alerted, cleaned, expired")
     appeared_at: UtcDatetime
     owner_left_at: UtcDatetime | None = None
     alerted_at: UtcDatetime | None = None
     ended_at: UtcDatetime | None = None
     box: Box
-    owner_track_id: int | None = None
+    owner_track_id: int | None = Field(None, ge=0, le=INT64_MAX)
     confidence: float = Field(ge=0.0, le=1.0)
-    evidence: tuple[EvidenceRef, ...] = ()
+    evidence: tuple[EvidenceRef, ...] = Field((), max_length=64)
 
     @property
     def key(self) -> bytes:
@@ -276,11 +326,11 @@ class Place(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = ""
-    desa: str | None = None
-    kecamatan: str | None = None
-    lat: float | None = None
-    lon: float | None = None
+    name: Name = ""
+    desa: Name | None = None
+    kecamatan: Name | None = None
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
 
 
 class Alert(Message):
@@ -297,21 +347,21 @@ class Alert(Message):
     kind: Literal["alert"] = "alert"
     schema_version: Literal[1] = 1
     alarm_id: UUID
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=INT32_MAX)
     source_kind: Literal["sensor", "camera", "dumping"]
     source_id: SourceId
-    alarm_type: str
+    alarm_type: Name
     severity: Severity
     state: AlarmState
     change: AlarmChange = "opened"
     notify: bool = True
-    count: int = Field(ge=1, description="how many times the condition triggered")
-    last_value: float | None = None
-    quantity: str | None = Field(None, description="e.g. waterLevel, for sensor alarms")
-    threshold: float | None = Field(None, description="the level that was crossed")
-    message: str = ""
+    count: int = Field(ge=1, le=INT32_MAX, description="how many times the condition triggered")
+    last_value: FiniteFloat | None = None
+    quantity: Name | None = Field(None, description="e.g. waterLevel, for sensor alarms")
+    threshold: FiniteFloat | None = Field(None, description="the level that was crossed")
+    message: Text = ""
     place: Place | None = None
-    evidence: tuple[EvidenceRef, ...] = ()
+    evidence: tuple[EvidenceRef, ...] = Field((), max_length=64)
     event_id: UUID | None = Field(None, description="the dumping event behind this alarm")
     opened_at: UtcDatetime
     updated_at: UtcDatetime
@@ -344,8 +394,8 @@ class AlarmAction(Message):
     source_kind: Literal["sensor", "camera", "dumping"]
     source_id: SourceId
     alarm_id: UUID | None = Field(None, description="the alarm acted on (not for check)")
-    by: str = Field("", description="who decided (operator name); empty for check")
-    note: str = ""
+    by: Name = Field("", description="who decided (operator name); empty for check")
+    note: Text = ""
 
     @property
     def key(self) -> bytes:
@@ -363,16 +413,16 @@ class Notification(Message):
     schema_version: Literal[1] = 1
     notification_id: UUID
     alarm_id: UUID
-    alarm_version: int = Field(ge=0)
-    alarm_type: str = ""
+    alarm_version: int = Field(ge=0, le=INT32_MAX)
+    alarm_type: Name = ""
     alarm_state: AlarmState = "OPEN"
     severity: Severity = "info"
-    route: str = ""
+    route: Name = ""
     channel: Literal["webhook", "telegram", "email"]
-    recipient: str = Field(description="credential-free: a chat id, an address, a host")
+    recipient: Text = Field(description="credential-free: a chat id, an address, a host")
     status: Literal["pending", "sent", "failed"]
-    attempts: int = Field(ge=0)
-    error: str | None = None
+    attempts: int = Field(ge=0, le=INT32_MAX)
+    error: Text | None = None
     ts_ingest: UtcDatetime | None = None
     ts_rule: UtcDatetime | None = None
     sent_at: UtcDatetime | None = None
@@ -390,12 +440,12 @@ class Metric(Message):
 
     kind: Literal["metric"] = "metric"
     schema_version: Literal[1] = 1
-    component: str = Field(description="sink, detect, ingest-camera, streams, ...")
-    instance: str = Field(description="host or process the value comes from")
-    name: str
-    value: float
-    unit: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    component: Name = Field(description="sink, detect, ingest-camera, streams, ...")
+    instance: Name = Field(description="host or process the value comes from")
+    name: Name
+    value: FiniteFloat
+    unit: Name = ""
+    labels: dict[Name, Text] = Field(default_factory=dict, max_length=32)
 
     @property
     def key(self) -> bytes:

@@ -19,12 +19,14 @@ import os.path
 import re
 import types
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -490,6 +492,16 @@ class IngestSettings(Section):
     reconnect_max_s: float = Field(30.0, gt=0)
     max_future_skew_s: float = Field(
         120.0, ge=0, description="readings stamped further in the future are rejected"
+    )
+    earliest_observation: AwareDatetime = Field(
+        datetime(2015, 1, 1, tzinfo=UTC),
+        description="readings stamped before this are rejected (a clock that was never set)",
+    )
+    max_reading_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="largest MQTT payload or HTTP item taken as one reading; larger is refused",
     )
     # Every interface: gateways in the field reach it over the network (set http_token).
     http_host: str = Field(
