@@ -11,36 +11,50 @@ Order of a flush, and why:
 4. Only then commit the Kafka offsets. A crash anywhere before 4 re-reads the batch; the
    repeat inserts nothing new.
 
-When the database is down or failing, the sink pauses its partitions, keeps its place in the
-consumer group, retries with back-off and commits nothing until the batch is stored. A row
-that violates a constraint goes to the dead-letter topic with the reason instead of blocking
-its partition.
+Bad input never stops the sink. A record that cannot be decoded or turned into rows, whatever
+it provokes, goes to its topic's dead-letter twin with the reason. A row the database refuses
+(or that cannot be encoded for it) is found by bisecting its table's part of the batch inside
+the transaction, with savepoints: the rest is stored, the record it came from is
+dead-lettered with the reason, and the partition goes on.
+
+Only the world around the data stops the sink. When the database is down, the sink pauses
+its partitions, keeps its place in the consumer group, retries with back-off and commits
+nothing until the batch is stored. When the database refuses a batch for a reason no row
+explains (a grant, a table or a column missing), or anything else goes wrong while writing,
+the sink stops with a non-zero exit and commits nothing of that batch: it is read again once
+the deployment is fixed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache, partial
+from typing import TypeVar
 
 import psycopg
 from kafka import KafkaProducer
+from kafka.future import Future
 from psycopg import sql
 
 from pantau import kafka
-from pantau.codec import DecodeError, decode, decode_as
+from pantau.codec import DecodeError, decode, decode_as, describe, storable_text
 from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
-from pantau.ids import SeqCounter, utcnow, uuid7
+from pantau.ids import SeqCounter, utcnow
 from pantau.kafka import DeadLetters
 from pantau.messages import BY_KIND, DeadLetter, Message
+from pantau.poison import dead_letter, guard
+from pantau.runtime import alive
 from pantau.settings import Settings
 from pantau.topics import (
     ALERTS,
@@ -68,9 +82,14 @@ from storage.rows import NOTIFICATIONS as NOTIFICATIONS_TABLE
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 COMPONENT = "sink"
 # The writer has been busy this long with one batch: pause fetching until it is done.
 _PAUSE_AFTER_S = 2.0
+# How long stopping waits for a writer thread that is still busy with the database (after a
+# failure elsewhere); it is a daemon thread, so it never holds the process beyond that.
+_WRITER_JOIN_S = 5.0
 # Which message kind each topic the sink reads carries; anything else there is a dead letter.
 _KIND_BY_TOPIC = {
     READINGS: "sensor_reading",
@@ -100,7 +119,152 @@ def _note_first_notifications(conn: psycopg.Connection, rows: Mapping[Table, lis
 
 
 class DatabaseUnavailable(RuntimeError):
-    pass
+    """PostgreSQL cannot be reached (or dropped the connection): retry later, lose nothing."""
+
+
+class DatabaseRefused(RuntimeError):
+    """PostgreSQL refused a batch for a reason that is no row's fault (a missing grant, table
+    or column): a deployment problem. Retrying cannot help and the data must not be
+    dead-lettered for it."""
+
+
+class SinkFailed(RuntimeError):
+    """The sink stopped because something other than bad input failed; nothing of the batch
+    it was storing is committed."""
+
+
+class RowEncodingError(Exception):
+    """One row of a COPY could not be encoded; `position` is its index in the rows copied."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(f"row {position}: {reason}")
+        self.position = position
+        self.reason = reason
+
+
+# What encoding one row for binary COPY raises when a value does not suit its column
+# (UnicodeEncodeError is a ValueError; psycopg.DataError here comes from a dumper).
+_ENCODING_ERRORS = (OverflowError, ValueError, TypeError, psycopg.DataError)
+
+# Integer columns and their ranges.
+_INTEGER_RANGES = {
+    "int2": ("smallint", -(2**15), 2**15 - 1),
+    "int4": ("integer", -(2**31), 2**31 - 1),
+    "int8": ("bigint", -(2**63), 2**63 - 1),
+}
+# psycopg's binary dumpers wrap a smallint or integer that does not fit (2**40 arrives as 0)
+# and send a real beyond its range as Infinity, without a word: values of these columns are
+# checked before their row is encoded. A bigint that does not fit raises by itself.
+_WRAPPING = frozenset({"int2", "int4", "float4"})
+# The smallest double that rounds to infinity as a `real`.
+_REAL_OVERFLOW = 2.0**128 - 2.0**103
+
+
+def _show(value: object) -> str:
+    if isinstance(value, int) and value.bit_length() > 256:
+        # Printing a 5,000-digit number raises by itself (Python's digit limit).
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@cache
+def _row_check(table: Table, kinds: frozenset[str]) -> Callable[[Row], None] | None:
+    """A function that raises OverflowError, naming the column, when a value of a row does not
+    fit its column; only columns of the given `kinds` are checked (None: there are none)."""
+    columns = [
+        (index, name, kind)
+        for index, (name, kind) in enumerate(zip(table.columns, table.types, strict=True))
+        if kind in kinds
+    ]
+    integers = [(i, name, *_INTEGER_RANGES[k]) for i, name, k in columns if k in _INTEGER_RANGES]
+    reals = [(i, name) for i, name, k in columns if k == "float4"]
+    if not integers and not reals:
+        return None
+
+    def check(row: Row) -> None:
+        for index, name, kind, low, high in integers:
+            value = row[index]
+            if value is not None and not low <= value <= high:
+                raise OverflowError(f"{name} {_show(value)} does not fit {kind}")
+        for index, name in reals:
+            value = row[index]
+            if value is not None and abs(value) >= _REAL_OVERFLOW and not math.isinf(value):
+                raise OverflowError(f"{name} {_show(value)} does not fit real")
+
+    return check
+
+
+def _encoding_reason(table: Table, row: Row, exc: Exception) -> str:
+    """Why a row could not be encoded: the column whose value does not fit, where one does not
+    (psycopg's own "int too big to convert" names none), else the encoder's words."""
+    check = _row_check(table, frozenset(_INTEGER_RANGES) | {"float4"})
+    try:
+        if check is not None:
+            check(row)
+    except OverflowError as found:
+        exc = found
+    except (TypeError, ValueError):
+        pass  # a value of the wrong type: the encoder's own words say so
+    return f"cannot be encoded: {describe(exc)}"
+
+
+def isolate(
+    items: Sequence[T], store: Callable[[Sequence[T]], int]
+) -> tuple[int, list[tuple[int, str]]]:
+    """`store(items)`, finding the items it refuses: (rows stored, [(index, reason)]).
+
+    `store` stores a part of `items` or raises, having undone what it did (a savepoint). A
+    part that fails with a row-level error is halved until the offending items stand alone,
+    so one bad row in 20,000 costs about 2·log2(20,000) attempts, not 20,000. When the
+    encoder names the row (`RowEncodingError`), the part is split around it at once. Any
+    other exception is no row's fault and propagates.
+    """
+    stored = 0
+    refused: list[tuple[int, str]] = []
+    # Ranges still to store, as a stack: the first half is tried first.
+    pending = [(0, len(items))]
+    while pending:
+        low, high = pending.pop()
+        if low >= high:
+            continue
+        part = items if high - low == len(items) else items[low:high]
+        try:
+            stored += store(part)
+        except RowEncodingError as exc:
+            if not 0 <= exc.position < high - low:
+                raise
+            bad = low + exc.position
+            refused.append((bad, exc.reason))
+            pending += [(bad + 1, high), (low, bad)]
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            if high - low == 1:
+                refused.append((low, _database_reason(exc)))
+            else:
+                middle = (low + high) // 2
+                pending += [(middle, high), (low, middle)]
+    refused.sort()
+    return stored, refused
+
+
+def _database_reason(exc: psycopg.Error) -> str:
+    """What PostgreSQL said about a refused row, and which column when it said so."""
+    diag = exc.diag
+    primary = diag.message_primary or (str(exc).strip().splitlines() or [""])[0]
+    column = diag.column_name
+    # COPY names the column only in its context line ("COPY t, line 1, column label").
+    context = diag.context or ""
+    if column is None and ", column " in context:
+        column = context.rsplit(", column ", 1)[1].split(":", 1)[0].strip() or None
+    reason = f"refused by PostgreSQL: {type(exc).__name__}: {primary}"
+    if column:
+        reason += f" (column {column})"
+    return storable_text(reason)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @dataclass
@@ -129,24 +293,40 @@ class PostgresWriter:
             self._conn = None
 
     def write(self, rows: Mapping[Table, list[Row]]) -> WriteResult:
+        """Store every row it can; the rows refused (by PostgreSQL or the encoder) come back
+        in `rejected` with the reason, and everything else is committed.
+
+        Raises DatabaseUnavailable when PostgreSQL cannot be reached, DatabaseRefused when it
+        refuses the batch for a reason no row explains; nothing is committed then.
+        """
         offered = {t.name: len(items) for t, items in rows.items()}
+        inserted: dict[str, int] = {}
+        rejected: list[tuple[Table, int, str]] = []
+        where = "the batch"
         try:
             conn = self._connection()
-            try:
-                with conn.transaction():
-                    inserted = {
-                        t.name: self._write_table(conn, t, items) for t, items in rows.items()
-                    }
-                    _note_first_notifications(conn, rows)
-                return WriteResult(inserted, offered, [])
-            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-                log.warning("a batch row was refused (%s); writing row by row to isolate it", exc)
-                return self._write_isolating(conn, rows, offered)
+            with conn.transaction():
+                for table, items in rows.items():
+                    where = f"rows for {table.name}"
+                    stored, refused = isolate(items, partial(self._store, conn, table))
+                    inserted[table.name] = stored
+                    rejected += [(table, index, f"{table.name}: {why}") for index, why in refused]
+                where = "alerts.ts_notified"
+                _note_first_notifications(conn, rows)
+            return WriteResult(inserted, offered, rejected)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
-            raise DatabaseUnavailable(str(exc).strip().splitlines()[0]) from exc
+            raise DatabaseUnavailable(_first_line(exc)) from exc
+        except psycopg.Error as exc:
+            raise DatabaseRefused(
+                f"PostgreSQL refused {where} for a reason that is no row's fault "
+                f"({type(exc).__name__}: {exc.diag.message_primary or _first_line(exc)}); "
+                "is the schema up to date (`pantau migrate`) and may the writer role insert?"
+            ) from exc
 
-    def _write_table(self, conn: psycopg.Connection, table: Table, items: list[Row]) -> int:
+    def _store(self, conn: psycopg.Connection, table: Table, items: Sequence[Row]) -> int:
+        """Store `items` in `table`: the rows inserted or updated. On an error, everything it
+        did is rolled back to where it started, and the transaction goes on."""
         if table.upsert is None:
             try:
                 with conn.transaction():
@@ -155,20 +335,30 @@ class PostgresWriter:
             except psycopg.errors.UniqueViolation:
                 # Some rows are there already (a batch re-read after a crash): skip those.
                 pass
-        return self._staged_insert(conn, table, items)
+        with conn.transaction():
+            return self._staged_insert(conn, table, items)
 
     @staticmethod
     def _copy(
-        conn: psycopg.Connection, target: sql.Identifier, table: Table, items: list[Row]
+        conn: psycopg.Connection, target: sql.Identifier, table: Table, items: Sequence[Row]
     ) -> None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, columns)
+        check = _row_check(table, _WRAPPING)
         with conn.cursor() as cur, cur.copy(statement) as copy:
             copy.set_types(list(table.types))
-            for row in items:
-                copy.write_row(row)
+            for position, row in enumerate(items):
+                try:
+                    if check is not None:
+                        check(row)
+                    copy.write_row(row)
+                except _ENCODING_ERRORS as exc:
+                    if isinstance(exc, psycopg.Error) and exc.diag.sqlstate is not None:
+                        # The server's answer about rows already sent: not this row's.
+                        raise
+                    raise RowEncodingError(position, _encoding_reason(table, row, exc)) from exc
 
-    def _staged_insert(self, conn: psycopg.Connection, table: Table, items: list[Row]) -> int:
+    def _staged_insert(self, conn: psycopg.Connection, table: Table, items: Sequence[Row]) -> int:
         stage = sql.Identifier(f"stage_{table.name}")
         target = sql.Identifier(table.name)
         conn.execute(
@@ -177,6 +367,8 @@ class PostgresWriter:
                 "ON COMMIT DELETE ROWS"
             ).format(stage, target)
         )
+        # An earlier part of this batch (isolating a bad row) may have left its rows there.
+        conn.execute(sql.SQL("TRUNCATE {}").format(stage))
         self._copy(conn, stage, table, items)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
         if table.upsert is None:
@@ -191,30 +383,6 @@ class PostgresWriter:
             target, columns, source, _on_conflict(table)
         )
         return max(conn.execute(statement).rowcount, 0)
-
-    @staticmethod
-    def _write_isolating(
-        conn: psycopg.Connection, rows: Mapping[Table, list[Row]], offered: dict[str, int]
-    ) -> WriteResult:
-        inserted: dict[str, int] = defaultdict(int)
-        rejected: list[tuple[Table, int, str]] = []
-        with conn.transaction():
-            for table, items in rows.items():
-                statement = sql.SQL("INSERT INTO {} AS t ({}) VALUES ({}) {}").format(
-                    sql.Identifier(table.name),
-                    sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
-                    sql.SQL(", ").join(sql.Placeholder() * len(table.columns)),
-                    _on_conflict(table),
-                )
-                for index, row in enumerate(items):
-                    try:
-                        with conn.transaction():
-                            cursor = conn.execute(statement, row)
-                            inserted[table.name] += max(cursor.rowcount, 0)
-                    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-                        reason = exc.diag.message_primary or str(exc)
-                        rejected.append((table, index, f"{table.name}: {reason}"))
-        return WriteResult(dict(inserted), offered, rejected)
 
 
 def _on_conflict(table: Table) -> sql.Composable:
@@ -249,8 +417,11 @@ class _Batch:
     def __init__(self) -> None:
         self.records: list[Record] = []
         self.rows: dict[Table, list[Row]] = defaultdict(list)
-        # Per table, parallel to its rows: the record each row came from (None: the sink's own).
+        # Per table, parallel to its rows: the record each row came from (None: the sink's own,
+        # metrics and the dead letters it keeps for broken dead letters).
         self.owners: dict[Table, list[Record | None]] = defaultdict(list)
+        # Dead letters published for this batch's records: acknowledged before its offsets.
+        self.letters: list[Future] = []
         self.captured: list[float] = []
         self.row_count = 0
         self.started: float | None = None
@@ -263,9 +434,16 @@ class _Batch:
         return not self.records and not self.row_count
 
     def add(self, table: Table, rows: list[Row], record: Record | None) -> None:
+        if self.started is None:
+            self.started = time.monotonic()
         self.rows[table].extend(rows)
         self.owners[table].extend([record] * len(rows))
         self.row_count += len(rows)
+
+
+# What the writer thread reports for a batch: stored (with what was refused), not stored
+# because the sink is stopping (None), or the exception that stopped it.
+_Outcome = WriteResult | Exception | None
 
 
 class Sink:
@@ -296,25 +474,55 @@ class Sink:
         }
         self._batch = _Batch()
         self._stop = threading.Event()
+        # Tells the writer thread to end once the main loop is done with it.
+        self._halt = threading.Event()
         # One batch written while the next is built; the queue bound is the backpressure.
-        self._to_write: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        self._written: queue.Queue[tuple[_Batch, WriteResult | None]] = queue.Queue()
-        self._writer_thread = threading.Thread(target=self._write_loop, name="sink-writer")
+        self._to_write: queue.Queue[_Batch] = queue.Queue(maxsize=1)
+        self._written: queue.Queue[tuple[_Batch, _Outcome]] = queue.Queue()
+        self._writer_thread: threading.Thread | None = None
         self._in_flight = 0
         self._paused = False
-        self._failed = False
+        # Stopping with a batch the database has not taken (stop requested during an outage).
+        self._unstored = False
+        # Why the sink must stop with an error; nothing from that batch on is committed.
+        self._failure: Exception | None = None
         self._instance = f"{socket.gethostname()}-{os.getpid()}"
         self._metrics_at = time.monotonic()
         self._metrics_inserted: dict[str, int] = {}
         self.stats = SinkStats()
 
+    @property
+    def _failed(self) -> bool:
+        return self._unstored or self._failure is not None
+
     # ------------------------------------------------------------------ loop
 
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> SinkStats:
+        """Consume and store until `stop` is set (or idle for `idle_exit_s`).
+
+        Raises SinkFailed when something other than bad input stopped it (the database
+        refusing a batch for no row's fault, the writer failing, a dead letter not
+        accepted by Kafka); nothing of the failed batch is committed then.
+        """
         self._stop = stop
+        self._start_writer()
+        try:
+            self._loop(stop, idle_exit_s)
+            if not self._failed:
+                self.flush()
+        finally:
+            # Also when the loop raised: no thread may outlive the sink and hold the process.
+            self._stop_writer()
+            self._log_stats()
+        if self._failure is not None:
+            raise SinkFailed(describe(self._failure)) from self._failure
+        return self.stats
+
+    def _loop(self, stop: threading.Event, idle_exit_s: float | None) -> None:
         last_record = time.monotonic()
         flush_every = self._settings.flush_interval_s
         while not stop.is_set():
+            alive()
             wait_s = flush_every
             if self._batch.started is not None:
                 wait_s = max(0.0, self._batch.started + flush_every - time.monotonic())
@@ -328,7 +536,7 @@ class Sink:
                 self._submit()
             self._complete(block=False)
             if self._failed:
-                break
+                return
             if time.monotonic() - self._metrics_at >= self._settings.metrics_interval_s:
                 self._record_metrics()
             if not self._consumer.has_assignment():
@@ -341,19 +549,33 @@ class Sink:
             if idle_exit_s is not None and not pending and idle_s >= idle_exit_s:
                 waiting = self._group_lag() if self._group_lag is not None else 0
                 if not waiting:
-                    break
+                    return
                 log.info("idle, but the group has %d records left to store; waiting", waiting)
                 last_record = time.monotonic()
-        if not self._failed:
-            self.flush()
-        self._stop_writer()
-        self._log_stats()
-        return self.stats
+
+    def _start_writer(self) -> None:
+        self._halt.clear()
+        # A daemon, and a new one per run: a writer thread can never keep the process alive,
+        # and a thread object is never started twice.
+        self._writer_thread = threading.Thread(
+            target=self._write_loop, name="sink-writer", daemon=True
+        )
+        self._writer_thread.start()
+
+    def _writer_alive(self) -> bool:
+        return self._writer_thread is not None and self._writer_thread.is_alive()
 
     def _stop_writer(self) -> None:
-        if self._writer_thread.is_alive():
-            self._to_write.put(None)
-            self._writer_thread.join()
+        thread = self._writer_thread
+        if thread is None:
+            return
+        self._halt.set()
+        thread.join(timeout=_WRITER_JOIN_S)
+        if thread.is_alive():
+            log.warning(
+                "the writer is still busy with the database; leaving it (nothing it stores now "
+                "is committed in Kafka, so it is read again)"
+            )
 
     def close(self) -> None:
         """Leave the consumer group at once and release the database connection."""
@@ -377,14 +599,25 @@ class Sink:
             batch.started = time.monotonic()
         batch.records.append(record)
         self.stats.records += 1
-        try:
-            message = self._decode(record)
-            table, rows = rows_for(message, self._sampler)
-        except DecodeError as exc:
-            self._reject_record(record, str(exc))
+        # Whatever a record provokes while it is decoded and turned into rows (a deep nesting,
+        # a huge number, a bug it finds) makes it a dead letter, never the end of the sink.
+        converted = guard(
+            lambda: self._convert(record),
+            lambda reason: self._reject_record(record, reason, batch),
+            # The topic only: formatting its partition and offset for every record costs more
+            # than the guard itself; the dead letter's own log line names them.
+            where=record.topic,
+        )
+        if converted is None:
             return
+        table, rows, captured = converted
         batch.add(table, rows, record)
-        batch.captured.append(message.ts_capture.timestamp())
+        batch.captured.append(captured)
+
+    def _convert(self, record: Record) -> tuple[Table, list[Row], float]:
+        message = self._decode(record)
+        table, rows = rows_for(message, self._sampler)
+        return table, rows, message.ts_capture.timestamp()
 
     def _decode(self, record: Record) -> Message:
         value = record.value or b""
@@ -396,28 +629,35 @@ class Sink:
             raise DecodeError(f"expected dead_letter on {record.topic}, got {message.kind}")
         return message
 
-    def _reject_record(self, record: Record, reason: str) -> None:
+    def _reject_record(self, record: Record, reason: str, batch: _Batch) -> None:
+        """Dead-letter `record`; `batch` is the one whose offsets must wait for it."""
         self.stats.dead_letters += 1
         if is_dead_letter_topic(record.topic):
             # A broken dead letter has no further place to go: keep it in the table, whole.
+            # The sink's own row: if even that were refused, it would not be re-lettered.
             letter = self._letter(record, reason)
-            self._batch.add(DEAD_LETTERS, dead_letter_rows(letter), record)
+            log.warning(
+                "broken dead letter on %s (partition %d, offset %d) kept in dead_letters: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                letter.error,
+            )
+            self._batch.add(DEAD_LETTERS, dead_letter_rows(letter), None)
             return
-        self._dead_letters.reject(record, reason)
+        batch.letters.append(self._dead_letters.reject(record, reason))
 
     def _letter(self, record: Record, reason: str) -> DeadLetter:
-        return DeadLetter(
-            id=uuid7(),
-            ts_capture=utcnow(),
-            seq=next(self._letter_seq),
+        return dead_letter(
             stage=COMPONENT,
+            seq=next(self._letter_seq),
             source_kind="kafka",
             source_topic=record.topic,
+            original=record.value or b"",
+            error=reason,
             partition=record.partition,
             offset=record.offset,
             source_key=record.key.decode(errors="replace") if record.key else None,
-            error=reason,
-            original=record.value or b"",
         )
 
     # ------------------------------------------------------------------ flush
@@ -432,23 +672,24 @@ class Sink:
         batch = self._batch
         if batch.empty:
             return
-        if not self._writer_thread.is_alive():
-            self._writer_thread.start()
         waited = 0.0
-        while True:
+        while not self._failed and self._batch is batch:
             try:
                 self._to_write.put(batch, timeout=0.2)
-                break
             except queue.Full:
+                # Waiting for the database is not a stall: the supervisor hears from us.
+                alive()
                 waited += 0.2
                 self._complete(block=False)
                 if waited >= _PAUSE_AFTER_S:
                     # The database is slow or down: stop fetching, keep the group membership,
                     # let Kafka hold the data.
                     self._keep_alive_paused()
-        self._in_flight += 1
-        self._batch = _Batch()
-        if self._paused:
+                # A rebalance while paused may have flushed this very batch already.
+                continue
+            self._in_flight += 1
+            self._batch = _Batch()
+        if self._paused and not self._failed:
             self._consumer.resume_all()
             self._paused = False
 
@@ -469,37 +710,77 @@ class Sink:
         return not self._failed
 
     def _complete(self, *, block: bool) -> None:
-        """Commit the offsets of the batches the writer has stored, in order."""
-        while self._in_flight:
+        """Commit the offsets of the batches the writer has stored, in order. After the first
+        batch that was not stored, nothing more is committed: later offsets would skip it."""
+        while self._in_flight and not self._failed:
             try:
-                batch, result = self._written.get(timeout=0.2 if block else None, block=block)
+                batch, outcome = self._written.get(timeout=0.2 if block else None, block=block)
             except queue.Empty:
+                if not self._writer_alive():
+                    if self._written.empty():
+                        self._fail(RuntimeError("the writer thread ended without a word"), None)
+                        return
+                    # It reported just before it ended: take the report.
+                    continue
                 if block and self._paused:
                     self._keep_alive_paused()
                 if block:
+                    alive()
                     continue
                 return
             self._in_flight -= 1
-            if result is None:
-                self._failed = True
+            if outcome is None:
+                self._unstored = True
                 log.warning(
                     "stopping with %d records not stored; they stay uncommitted and will be "
                     "re-read",
                     len(batch),
                 )
                 return
-            self._committed(batch, result)
+            if isinstance(outcome, Exception):
+                self._fail(outcome, batch)
+                return
+            self._committed(batch, outcome)
             block = False
 
+    def _fail(self, exc: Exception, batch: _Batch | None) -> None:
+        self._failure = exc
+        what = f"its batch of {len(batch)} records" if batch is not None else "its batches"
+        log.error(
+            "the sink stops: %s. Nothing of %s is committed: it is read again on the next start",
+            describe(exc),
+            what,
+            # A surprise gets its traceback; a refusal the message explains does not need one.
+            exc_info=None if isinstance(exc, DatabaseRefused | SinkFailed) else exc,
+        )
+
     def _committed(self, batch: _Batch, result: WriteResult) -> None:
+        refused: dict[int, tuple[Record, list[str]]] = {}
+        refused_by_table: dict[str, int] = defaultdict(int)
         for table, index, reason in result.rejected:
+            refused_by_table[table.name] += 1
             owner = batch.owners[table][index]
             if owner is None:
                 log.error("the sink's own row for %s was refused: %s", table.name, reason)
             else:
-                self._reject_record(owner, reason)
+                refused.setdefault(id(owner), (owner, []))[1].append(reason)
+        for owner, reasons in refused.values():
+            # One dead letter per record, however many of its rows were refused.
+            more = f" (and {len(reasons) - 1} more of its rows)" if len(reasons) > 1 else ""
+            self._reject_record(owner, reasons[0] + more, batch)
         # Dead letters must be durable before the offsets that produced them are committed.
         self._producer.flush()
+        lost = [letter for letter in batch.letters if not letter.succeeded()]
+        if lost:
+            error = lost[0].exception
+            self._fail(
+                SinkFailed(
+                    f"Kafka did not accept {len(lost)} dead letters "
+                    f"({describe(error) if error is not None else 'no answer'})"
+                ),
+                batch,
+            )
+            return
         self._failpoints.hit("sink.before_offset_commit")
         self._consumer.commit(batch.records)
 
@@ -508,21 +789,28 @@ class Sink:
         self.stats.batch_rows.append(batch.row_count)
         for name, count in result.inserted.items():
             self.stats.inserted[name] += count
-            self.stats.duplicates[name] += result.offered.get(name, 0) - count
+            offered = result.offered.get(name, 0) - refused_by_table[name]
+            self.stats.duplicates[name] += offered - count
         self.stats.latencies_s.extend(now - t for t in batch.captured)
         del self.stats.latencies_s[:-20_000]
         del self.stats.batch_rows[:-1000]
 
     def _write_loop(self) -> None:
-        """The writer thread: one batch at a time, retried until stored or stopped."""
-        while True:
-            batch = self._to_write.get()
-            if batch is None:
+        """The writer thread: one batch at a time, retried until stored or stopped. Whatever
+        it raises is reported to the main loop, which stops the sink."""
+        while not self._halt.is_set():
+            try:
+                batch = self._to_write.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                outcome: _Outcome = self._write_with_retry(batch)
+            except Exception as exc:
+                self._written.put((batch, exc))
                 return
-            result = self._write_with_retry(batch)
-            if result is not None:
+            if outcome is not None:
                 self._failpoints.hit("sink.after_db_commit")
-            self._written.put((batch, result))
+            self._written.put((batch, outcome))
 
     def _write_with_retry(self, batch: _Batch) -> WriteResult | None:
         delay = self._settings.retry_initial_s
@@ -534,13 +822,23 @@ class Sink:
                 self.stats.db_failures += 1
                 failed = True
                 log.error("database unavailable (%s); retrying in %.1f s", exc, delay)
-                if self._stop.wait(delay):
+                if self._wait(delay):
                     return None
                 delay = min(delay * 2, self._settings.retry_max_s)
                 continue
             if failed:
                 log.info("database is back; resumed consuming")
             return result
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, or return True at once when the sink is stopping."""
+        deadline = time.monotonic() + seconds
+        while not (self._stop.is_set() or self._halt.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._halt.wait(min(left, 0.2))
+        return True
 
     # ------------------------------------------------------------------ metrics
 
