@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from pantau.commands import Context, SubParsers
+from pantau.commands import Context, SubParsers, supervised
 from pantau.runtime import stop_after, stop_on_signals
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: SubParsers) -> None:
@@ -17,6 +20,7 @@ def register(sub: SubParsers) -> None:
     detect.add_argument(
         "--snapshot-dir", type=Path, help="write the latest annotated frame per camera here (PNG)"
     )
+    supervised(detect, "detect")
     detect.set_defaults(handler=_detect)
 
     export = sub.add_parser(
@@ -76,7 +80,7 @@ def register(sub: SubParsers) -> None:
 
 def _detect(args: argparse.Namespace, ctx: Context) -> int:
     from detectors.backends import DetectorError, load_backend
-    from detectors.service import build
+    from detectors.service import InfrastructureError, build
 
     settings = ctx.settings
     if settings.detector is None:
@@ -99,6 +103,11 @@ def _detect(args: argparse.Namespace, ctx: Context) -> int:
     stop_after(stop, args.duration)
     try:
         stats = service.run(stop, max_frames=args.max_frames)
+    except InfrastructureError as exc:
+        # No input causes this; the frames of the batch are read again after a restart.
+        log.critical("pantau detect: stopping: %s", exc, exc_info=exc.__cause__)
+        print(f"pantau detect: {exc}", file=sys.stderr)
+        return 1
     finally:
         service.close()
     labels = ", ".join(f"{k} {v}" for k, v in sorted(stats.by_label.items(), key=lambda kv: -kv[1]))

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from detectors.detections import Detections
 from detectors.dumping import DumpingConfig, DumpingRecord, Phase
-from detectors.evidence import EvidenceConfig, EvidenceRecorder
+from detectors.evidence import EvidenceConfig, EvidencePack, EvidenceRecorder
 from pantau.ids import stable_id
 from pantau.messages import Box, DumpingEvent, EvidenceRef
 from pantau.settings import DumpingSettings
@@ -71,7 +71,10 @@ class EventMapper:
         self._versions.pop(event_id, None)
 
     def message(
-        self, record: DumpingRecord, evidence: tuple[EvidenceRef, ...] = ()
+        self,
+        record: DumpingRecord,
+        evidence: tuple[EvidenceRef, ...] = (),
+        evidence_error: str | None = None,
     ) -> DumpingEvent:
         version = self._versions.get(record.event_id, -1) + 1
         self._versions[record.event_id] = version
@@ -104,6 +107,7 @@ class EventMapper:
             owner_track_id=record.owner_track_id,
             confidence=round(min(max(record.confidence, 0.0), 1.0), 4),
             evidence=evidence,
+            evidence_error=evidence_error,
         )
 
 
@@ -133,14 +137,17 @@ class EventGate:
     """Turns a camera's records into messages in order. An alert goes out at once with the
     stills of its evidence (before, alert, owner); the clip needs the post-roll after the
     alert, and follows as one more step of the event (an `update`, or a repeated `end` when
-    the event ended meanwhile) carrying the whole pack."""
+    the event ended meanwhile) carrying the whole pack.
+
+    Every message carries the evidence as it stands, and why any of it is missing (an
+    evidence store that is full or unwritable holds no event back)."""
 
     def __init__(self, mapper: EventMapper, recorder: EvidenceRecorder | None) -> None:
         self.mapper = mapper
         self.recorder = recorder
         # Events whose clip is still being recorded: their latest record.
         self._latest: dict[uuid.UUID, DumpingRecord] = {}
-        self._refs: dict[uuid.UUID, tuple[EvidenceRef, ...]] = {}
+        self._packs: dict[uuid.UUID, EvidencePack] = {}
 
     def frame(
         self,
@@ -159,16 +166,17 @@ class EventGate:
             event = record.event_id
             if record.phase == "new" and self.recorder is not None:
                 self.recorder.on_record(record)
-                self._refs[event] = self.recorder.stills(event)
+                self._packs[event] = self.recorder.stills(event)
                 self._latest[event] = record
             elif event in self._latest:
                 self._latest[event] = record
-            out.append(self.mapper.message(record, self._refs.get(event, ())))
+            pack = self._packs.get(event) or EvidencePack(event, ())
+            out.append(self.mapper.message(record, pack.refs, pack.error))
             if record.phase == "end" and event not in self._latest:
                 self._done(event)
         if self.recorder is not None:
             for pack in self.recorder.ready():
-                out.extend(self._release(pack.event_id, pack.refs))
+                out.extend(self._release(pack))
         return out
 
     def flush(self) -> list[DumpingEvent]:
@@ -176,20 +184,21 @@ class EventGate:
         out: list[DumpingEvent] = []
         if self.recorder is not None:
             for pack in self.recorder.flush():
-                out.extend(self._release(pack.event_id, pack.refs))
+                out.extend(self._release(pack))
         return out
 
-    def _release(self, event_id: uuid.UUID, refs: tuple[EvidenceRef, ...]) -> list[DumpingEvent]:
+    def _release(self, pack: EvidencePack) -> list[DumpingEvent]:
+        event_id = pack.event_id
         latest = self._latest.pop(event_id, None)
         if latest is None:
             return []
-        self._refs[event_id] = refs
+        self._packs[event_id] = pack
         phase: Phase = "end" if latest.phase == "end" else "update"
-        message = self.mapper.message(replace(latest, phase=phase), refs)
+        message = self.mapper.message(replace(latest, phase=phase), pack.refs, pack.error)
         if phase == "end":
             self._done(event_id)
         return [message]
 
     def _done(self, event_id: uuid.UUID) -> None:
-        self._refs.pop(event_id, None)
+        self._packs.pop(event_id, None)
         self.mapper.forget(event_id)

@@ -10,6 +10,11 @@ same frames writes the same bytes.
 People other than the owner are pixelated in what is shared; the unblurred originals are
 written only when configured, under `originals/` beside the pack.
 
+Evidence never holds an event back: each artefact is written on its own, and one that cannot
+be written (the store full, unwritable or gone) is left out, noted on the pack
+(`EvidencePack.error`, which the event messages carry as `evidence_error`) and logged once
+per camera and reason, not once per artefact.
+
 Layout: <root>/<camera_id>/<YYYY-MM-DD, UTC day of the alert>/<event_id>/
     before.jpg  alert.jpg  owner.jpg  clip.mp4  [originals/{the same, SHA256SUMS}]
 """
@@ -38,6 +43,7 @@ import numpy.typing as npt
 
 from detectors.detections import Detections
 from detectors.dumping import PERSON, DumpingRecord
+from pantau.codec import describe
 from pantau.messages import EvidenceRef
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,10 @@ _MIN_FPS, _MAX_FPS = 0.5, 30.0
 _FALLBACK_FPS = 5.0
 # A replayed "new" record of an event already packed is ignored; this many ids are kept.
 _DONE_IDS = 1024
+# How much of the reasons a pack's error keeps (the message field holds 4000 characters).
+_MAX_ERROR_CHARS = 1000
+# Why an artefact is missing when the frame it needs had left the buffer (or never came).
+_NOT_BUFFERED = "no buffered frame for it"
 
 
 @dataclass(frozen=True)
@@ -112,11 +122,21 @@ class EvidenceConfig:
 
 
 class EvidencePack(NamedTuple):
-    """A finished pack: the event and its artefacts (kinds before, alert, owner, clip; a kind
-    is missing when the buffer had no frame for it)."""
+    """A pack, or what there is of it so far: the event and its artefacts (kinds before,
+    alert, owner, clip), and why any of them is missing (None when none is)."""
 
     event_id: uuid.UUID
     refs: tuple[EvidenceRef, ...]
+    error: str | None = None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What an event says about an artefact that could not be written: the error without
+    the file's path, which only names this machine's folders (the message already names
+    the camera and the event), e.g. "OSError: [Errno 28] No space left on device"."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        return f"{type(exc).__name__}: [Errno {exc.errno}] {exc.strerror}"
+    return describe(exc)
 
 
 # --------------------------------------------------------------------------- store
@@ -499,6 +519,25 @@ class _Pending:
     refs: list[EvidenceRef] = field(default_factory=list)
     stills_written: bool = False
     sums: list[str] = field(default_factory=list)
+    # Why artefacts are missing: reason -> the kinds it cost, in the order they failed.
+    missing: dict[str, list[str]] = field(default_factory=dict)
+
+    def lacks(self, kind: str, reason: str) -> None:
+        kinds = self.missing.setdefault(reason, [])
+        if kind not in kinds:
+            kinds.append(kind)
+
+    @property
+    def error(self) -> str | None:
+        if not self.missing:
+            return None
+        text = "; ".join(
+            f"{', '.join(kinds)} missing: {reason}" for reason, kinds in self.missing.items()
+        )
+        return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
+
+    def so_far(self) -> EvidencePack:
+        return EvidencePack(self.record.event_id, tuple(self.refs), self.error)
 
 
 @dataclass
@@ -558,6 +597,9 @@ class EvidenceRecorder:
         )
         self._pending: dict[uuid.UUID, _Pending] = {}
         self._done: deque[uuid.UUID] = deque(maxlen=_DONE_IDS)
+        # Artefacts that failed since the last one written, by reason: each reason is logged
+        # once, not for every artefact of every event while the store stays full.
+        self._failures: dict[str, int] = {}
 
     @property
     def pending(self) -> tuple[uuid.UUID, ...]:
@@ -623,44 +665,32 @@ class EvidenceRecorder:
             )
         self._pending[record.event_id] = pack
 
-    def stills(self, event_id: uuid.UUID) -> tuple[EvidenceRef, ...]:
+    def stills(self, event_id: uuid.UUID) -> EvidencePack:
         """Write the stills of a started pack now (its clip follows in `ready`); returns
-        the artefacts written so far. Failures are logged: the alert goes out without them."""
+        the pack as it stands. A still that cannot be written is left out, and the pack's
+        error says why: the alert goes out without it."""
         pack = self._pending.get(event_id)
         if pack is None:
-            return ()
+            return EvidencePack(event_id, ())
         if not pack.stills_written:
-            try:
-                self._write_stills(pack)
-            except (OSError, ValueError, cv2.error) as exc:
-                log.error("camera %s: event %s: stills not written: %s",
-                          self.camera_id, event_id, exc)  # fmt: skip
-        return tuple(pack.refs)
+            self._write_stills(pack)
+        return pack.so_far()
 
     def ready(self) -> list[EvidencePack]:
         """Write the packs whose post-roll is complete; those finished since the last call.
 
-        A pack that fails to write is logged and returned with the artefacts written before
-        the failure: the alert stands without its evidence rather than stopping detection.
+        A pack whose artefacts fail to write is returned with those that were written and
+        the reason for the others: the alert stands without its evidence rather than
+        stopping detection.
         """
         packs: list[EvidencePack] = []
         for event_id in [e for e, p in self._pending.items() if p.due]:
             pack = self._pending.pop(event_id)
             self._done.append(event_id)
-            try:
-                if not pack.stills_written:
-                    self._write_stills(pack)
-                self._write_clip(pack)
-            except (OSError, ValueError, cv2.error) as exc:
-                log.error(
-                    "camera %s: event %s: evidence pack incomplete (%d of %d artefacts): %s",
-                    self.camera_id,
-                    event_id,
-                    len(pack.refs),
-                    len(KINDS),
-                    exc,
-                )
-            packs.append(EvidencePack(event_id, tuple(pack.refs)))
+            if not pack.stills_written:
+                self._write_stills(pack)
+            self._write_clip(pack)
+            packs.append(pack.so_far())
         return packs
 
     def flush(self) -> list[EvidencePack]:
@@ -691,6 +721,53 @@ class EvidenceRecorder:
             keep=self.config.keep_originals and blur,
         )
 
+    def _attempt(self, pack: _Pending, kind: str, write: Callable[[], object]) -> None:
+        """One artefact: whatever goes wrong writing it (the store full or unwritable, a
+        frame that no longer decodes) leaves it out with the reason, and the others are
+        still tried."""
+        written = len(pack.refs)
+        try:
+            write()
+        except Exception as exc:
+            reason = failure_reason(exc)
+            # The shared copy made it when only its unblurred original failed.
+            lost = kind if len(pack.refs) == written else f"original {kind}"
+            pack.lacks(lost, reason)
+            self._failed(pack.record.event_id, lost, reason, exc)
+            return
+        if len(pack.refs) > written:
+            self._recovered()
+
+    def _failed(self, event: uuid.UUID, kind: str, reason: str, exc: BaseException) -> None:
+        count = self._failures.get(reason, 0)
+        self._failures[reason] = count + 1
+        if count:
+            log.debug(
+                "camera %s: event %s: %s not written: %s", self.camera_id, event, kind, reason
+            )
+            return
+        # A surprise (not the store refusing) may be a bug: its traceback helps.
+        log.error(
+            "camera %s: evidence not written (event %s, %s): %s; events go out marked as "
+            "missing evidence, and further failures for this reason are counted, not logged",
+            self.camera_id,
+            event,
+            kind,
+            reason,
+            exc_info=None if isinstance(exc, OSError) else exc,
+        )
+
+    def _recovered(self) -> None:
+        if not self._failures:
+            return
+        log.warning(
+            "camera %s: evidence is written again, after %d artefacts failed (%s)",
+            self.camera_id,
+            sum(self._failures.values()),
+            "; ".join(self._failures),
+        )
+        self._failures.clear()
+
     def _write_stills(self, pack: _Pending) -> None:
         """The before and alert stills and the owner crop: written at the alert, so its
         message can carry them while the clip still waits for its post-roll."""
@@ -700,15 +777,21 @@ class EvidenceRecorder:
         what, shared, put = writer.what, writer.shared, writer.put
         quality = self.config.jpeg_quality
 
-        if pack.before is not None:
-            image = _decode_jpeg(pack.before.jpeg, what)
-            put(
-                "before",
-                "before.jpg",
-                _encode_jpeg(shared(image, pack.before), quality, what),
-                pack.before.jpeg,
-            )
+        before = pack.before
+        if before is not None:
+
+            def write_before() -> None:
+                image = _decode_jpeg(before.jpeg, what)
+                put(
+                    "before",
+                    "before.jpg",
+                    _encode_jpeg(shared(image, before), quality, what),
+                    before.jpeg,
+                )
+
+            self._attempt(pack, "before", write_before)
         else:
+            pack.lacks("before", _NOT_BUFFERED)
             log.warning(
                 "%s: no buffered frame at or before %.1f (buffer %s..%s): no before still; "
                 "buffer_s %.0f may be shorter than pre-roll plus the time to the alert",
@@ -721,32 +804,46 @@ class EvidenceRecorder:
 
         alert = _nearest(pack.frames, record.at)
         if alert is not None:
-            image = _decode_jpeg(alert.jpeg, what)
-            label = f"{ALERT_LABEL} {record.confidence:.2f}"
-            put(
-                "alert",
-                "alert.jpg",
-                _encode_jpeg(draw_alert(shared(image, alert), record.box, label), quality, what),
-                _encode_jpeg(draw_alert(image, record.box, label), quality, what),
-            )
+
+            def write_alert() -> None:
+                image = _decode_jpeg(alert.jpeg, what)
+                label = f"{ALERT_LABEL} {record.confidence:.2f}"
+                put(
+                    "alert",
+                    "alert.jpg",
+                    _encode_jpeg(
+                        draw_alert(shared(image, alert), record.box, label), quality, what
+                    ),
+                    _encode_jpeg(draw_alert(image, record.box, label), quality, what),
+                )
+
+            self._attempt(pack, "alert", write_alert)
         else:
+            pack.lacks("alert", _NOT_BUFFERED)
             log.warning(
                 "%s: no frame within %.1f s of the alert at %.1f", what, _NEAREST_S, record.at
             )
 
-        if pack.owner is not None and record.owner_box is not None:
-            image = _decode_jpeg(pack.owner.jpeg, what)
-            x1, y1, x2, y2 = _int_box(record.owner_box, self.config.owner_pad, *_wh(image))
-            if x2 > x1 and y2 > y1:
+        owner, owner_box = pack.owner, record.owner_box
+        if owner is not None and owner_box is not None:
+
+            def write_owner() -> None:
+                image = _decode_jpeg(owner.jpeg, what)
+                x1, y1, x2, y2 = _int_box(owner_box, self.config.owner_pad, *_wh(image))
+                if x2 <= x1 or y2 <= y1:
+                    pack.lacks("owner", "the owner's box lies outside the frame")
+                    log.warning("%s: owner box %s lies outside the frame", what, owner_box)
+                    return
                 put(
                     "owner",
                     "owner.jpg",
-                    _encode_jpeg(shared(image, pack.owner)[y1:y2, x1:x2], quality, what),
+                    _encode_jpeg(shared(image, owner)[y1:y2, x1:x2], quality, what),
                     _encode_jpeg(image[y1:y2, x1:x2], quality, what),
                 )
-            else:
-                log.warning("%s: owner box %s lies outside the frame", what, record.owner_box)
+
+            self._attempt(pack, "owner", write_owner)
         elif record.owner_track_id is not None:
+            pack.lacks("owner", _NOT_BUFFERED)
             log.warning(
                 "%s: no buffered frame within %.1f s of the owner sighting at %s",
                 what,
@@ -758,23 +855,33 @@ class EvidenceRecorder:
         writer = self._writer(pack)
         what = writer.what
         if pack.frames:
-            variants = [writer.shared, writer.original] if writer.keep else [writer.shared]
-            clips = _write_clips(pack.frames, variants, what)
-            writer.put("clip", "clip.mp4", clips[0], clips[1] if writer.keep else None)
+
+            def write_clip() -> None:
+                variants = [writer.shared, writer.original] if writer.keep else [writer.shared]
+                clips = _write_clips(pack.frames, variants, what)
+                writer.put("clip", "clip.mp4", clips[0], clips[1] if writer.keep else None)
+
+            self._attempt(pack, "clip", write_clip)
         else:
+            pack.lacks("clip", _NOT_BUFFERED)
             log.warning("%s: no frames between %.1f and %.1f: no clip", what, pack.start, pack.end)
 
         if pack.sums:
-            self.store.put(
-                f"{writer.prefix}/{ORIGINALS_DIR}/SHA256SUMS", "".join(pack.sums).encode()
+            sums = "".join(pack.sums).encode()
+            self._attempt(
+                pack,
+                "original SHA256SUMS",
+                lambda: self.store.put(f"{writer.prefix}/{ORIGINALS_DIR}/SHA256SUMS", sums),
             )
+        error = pack.error
         log.info(
-            "%s: evidence pack written (%s; %d clip frames %.1f..%.1f)",
+            "%s: evidence pack written (%s; %d clip frames %.1f..%.1f)%s",
             what,
-            ", ".join(r.kind for r in pack.refs),
+            ", ".join(r.kind for r in pack.refs) or "nothing",
             len(pack.frames),
             pack.frames[0].t if pack.frames else pack.start,
             pack.frames[-1].t if pack.frames else pack.end,
+            f"; {error}" if error else "",
         )
 
 

@@ -100,12 +100,12 @@ DUMPING_EVENTS = Table(
     (
         "appeared_at", "event_id", "camera_id", "zone_id", "state", "phase", "version",
         "owner_left_at", "alerted_at", "ended_at", "x1", "y1", "x2", "y2", "label",
-        "owner_track_id", "confidence", "evidence", "updated_at",
+        "owner_track_id", "confidence", "evidence", "updated_at", "evidence_error",
     ),
     (
         "timestamptz", "uuid", "text", "text", "text", "text", "int4",
         "timestamptz", "timestamptz", "timestamptz", "float4", "float4", "float4", "float4", "text",
-        "int8", "float4", "jsonb", "timestamptz",
+        "int8", "float4", "jsonb", "timestamptz", "text",
     ),
     Upsert(("event_id", "appeared_at"), "version"),
 )  # fmt: skip
@@ -205,7 +205,7 @@ def dumping_rows(m: DumpingEvent) -> list[Row]:
         (
             m.appeared_at, m.event_id, m.camera_id, m.zone_id, m.state, m.phase, m.version,
             m.owner_left_at, m.alerted_at, m.ended_at, b.x1, b.y1, b.x2, b.y2, b.label,
-            m.owner_track_id, m.confidence, evidence, m.ts_capture,
+            m.owner_track_id, m.confidence, evidence, m.ts_capture, m.evidence_error,
         )
     ]  # fmt: skip
 

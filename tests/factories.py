@@ -132,6 +132,7 @@ SAMPLES: dict[str, Message] = {
                 kind="alert", uri="file:///var/lib/pantau/evidence/a.jpg", sha256="ab" * 32
             ),
         ),
+        evidence_error="before, owner missing: OSError: [Errno 28] No space left on device",
     ),
     "alert": Alert(
         id=ID,

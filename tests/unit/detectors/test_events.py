@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ from detectors.detections import Detections
 from detectors.dumping import DumpingRecord
 from detectors.events import EventClock, EventGate, EventMapper
 from detectors.evidence import EvidencePack
-from pantau.messages import EvidenceRef
+from pantau.codec import DecodeError, decode, decode_as, encode
+from pantau.messages import DumpingEvent, EvidenceRef
+from tests.factories import SAMPLES
 
 ORIGIN = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 EVENT = uuid.UUID("00000000-0000-0000-0000-00000000000a")
@@ -47,8 +50,9 @@ class FakeRecorder:
     def on_record(self, r: DumpingRecord) -> None:
         self.started[r.event_id] = r.at
 
-    def stills(self, event_id: uuid.UUID) -> tuple[EvidenceRef, ...]:
-        return (EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32),)
+    def stills(self, event_id: uuid.UUID) -> EvidencePack:
+        still = EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32)
+        return EvidencePack(event_id, (still,))
 
     def ready(self) -> list[EvidencePack]:
         done = [e for e, at in self.started.items() if self.t >= at + self.post_roll]
@@ -127,3 +131,28 @@ def test_without_evidence_messages_go_at_once_and_flush_finishes_clips() -> None
     waiting.frame(42.0, IMAGE, Detections.empty())
     assert [m.phase for m in waiting.records([record("new", 42.0)])] == ["new"]
     assert [(m.phase, len(m.evidence)) for m in waiting.flush()] == [("update", 2)]
+
+
+GOLDEN = Path(__file__).parents[1] / "pantau" / "golden"
+
+
+def test_a_version_1_event_from_an_older_detector_still_decodes() -> None:
+    # Bytes as detectors sent them before `evidence_error` (schema_version 1).
+    data = (GOLDEN / "dumping_event.v1.bin").read_bytes()
+    assert b'"schema_version":1' in data and b"evidence_error" not in data
+    current = SAMPLES["dumping_event"]
+    for event in (decode(data), decode_as(data, DumpingEvent)):
+        assert isinstance(event, DumpingEvent)
+        assert event.schema_version == 1 and event.evidence_error is None
+        assert event == current.model_copy(update={"schema_version": 1, "evidence_error": None})
+
+
+def test_events_are_version_2_and_a_version_1_event_cannot_carry_an_evidence_error() -> None:
+    event = EventMapper(EventClock(ORIGIN), {}).message(record("new", 42.0), (), "clip missing: x")
+    again = decode_as(encode(event), DumpingEvent)
+    assert (again.schema_version, again.evidence_error) == (2, "clip missing: x")
+    forged = encode(event).replace(b'"schema_version":2', b'"schema_version":1')
+    with pytest.raises(
+        DecodeError, match="evidence_error is a schema_version 2 field; this message says 1"
+    ):
+        decode_as(forged, DumpingEvent)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from detectors.detections import Detections
 from detectors.dumping import PERSON, DumpingRecord, event_id
 from detectors.evidence import (
     KINDS,
+    ORIGINALS_DIR,
     EvidenceConfig,
     EvidencePack,
     EvidenceRecorder,
@@ -219,6 +222,7 @@ def drop(tmp_path_factory: pytest.TempPathFactory) -> DropRun:
 def test_a_pack_has_the_four_artefacts_in_the_documented_layout(drop: DropRun) -> None:
     assert drop.shared.event_id == drop.record.event_id
     assert [ref.kind for ref in drop.shared.refs] == list(KINDS)
+    assert drop.shared.error is None and drop.kept.error is None
     folder = drop.roots[0] / CAMERA / DAY / str(drop.record.event_id)
     for ref in drop.shared.refs:
         assert ref.uri.startswith("file:///")
@@ -500,6 +504,7 @@ def test_a_buffer_shorter_than_the_wait_loses_the_before_still_and_says_so(
     kinds = [ref.kind for ref in packs[0][0].refs]
     # The owner stood by the bag 18 s before the alert; the buffer reaches back 10 s.
     assert kinds == ["alert", "clip"]
+    assert packs[0][0].error == "before, owner missing: no buffered frame for it"
     assert any(
         CAMERA in r.getMessage() and "before still" in r.getMessage() for r in caplog.records
     )
@@ -520,7 +525,94 @@ def test_a_failing_store_is_logged_and_keeps_what_was_written(
     with caplog.at_level(logging.ERROR, logger="detectors.evidence"):
         packs, _ = run(scene, [recorder], record, until=40)
     assert [ref.kind for ref in packs[0][0].refs] == ["before", "alert", "owner"]
+    assert packs[0][0].error == "clip missing: OSError: disk full"
     assert any(CAMERA in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
+
+
+class FullStore(FileStore):
+    """A store whose disk is full for the artefacts `full` picks (all by default)."""
+
+    def __init__(self, root: Path, full: Callable[[str], bool] = lambda _: True) -> None:
+        super().__init__(root)
+        self.full = full
+
+    def put(self, relative_path: str, data: bytes) -> str:
+        if self.full(relative_path):
+            path = self.root / relative_path
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return super().put(relative_path, data)
+
+
+def test_a_full_store_leaves_the_pack_empty_with_the_reason_and_logs_it_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scene = scene_of()
+    first = dumping_record(scene, alert_i=40)
+    second = replace(first, event_id=event_id(CAMERA, t_of(45), first.box), at=t_of(50))
+    recorder = EvidenceRecorder(CAMERA, config(tmp_path, post_roll_s=0.0), FullStore(tmp_path))
+    with caplog.at_level(logging.DEBUG, logger="detectors.evidence"):
+        packs: list[EvidencePack] = []
+        for frame in scene.frames():
+            if frame.truth.index > 50:
+                break
+            recorder.add_frame(frame.t, frame.image, frame.truth.detections())
+            for record in (first, second):
+                if abs(frame.t - record.at) < 1e-6:
+                    recorder.on_record(record)
+                    assert recorder.stills(record.event_id).error is not None
+            packs += recorder.ready()
+    assert [(p.refs, p.error) for p in packs] == [
+        ((), "before, alert, owner, clip missing: OSError: [Errno 28] No space left on device")
+    ] * 2
+    # The reason, not this machine's folders.
+    assert all(str(tmp_path) not in (p.error or "") for p in packs)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert CAMERA in errors[0].getMessage() and "No space left" in errors[0].getMessage()
+    assert errors[0].exc_info is None
+    assert not list(tmp_path.rglob("*.jpg"))
+
+
+def test_each_artefact_is_tried_on_its_own_and_writing_again_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scene = scene_of()
+    record = dumping_record(scene, alert_i=40)
+    store = FullStore(tmp_path, lambda path: path.endswith("alert.jpg"))
+    recorder = EvidenceRecorder(CAMERA, config(tmp_path, post_roll_s=0.0), store)
+    with caplog.at_level(logging.WARNING, logger="detectors.evidence"):
+        packs, _ = run(scene, [recorder], record, until=40)
+    (pack,) = packs[0]
+    assert [ref.kind for ref in pack.refs] == ["before", "owner", "clip"]
+    assert pack.error == "alert missing: OSError: [Errno 28] No space left on device"
+    assert any("evidence is written again" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unblurred_original_that_fails_keeps_the_shared_copy(tmp_path: Path) -> None:
+    scene = scene_of()
+    record = dumping_record(scene, alert_i=40)
+    store = FullStore(tmp_path, lambda path: f"/{ORIGINALS_DIR}/" in path)
+    recorder = EvidenceRecorder(
+        CAMERA, config(tmp_path, post_roll_s=0.0, keep_originals=True), store
+    )
+    packs, _ = run(scene, [recorder], record, until=40)
+    (pack,) = packs[0]
+    assert [ref.kind for ref in pack.refs] == list(KINDS)
+    assert pack.error == (
+        "original before, original alert, original owner, original clip missing: "
+        "OSError: [Errno 28] No space left on device"
+    )
+
+
+def test_a_store_under_a_regular_file_names_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "evidence").write_text("not a folder")
+    scene = scene_of()
+    record = dumping_record(scene, alert_i=40)
+    recorder = EvidenceRecorder(CAMERA, config(tmp_path / "evidence" / "store", post_roll_s=0.0))
+    packs, _ = run(scene, [recorder], record, until=40)
+    assert [(p.refs, p.error) for p in packs[0]] == [
+        ((), "before, alert, owner, clip missing: NotADirectoryError: [Errno 20] Not a directory")
+    ]
 
 
 def test_records_and_frames_of_the_wrong_kind_are_refused(tmp_path: Path) -> None:

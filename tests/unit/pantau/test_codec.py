@@ -18,7 +18,7 @@ GOLDEN = Path(__file__).parent / "golden"
 def test_golden_bytes_round_trip(kind: str) -> None:
     message = SAMPLES[kind]
     encoded = encode(message)
-    golden = GOLDEN / f"{kind}.v1.bin"
+    golden = GOLDEN / f"{kind}.v{type(message).VERSION}.bin"
     if os.environ.get("PANTAU_UPDATE_GOLDEN"):
         golden.write_bytes(encoded)
     # The wire format is a contract: a change here breaks consumers already deployed.
