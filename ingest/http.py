@@ -1,39 +1,62 @@
 """Sensor ingest over HTTP: `POST /v1/readings` → validation → `sensors.readings.v1`.
 
 For gateways and devices that speak HTTP rather than MQTT. A request carries a JSON array of
-readings (the MQTT payload shape, `sensorId` required), or `{"readings": [...]}`. Each item is
-validated on its own; rejected items go to the dead-letter topic with their reason.
+readings (the MQTT payload shape, `sensorId` required), or `{"readings": [...]}`, sent as
+`application/json` (or `application/*+json`). A request without a Content-Type is read as
+JSON too: small devices often send none, and a body that is not JSON is refused anyway.
 
-The response is sent only once Kafka has confirmed every record of the request, readings and
-dead letters alike, so 200 and 207 mean stored. If Kafka fails the answer is 503 and nothing
-is claimed accepted; the sender sends the whole batch again. Readings of it that did reach
-Kafka keep their stable id, so downstream stores them once.
+Each item is judged on its own, and its result comes from its own record's Kafka confirmation:
+
+- `accepted`: the reading is in Kafka (the answer gives its id);
+- `rejected`: the item is not a usable reading; its dead letter, with the reason, is in Kafka;
+- `failed`: Kafka did not confirm the item's record; the sender sends that item again.
+
+What was stored is never reported rejected or failed (and a reading sent again keeps its
+stable id, so downstream stores it once whatever happens). The answer comes only once Kafka has
+confirmed or refused every record of the request: 200 when all were accepted, 207 when some
+were rejected and none failed, 400 when all were rejected, and 503 (with Retry-After) when
+any failed, still with every item's result so that only the failed ones are sent again. A
+body that is not a batch at all is refused whole (400; 413 too large; 415 not JSON) and no
+item of it is looked at.
+
+Connections are guarded (`GuardedConnection`), as aiohttp has no read timeout of its own: a
+request must arrive whole within `ingest.http_read_timeout_s` of its first byte (else 408
+and the connection is closed), an idle keep-alive connection is closed after `KEEPALIVE_S`,
+and beyond `ingest.http_max_connections` open ones a new connection is answered 503 and
+closed. Without this, clients trickling their requests a byte at a time hold connections
+for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import hmac
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal, cast
 from uuid import UUID
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.future import Future
 
 from ingest.validation import InvalidReading, SeqTracker, validate_reading, verify_units
 from pantau import kafka
+from pantau.codec import DecodeError, describe, load_json
 from pantau.ids import utcnow
 from pantau.kafka import DeadLetters, publish
 from pantau.messages import SensorReading
+from pantau.poison import guard
 from pantau.settings import IngestSettings, KafkaSettings, Settings
 from pantau.topics import Topics
 
@@ -44,12 +67,24 @@ HEALTH_PATH = "/healthz"
 # Where a dead letter says it came from (the field is a topic name for Kafka and MQTT).
 SOURCE = f"POST {READINGS_PATH}"
 
-# The producer gives up on a record after 25 s (see `http_producer`); waiting a little longer
-# than that only guards against a confirmation that never comes.
+# The producer gives up on a record 25 s after its send (see `http_producer`), and the wait
+# starts after the last send, so every record is settled before this; it only guards against
+# a confirmation that never comes.
 CONFIRM_TIMEOUT_S = 30.0
 # In-flight requests wait for their Kafka confirmation at shutdown; this covers it.
 SHUTDOWN_TIMEOUT_S = CONFIRM_TIMEOUT_S + 5.0
 STATS_INTERVAL_S = 60.0
+# A gateway posting every few seconds keeps its connection; one that went quiet gives its
+# place under the connection cap back.
+KEEPALIVE_S = 5.0
+# After a last answer (408, 503, or a refusal given before the body was read) the connection
+# is read and drained this long before it closes: closing a socket with unread data sends a
+# reset, which can destroy the answer before the client has read it.
+LINGER_S = 2.0
+# How long a 503 asks the sender to wait before sending again.
+RETRY_AFTER_S = 5
+
+ItemStatus = Literal["accepted", "rejected", "failed"]
 
 
 def http_producer(settings: KafkaSettings) -> KafkaProducer:
@@ -64,81 +99,139 @@ def http_producer(settings: KafkaSettings) -> KafkaProducer:
 
 
 class BadBatch(ValueError):
-    """The request as a whole is unusable: no item is looked at."""
+    """The request as a whole is unusable: no item is looked at. `close`: the connection
+    cannot carry another request (the body's framing is broken)."""
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, *, close: bool = False) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
+        self.close = close
 
 
 class ListenFailed(RuntimeError):
     """The server could not bind its address (in use, or not this machine's)."""
 
 
-class StoreFailed(RuntimeError):
-    """Kafka did not confirm every record of a batch; nothing of it counts as accepted."""
-
-
 @dataclass(frozen=True)
 class ItemResult:
     index: int
+    status: ItemStatus
     id: UUID | None = None
     error: str | None = None
 
     def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index, "status": self.status}
+        if self.id is not None:
+            body["id"] = str(self.id)
         if self.error is not None:
-            return {"index": self.index, "status": "rejected", "error": self.error}
-        return {"index": self.index, "status": "accepted", "id": str(self.id)}
+            body["error"] = self.error
+        return body
 
 
 @dataclass(frozen=True)
 class BatchResult:
     items: tuple[ItemResult, ...]
 
+    def _count(self, status: ItemStatus) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
     @property
     def accepted(self) -> int:
-        return sum(1 for item in self.items if item.error is None)
+        return self._count("accepted")
 
     @property
     def rejected(self) -> int:
-        return len(self.items) - self.accepted
+        return self._count("rejected")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
 
     @property
     def status(self) -> int:
-        if self.rejected == 0:
+        if self.failed:
+            return 503
+        if not self.rejected:
             return 200
         return 207 if self.accepted else 400
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(RETRY_AFTER_S)} if self.failed else {}
+
     def as_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "failed": self.failed,
             "results": [item.as_json() for item in self.items],
         }
+        if self.failed:
+            body["error"] = (
+                f"Kafka did not confirm {self.failed} of {len(self.items)} items: "
+                "send those marked failed again (the others are stored)"
+            )
+        return body
 
 
-@dataclass
-class HttpStats:
+@dataclass(frozen=True)
+class HttpCounts:
     accepted: int = 0
     rejected: int = 0
-    failed_batches: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    failed: int = 0
+    timed_out: int = 0
+    refused: int = 0
 
-    def snapshot(self) -> tuple[int, int, int]:
-        with self.lock:
-            return self.accepted, self.rejected, self.failed_batches
+    def __sub__(self, other: HttpCounts) -> HttpCounts:
+        return HttpCounts(
+            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"accepted {self.accepted}, rejected {self.rejected}, failed {self.failed}; "
+            f"connections timed out {self.timed_out}, refused over the cap {self.refused}"
+        )
+
+
+class HttpStats:
+    """Counters shared by the event loop and the threads that run `HttpIngest.ingest`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = HttpCounts()
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            counts = self._counts
+            self._counts = replace(
+                counts, **{name: getattr(counts, name) + n for name, n in deltas.items()}
+            )
+
+    def snapshot(self) -> HttpCounts:
+        with self._lock:
+            return self._counts
 
 
 def parse_batch(body: bytes, max_items: int) -> list[object]:
-    """The items of a request body; BadBatch (400 or 413) when the body is not a batch."""
+    """The items of a request body; BadBatch (400 or 413) when the body is not a batch.
+
+    Parsed with the codec's bounds (nesting, integer digits, UTF-8, storable text). A usable
+    batch nests four levels; the bound leaves room for an item with junk nested inside it,
+    which is then rejected on its own instead of taking the whole batch with it.
+    """
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadBatch(400, f"body is not JSON: {exc}") from exc
+        data = load_json(body)
+    except DecodeError as exc:
+        # "body is not JSON: ...", "body: JSON nested deeper than 32 levels", ...
+        reason = str(exc)
+        raise BadBatch(
+            400, f"body is {reason}" if reason.startswith("not JSON") else f"body: {reason}"
+        ) from exc
     if isinstance(data, dict):
         if set(data) != {"readings"}:
-            keys = ", ".join(sorted(map(repr, data))) or "none"
+            keys = ", ".join(sorted(repr(key)[:40] for key in data)[:10]) or "none"
             raise BadBatch(
                 400,
                 f'body must be a JSON array of readings or {{"readings": [...]}}, got keys {keys}',
@@ -157,6 +250,21 @@ def parse_batch(body: bytes, max_items: int) -> list[object]:
     return data
 
 
+@dataclass(frozen=True)
+class _Handed:
+    """One item handed to the producer: its reading or its dead letter, and that record's
+    future; or why the producer did not take it."""
+
+    index: int
+    future: Future | None = None
+    reading: SensorReading | None = None
+    reason: str | None = None  # why the item was rejected (what its dead letter says)
+    failure: str | None = None  # why Kafka did not take the record
+    # The producer could not take a record within its max_block_ms: the broker is away, and
+    # each further send would wait as long.
+    blocked: bool = False
+
+
 class HttpIngest:
     """Validates a batch and stores it in Kafka; blocking, so the server runs it in a thread."""
 
@@ -171,7 +279,7 @@ class HttpIngest:
     ) -> None:
         verify_units(settings.sensors)
         self._registry = settings.sensor_registry()
-        self._max_future_skew_s = settings.ingest.max_future_skew_s
+        self._settings = settings.ingest
         self._producer = producer
         self._topics = topics
         self._dead_letters = DeadLetters(producer, stage="ingest.http")
@@ -183,65 +291,124 @@ class HttpIngest:
         self.stats = HttpStats()
 
     def ingest(self, items: Sequence[object]) -> BatchResult:
-        """Validate, produce and wait for Kafka; StoreFailed if any record was not confirmed."""
+        """Validate each item, hand its reading or dead letter to Kafka, and wait for every
+        record's confirmation; each item's result says what became of it."""
         now = self._clock()
-        readings_topic = self._topics.readings
-        dead_letter_topic = self._topics.dead_letters(readings_topic)
-        results: list[ItemResult] = []
-        claimed: list[SensorReading] = []
-        futures: list[Future] = []
-        try:
-            for index, item in enumerate(items):
-                try:
-                    reading = validate_reading(
-                        item,
-                        topic_sensor_id=None,
-                        registry=self._registry,
-                        now=now,
-                        max_future_skew_s=self._max_future_skew_s,
-                        require_sensor_id=True,
-                    )
-                    self._seqs.claim(reading)
-                except InvalidReading as exc:
-                    futures.append(
-                        self._dead_letters.send(
-                            dead_letter_topic,
-                            original=json.dumps(item, ensure_ascii=False).encode(),
-                            error=str(exc),
-                            source_kind="http",
-                            source_topic=SOURCE,
-                            source_key=_sensor_of(item),
-                        )
-                    )
-                    results.append(ItemResult(index, error=str(exc)))
-                    continue
-                claimed.append(reading)
-                futures.append(publish(self._producer, readings_topic, reading))
-                results.append(ItemResult(index, id=reading.id))
-            self._confirm(futures)
-        except BaseException as exc:
-            # The sender is told nothing was accepted, so its retry must not meet these seqs
-            # as duplicates.
-            for reading in claimed:
-                self._seqs.release(reading)
-            with self.stats.lock:
-                self.stats.failed_batches += 1
-            if isinstance(exc, KafkaError):
-                raise StoreFailed(
-                    f"Kafka did not confirm the batch ({type(exc).__name__}: {exc}); "
-                    "nothing of it is accepted: send it again"
-                ) from exc
-            raise
-        batch = BatchResult(tuple(results))
-        with self.stats.lock:
-            self.stats.accepted += batch.accepted
-            self.stats.rejected += batch.rejected
+        handed: list[_Handed] = []
+        unavailable: str | None = None
+        for index, item in enumerate(items):
+            if unavailable is not None:
+                handed.append(_Handed(index, failure=unavailable))
+                continue
+            one = self._hand_over(index, item, now)
+            if one.blocked:
+                unavailable = one.failure
+            handed.append(one)
+        deadline = time.monotonic() + self._confirm_timeout_s
+        batch = BatchResult(tuple(self._settle(one, deadline) for one in handed))
+        self.stats.add(accepted=batch.accepted, rejected=batch.rejected, failed=batch.failed)
+        if batch.failed:
+            first = next(item for item in batch.items if item.status == "failed")
+            log.error(
+                "%d of %d items of a %s batch not stored (item %d: %s)",
+                batch.failed,
+                len(batch.items),
+                SOURCE,
+                first.index,
+                first.error,
+            )
         return batch
 
-    def _confirm(self, futures: Sequence[Future]) -> None:
-        deadline = time.monotonic() + self._confirm_timeout_s
-        for future in futures:
-            future.get(timeout=max(0.0, deadline - time.monotonic()))
+    def _hand_over(self, index: int, item: object, now: datetime) -> _Handed:
+        # Items come from `load_json`, so they always encode back to JSON.
+        original = json.dumps(item, ensure_ascii=False).encode()
+        reasons: list[str] = []
+        try:
+            sent = guard(
+                lambda: self._publish(original, item, now),
+                reasons.append,
+                infrastructure=(KafkaError,),
+                where=f"item {index} of a {SOURCE} batch",
+            )
+        except KafkaError as exc:
+            return _Handed(index, failure=_why(exc), blocked=_blocked(exc))
+        if sent is not None:
+            reading, future = sent
+            return _Handed(index, future=future, reading=reading)
+        reason = reasons[0]
+        try:
+            future = self._dead_letters.send(
+                self._topics.dead_letters(self._topics.readings),
+                original=original,
+                error=reason,
+                source_kind="http",
+                source_topic=SOURCE,
+                source_key=_sensor_of(item),
+            )
+        except Exception as exc:
+            if not isinstance(exc, KafkaError):
+                log.error(
+                    "dead letter of item %d of a %s batch not sent", index, SOURCE, exc_info=exc
+                )
+            return _Handed(index, reason=reason, failure=_why(exc), blocked=_blocked(exc))
+        return _Handed(index, future=future, reason=reason)
+
+    def _publish(
+        self, original: bytes, item: object, now: datetime
+    ) -> tuple[SensorReading, Future]:
+        limit = self._settings.max_reading_bytes
+        if len(original) > limit:
+            raise InvalidReading(
+                f"item is {len(original)} bytes as JSON; a reading may have at most {limit} "
+                "(ingest.max_reading_bytes)"
+            )
+        reading = validate_reading(
+            item,
+            topic_sensor_id=None,
+            registry=self._registry,
+            now=now,
+            max_future_skew_s=self._settings.max_future_skew_s,
+            earliest=self._settings.earliest_observation,
+            require_sensor_id=True,
+        )
+        self._seqs.claim(reading)
+        try:
+            return reading, publish(self._producer, self._topics.readings, reading)
+        except BaseException:
+            self._seqs.release(reading)
+            raise
+
+    def _settle(self, one: _Handed, deadline: float) -> ItemResult:
+        failure = one.failure
+        if one.future is not None:
+            try:
+                one.future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as exc:
+                failure = _why(exc)
+            else:
+                if one.reading is not None:
+                    return ItemResult(one.index, "accepted", id=one.reading.id)
+                return ItemResult(one.index, "rejected", error=one.reason)
+        if one.reading is not None:
+            # Not stored, so the sender's retry must not meet this seq as a duplicate.
+            self._seqs.release(one.reading)
+        if one.reason is not None:
+            error = (
+                f"Kafka did not confirm the dead letter of this rejected item ({failure}): "
+                f"send it again; it was rejected because: {one.reason}"
+            )
+        else:
+            error = f"Kafka did not confirm it ({failure}): send it again"
+        return ItemResult(one.index, "failed", error=error)
+
+
+def _why(exc: BaseException) -> str:
+    # kafka-python's errors name their class themselves ("KafkaTimeoutError: ...").
+    return (str(exc) or type(exc).__name__) if isinstance(exc, KafkaError) else describe(exc)
+
+
+def _blocked(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaTimeoutError)
 
 
 def _sensor_of(item: object) -> str | None:
@@ -280,6 +447,329 @@ class KafkaProbe:
         return None
 
 
+class _Phase(enum.Enum):
+    IDLE = "idle"  # between requests
+    READING = "reading"  # a request has begun and has not fully arrived
+    HANDLING = "handling"  # the request is in; its answer is being worked out
+    CLOSING = "closing"  # answered before its body was read: aiohttp drains, then closes
+
+
+class GuardedConnection(asyncio.Protocol):
+    """One client connection, with aiohttp's request handler inside and a clock on it.
+
+    The clock runs per phase: an idle connection is closed after KEEPALIVE_S; a request must
+    arrive whole (headers and body) within the read timeout of its first byte, else it is
+    answered 408 and closed; a connection answered before its body was read is closed if
+    aiohttp has not closed it after its own lingering. A request whose body is in and whose
+    answer waits for Kafka is never hurried. Everything else is aiohttp's.
+    """
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+        self._transport: asyncio.Transport | None = None
+        self._inner: asyncio.Protocol | None = None
+        self._phase = _Phase.IDLE
+        self._timer: asyncio.TimerHandle | None = None
+        # Bytes of a next request came while this one was being handled.
+        self._next_begun = False
+        # A last answer of ours was written; what still comes is drained, not served.
+        self._finishing = False
+        # The client closed its side of the connection.
+        self._client_done = False
+        self._lost = False
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def peer(self) -> str:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        inner = self._guard.admit(self)
+        if inner is None:
+            return
+        self._inner = inner
+        inner.connection_made(transport)
+        self._enter(_Phase.IDLE)
+
+    def data_received(self, data: bytes) -> None:
+        if self._inner is None or self._finishing:
+            return
+        if self._phase is _Phase.IDLE:
+            self._enter(_Phase.READING)
+        elif self._phase is _Phase.HANDLING:
+            self._next_begun = True
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._inner is None or self._finishing:
+            return None  # the client has read our last answer (or gone): close
+        self._inner.eof_received()
+        if self._phase is _Phase.HANDLING:
+            # A client may close its side once its request is sent: it still gets its answer
+            # (and the idle clock closes the connection after it).
+            return True
+        if self._phase is _Phase.READING:
+            # Nothing more will come. The request may be whole already, its handler about to
+            # start; if it has not started within LINGER_S it never will, and the client has
+            # gone: its place is given back then, quietly.
+            self._client_done = True
+            self._cancel_timer()
+            self._timer = asyncio.get_running_loop().call_later(LINGER_S, self._expired)
+            return True
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._cancel_timer()
+        self._guard.release(self)
+        if self._inner is not None:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._inner is not None:
+            self._inner.resume_writing()
+
+    # Told by the application (the `_read_clock` middleware and the readings handler).
+
+    def request_started(self, *, body_complete: bool) -> None:
+        if self._phase is _Phase.IDLE:
+            # Its bytes came with the request before, while that one was read.
+            self._enter(_Phase.READING)
+        if body_complete:
+            self.body_read()
+
+    def body_read(self) -> None:
+        if self._phase is _Phase.READING:
+            self._enter(_Phase.HANDLING)
+
+    def answered(self, *, body_complete: bool) -> None:
+        if not body_complete:
+            self._enter(_Phase.CLOSING)
+            return
+        next_begun, self._next_begun = self._next_begun, False
+        self._enter(_Phase.READING if next_begun else _Phase.IDLE)
+
+    def finish(self, status: HTTPStatus, error: str, headers: dict[str, str] | None = None) -> None:
+        """Answer with a last response of our own, drain what still comes for LINGER_S, and
+        close; aiohttp's handler, if any, is not fed again."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._finishing = True
+        self._cancel_timer()
+        transport.write(_raw_response(status, error, headers or {}))
+        if transport.can_write_eof():
+            transport.write_eof()
+        if not transport.is_reading():
+            transport.resume_reading()
+        self._timer = asyncio.get_running_loop().call_later(LINGER_S, self._close)
+
+    def _enter(self, phase: _Phase) -> None:
+        self._phase = phase
+        self._cancel_timer()
+        if self._lost:
+            return
+        if phase is _Phase.IDLE:
+            delay = KEEPALIVE_S
+        elif phase is _Phase.READING:
+            delay = self._guard.read_timeout_s
+        elif phase is _Phase.CLOSING:
+            delay = 2 * LINGER_S
+        else:
+            return
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._phase is _Phase.READING and not self._client_done:
+            self._guard.timed_out(self)
+            # An answer can be written only if nothing of an earlier one is still queued.
+            if transport.get_write_buffer_size() == 0:
+                self.finish(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    f"the request did not arrive whole within {self._guard.read_timeout_s:g} s "
+                    "of its first byte (ingest.http_read_timeout_s)",
+                )
+                return
+        self._close()
+
+    def _close(self) -> None:
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        # A client that does not read its answer would keep a graceful close waiting for ever.
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class ConnectionGuard:
+    """The listening socket's protocol factory: each connection a `GuardedConnection` around
+    one of aiohttp's request handlers (`handlers()`), at most `ingest.http_max_connections`
+    of them served at once.
+
+    A connection beyond the cap is answered 503 at once, and closed once drained (LINGER_S at
+    most), so that a flood of them costs sockets for seconds, not for as long as it lasts.
+    """
+
+    def __init__(
+        self, handlers: Callable[[], asyncio.Protocol], settings: IngestSettings, stats: HttpStats
+    ) -> None:
+        self.read_timeout_s = settings.http_read_timeout_s
+        self._handlers = handlers
+        self._max = settings.http_max_connections
+        self._stats = stats
+        self._served: set[GuardedConnection] = set()
+        self._refused: set[GuardedConnection] = set()
+        self._cap_reported_at: float | None = None
+
+    async def listen(self, host: str, port: int) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.create_server(self, host, port, backlog=128)
+        except OSError as exc:
+            raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+    def __call__(self) -> GuardedConnection:
+        return GuardedConnection(self)
+
+    def admit(self, connection: GuardedConnection) -> asyncio.Protocol | None:
+        """aiohttp's handler for a new connection; None when it is over the cap (and has been
+        answered 503)."""
+        if len(self._served) < self._max:
+            self._served.add(connection)
+            return self._handlers()
+        self._stats.add(refused=1)
+        now = time.monotonic()
+        if self._cap_reported_at is None or now - self._cap_reported_at >= STATS_INTERVAL_S:
+            self._cap_reported_at = now
+            log.warning(
+                "%d connections open, the most allowed (ingest.http_max_connections): "
+                "new ones are answered 503 until some close",
+                self._max,
+            )
+        self._refused.add(connection)
+        connection.finish(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"too many open connections ({self._max}, ingest.http_max_connections): "
+            "try again shortly",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )
+        return None
+
+    def release(self, connection: GuardedConnection) -> None:
+        self._served.discard(connection)
+        self._refused.discard(connection)
+
+    def timed_out(self, connection: GuardedConnection) -> None:
+        self._stats.add(timed_out=1)
+        log.debug(
+            "request from %s did not arrive within %g s: closing its connection",
+            connection.peer,
+            self.read_timeout_s,
+        )
+
+    def close_all(self) -> None:
+        """Abort what is still open at shutdown (refused connections still draining)."""
+        for connection in [*self._served, *self._refused]:
+            if connection.transport is not None:
+                connection.transport.abort()
+
+
+def _connection_of(request: web.BaseRequest) -> GuardedConnection | None:
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    return protocol if isinstance(protocol, GuardedConnection) else None
+
+
+def _body_arrived(request: web.BaseRequest) -> None:
+    """The request's body is in: its read clock stops."""
+    connection = _connection_of(request)
+    if connection is not None:
+        connection.body_read()
+
+
+@web.middleware
+async def _read_clock(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the request's `GuardedConnection` where the request stands."""
+    connection = _connection_of(request)
+    if connection is None:
+        return await handler(request)
+    connection.request_started(body_complete=request.content.is_eof())
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        # The router's own answers (404, 405) are exceptions that aiohttp writes.
+        _answered(request, connection, exc)
+        raise
+    except BaseException:
+        connection.answered(body_complete=False)
+        raise
+    _answered(request, connection, response)
+    return response
+
+
+def _answered(
+    request: web.BaseRequest, connection: GuardedConnection, response: web.StreamResponse
+) -> None:
+    body_complete = request.content.is_eof()
+    if not body_complete:
+        # aiohttp drains the rest for its lingering time; the connection then closes rather
+        # than wait for what the client may still be sending.
+        response.force_close()
+    connection.answered(body_complete=body_complete)
+
+
+class _ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server log, with a request it could not parse (a header line too long, a
+    broken chunk, TLS spoken to the HTTP port) told in one warning line rather than an error
+    with a traceback: the fault is the client's, and a client must not be able to fill the
+    log with tracebacks. aiohttp has answered it 400 already."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            reason = " ".join(exc_info.message.split())
+            self.warning("%s: %s", str(msg) % args, reason[:200])
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def _refusal_body(error: str) -> dict[str, Any]:
+    return {"accepted": 0, "rejected": 0, "failed": 0, "results": [], "error": error}
+
+
+def _raw_response(status: HTTPStatus, error: str, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 response, for answers written below aiohttp (no request handled)."""
+    body = json.dumps(_refusal_body(error)).encode()
+    lines = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        "Content-Type: application/json; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
 class ReadingsApi:
     """The HTTP side: authentication, body limits, status codes; the work is `HttpIngest`'s."""
 
@@ -295,7 +785,7 @@ class ReadingsApi:
         return self._token is not None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_read_clock])
         app.router.add_post(READINGS_PATH, self.post_readings)
         app.router.add_get(HEALTH_PATH, self.healthz)
         return app
@@ -309,20 +799,23 @@ class ReadingsApi:
                 headers={"WWW-Authenticate": 'Bearer realm="pantau"'},
             )
         try:
+            _check_content_type(request)
             body = await self._read_body(request)
+            _body_arrived(request)
             items = parse_batch(body, self._settings.http_max_items)
         except BadBatch as exc:
             log.warning("refused %s from %s (%d): %s", SOURCE, request.remote, exc.status, exc)
-            return _refusal(exc.status, exc.error)
+            refusal = _refusal(exc.status, exc.error)
+            if exc.close:
+                refusal.force_close()
+            return refusal
+        except ConnectionError:
+            # The client went away before its body was in, or its time ran out and the
+            # connection answered 408 itself: there is nobody left to answer.
+            return _refusal(408, "the request did not arrive whole")
         loop = asyncio.get_running_loop()
-        try:
-            batch = await loop.run_in_executor(None, self._ingest.ingest, items)
-        except StoreFailed as exc:
-            log.error(
-                "batch of %d readings from %s not stored: %s", len(items), request.remote, exc
-            )
-            return _refusal(503, str(exc))
-        return web.json_response(batch.as_json(), status=batch.status)
+        batch = await loop.run_in_executor(None, self._ingest.ingest, items)
+        return web.json_response(batch.as_json(), status=batch.status, headers=batch.headers)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         problem = await self._probe.problem()
@@ -350,17 +843,41 @@ class ReadingsApi:
         size = 0
         # Read in pieces: a sender without Content-Length is cut off at the limit, not after
         # its whole body sits in memory.
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        try:
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+        except web.RequestPayloadError as exc:
+            # A broken chunked encoding, a Content-Encoding that does not decode, ...: nothing
+            # more of this body can be read. Marked over, so that aiohttp does not try to drain
+            # it after the answer (which would only raise the same error again).
+            request.content.feed_eof()
+            problem = str(exc).split("message:", 1)[-1].strip()
+            raise BadBatch(400, f"body is malformed: {problem}", close=True) from exc
         return b"".join(chunks)
 
 
+def _check_content_type(request: web.BaseRequest) -> None:
+    """BadBatch 415 unless the body is declared JSON; a request that declares nothing is read
+    as JSON (small devices often send no Content-Type)."""
+    raw = request.headers.get(hdrs.CONTENT_TYPE, "")
+    if not raw.strip():
+        return
+    media = request.content_type.lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return
+    shown = raw if len(raw) <= 80 else raw[:77] + "..."
+    raise BadBatch(
+        415, f"Content-Type {shown!r} is not JSON: send application/json (or application/*+json)"
+    )
+
+
 def _refusal(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"accepted": 0, "rejected": 0, "results": [], "error": error}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(_refusal_body(error), status=status, headers=headers)
 
 
 def run_http_ingest(
@@ -371,27 +888,42 @@ def run_http_ingest(
     *,
     host: str,
     port: int,
-) -> HttpStats:
-    """Serve until `stop` is set; returns the counters. ListenFailed if the port is taken."""
+    alive: Callable[[], None] = lambda: None,
+) -> HttpCounts:
+    """Serve until `stop` is set; returns the counts. ListenFailed if the port is taken.
+
+    `alive` is called about five times a second while the event loop turns."""
     ingest = HttpIngest(settings, producer, topics)
     api = ReadingsApi(ingest, settings.ingest, KafkaProbe(settings.kafka))
-    asyncio.run(_serve(api, ingest.stats, stop, host, port))
-    return ingest.stats
+    asyncio.run(_serve(api, settings.ingest, ingest.stats, stop, host, port, alive))
+    return ingest.stats.snapshot()
 
 
 async def _serve(
-    api: ReadingsApi, stats: HttpStats, stop: threading.Event, host: str, port: int
+    api: ReadingsApi,
+    settings: IngestSettings,
+    stats: HttpStats,
+    stop: threading.Event,
+    host: str,
+    port: int,
+    alive: Callable[[], None],
 ) -> None:
     # No access log: a busy gateway posts every few seconds; the counts below say enough, and
-    # every rejected item is logged with its dead letter.
-    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    # every rejected item is logged with its dead letter. aiohttp's own keep-alive timer is
+    # left at its default (an hour): GuardedConnection closes idle connections sooner.
+    runner = web.AppRunner(
+        api.app(),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        lingering_time=LINGER_S,
+        logger=_ServerLog(logging.getLogger("aiohttp.server"), {}),
+    )
     await runner.setup()
+    assert runner.server is not None
+    connections = ConnectionGuard(runner.server, settings, stats)
+    server: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        server = await connections.listen(host, port)
         log.info(
             "HTTP ingest listening on http://%s:%d (POST %s, GET %s)%s",
             host,
@@ -403,25 +935,18 @@ async def _serve(
         reported = stats.snapshot()
         next_report = time.monotonic() + STATS_INTERVAL_S
         while not stop.is_set():
+            alive()
             await asyncio.sleep(0.2)
             if time.monotonic() >= next_report:
                 next_report += STATS_INTERVAL_S
                 now = stats.snapshot()
                 if now != reported:
-                    log.info(
-                        "HTTP ingest, last minute: accepted %d, rejected %d, failed batches %d",
-                        now[0] - reported[0],
-                        now[1] - reported[1],
-                        now[2] - reported[2],
-                    )
+                    log.info("HTTP ingest, last minute: %s", now - reported)
                     reported = now
     finally:
-        # Stops listening, then waits for requests still waiting on Kafka.
+        if server is not None:
+            server.close()
+        # Closes idle connections, then waits for requests still waiting on Kafka.
         await runner.cleanup()
-    accepted, rejected, failed = stats.snapshot()
-    log.info(
-        "HTTP ingest stopped: accepted %d, rejected %d, failed batches %d",
-        accepted,
-        rejected,
-        failed,
-    )
+        connections.close_all()
+    log.info("HTTP ingest stopped: %s", stats.snapshot())
