@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -44,7 +45,7 @@ from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import Message as KafkaMessage
 
 from pantau import kafka
-from pantau.codec import DecodeError, decode_as, encode
+from pantau.codec import decode_as, encode
 from pantau.failpoints import Failpoints
 from pantau.ids import SeqCounter, uuid7
 from pantau.messages import (
@@ -55,10 +56,12 @@ from pantau.messages import (
     Message,
     SensorReading,
 )
+from pantau.poison import BadInput, dead_letter, guard
+from pantau.runtime import RUN_ENV, alive
 from pantau.settings import Settings
+from pantau.supervisor import EXIT_RESTART_NOW
 from pantau.topics import Topics
 from streams.engine import (
-    ActionRejected,
     Engine,
     Output,
     State,
@@ -79,10 +82,9 @@ _BATCH_WITHIN_S = 0.05
 # A silent source is checked at most this often while its check is on its way.
 _CHECK_REPEAT_S = 5.0
 _WATCH_EVERY_S = 10.0
-# The worker's exit code when it gave up on a stalled partition: `pantau streams` restarts it.
-EXIT_STALLED = 75
-# Which worker this is under `pantau streams` (1, 2, ...).
-RUN_ENV = "PANTAU_STREAMS_RUN"
+# The worker's exit code when it gave up on a stalled partition: the supervisor of
+# `pantau streams` starts a fresh one at once.
+EXIT_STALLED = EXIT_RESTART_NOW
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -188,6 +190,12 @@ class StreamsApp:
         async def watch_progress() -> None:
             await self._watch_progress()
 
+        @self.app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def report_alive() -> None:
+            # The event loop came round: a worker whose loop is blocked stops saying so, and
+            # its supervisor replaces it.
+            alive()
+
     def _agent(self, source: _Input) -> None:
         async def agent(stream: Any) -> AsyncIterator[None]:
             if source.repartition is not None:
@@ -251,12 +259,20 @@ class StreamsApp:
         handler = source.handler
         for message in messages:
             raw_key = message.key
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key or "")
-            try:
-                # A record without a value (a tombstone) is an empty message: a dead letter.
-                decoded = decode_as(message.value or b"", cls)
-            except DecodeError as exc:
-                letters.append(self._letter(message, key, str(exc)))
+            key = (
+                raw_key.decode(errors="replace")
+                if isinstance(raw_key, bytes)
+                else str(raw_key or "")
+            )
+            reasons: list[str] = []
+            # A record without a value (a tombstone) is an empty message: a dead letter.
+            decoded = guard(
+                partial(_decoded_for, message.value or b"", cls, key),
+                reasons.append,
+                where=f"{message.topic}[{message.partition}]@{message.offset}",
+            )
+            if decoded is None:
+                letters.append(self._letter(message, key, reasons[0]))
                 continue
             held = taken.get(key)
             if held is None:
@@ -268,11 +284,17 @@ class StreamsApp:
                 # Applied before a crash, and its effects were delivered before that state
                 # was written (see below): nothing to do.
                 continue
-            try:
-                result = handler(state, decoded, ts_rule=datetime.now(UTC))
-            except ActionRejected as exc:
-                letters.append(self._letter(message, key, str(exc)))
-                result = None
+            # A handler that raises on one input (an operator action that does not fit the
+            # alarm's state, or an input no rule foresaw) dead-letters that input; the others
+            # go on. A surprise is logged with its traceback: it is a bug worth fixing, but
+            # never a reason to stop every source of the partition.
+            result = guard(
+                partial(handler, state, decoded, ts_rule=datetime.now(UTC)),
+                reasons.append,
+                where=f"{message.topic}[{message.partition}]@{message.offset}",
+            )
+            if result is None:
+                letters.append(self._letter(message, key, reasons[0]))
             mark_applied(state, topic, offset)
             touched.add(key)
             if result is not None:
@@ -321,18 +343,9 @@ class StreamsApp:
         return topic
 
     def _letter(self, message: KafkaMessage, key: str, error: str) -> DeadLetter:
-        log.warning(
-            "dead letter from %s[%d]@%d: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            error,
-        )
-        return DeadLetter(
-            id=uuid7(),
-            ts_capture=datetime.now(UTC),
-            seq=next(self._seq),
+        letter = dead_letter(
             stage=STAGE,
+            seq=next(self._seq),
             source_kind="kafka",
             source_topic=self._public(message.topic),
             partition=message.partition,
@@ -341,6 +354,14 @@ class StreamsApp:
             error=error,
             original=bytes(message.value) if message.value is not None else b"",
         )
+        log.warning(
+            "dead letter from %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            letter.error,
+        )
+        return letter
 
     async def _watch_progress(self) -> None:
         """Exit, for `pantau streams` to start a fresh worker, when an assigned input partition
@@ -586,8 +607,31 @@ def _kind(decoded: Message) -> str:
 
 
 def _message_key(_value: bytes) -> bytes:
+    # Never raises: an exception here would crash the agent inside faust, and the partition
+    # would stall on the same record after every restart. A record without a key is routed
+    # with the empty key, and `_handle` dead-letters it (its key names no camera).
     event = faust.current_event()
-    if event is None or event.key is None:
-        raise ValueError("a camera message without a key cannot be routed to its camera")
-    key: bytes = event.key
-    return key
+    if event is None or not isinstance(event.key, bytes):
+        return b""
+    return event.key
+
+
+def _source_id(message: Message) -> str | None:
+    for name in ("sensor_id", "camera_id", "source_id"):
+        value = getattr(message, name, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _decoded_for(value: bytes, cls: type[Message], key: str) -> Message:
+    """The record's message, which must be keyed by its own source: a source's state lives in
+    the partition of its key, so a record keyed otherwise would land on another's state."""
+    decoded = decode_as(value, cls)
+    source = _source_id(decoded)
+    if source is not None and source != key:
+        raise BadInput(
+            f"record key {key!r} does not match the {decoded.kind}'s source {source!r} "
+            "(producers key every record by its source id)"
+        )
+    return decoded

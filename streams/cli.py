@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from uuid import UUID
 
-from pantau.commands import Context, SubParsers
+from pantau.commands import Context, SubParsers, supervised
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,13 @@ def register(sub: SubParsers) -> None:
     streams = sub.add_parser(
         "streams", help="run the stream processor: reading windows, rules, camera health, alarms"
     )
+    supervised(streams, "streams")
     streams.add_argument(
-        "--worker", action="store_true", help="run the faust worker in this process, unsupervised"
+        "--worker",
+        action="store_const",
+        const=False,
+        dest="supervise",
+        help="run the faust worker in this process, unsupervised (as --no-supervise)",
     )
     streams.set_defaults(handler=_streams)
 
@@ -36,6 +40,7 @@ def register(sub: SubParsers) -> None:
     notify.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="stop once nothing is left to send"
     )
+    supervised(notify, "notify")
     notify.set_defaults(handler=_notify)
 
     alarm = sub.add_parser("alarm", help="record an operator's decision on an alarm")
@@ -47,8 +52,8 @@ def register(sub: SubParsers) -> None:
 
 
 def _streams(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.worker:
-        return _supervise_streams(ctx)
+    """The faust worker, in this process. `pantau streams` runs it as a supervised worker
+    (pantau/supervisor.py), which starts a fresh one when it exits on a stalled partition."""
     from faust import Worker
 
     from pantau import kafka
@@ -73,31 +78,6 @@ def _streams(args: argparse.Namespace, ctx: Context) -> int:
     tune_gc_for_throughput()
     worker.execute_from_commandline()
     return 0
-
-
-def _supervise_streams(ctx: Context) -> int:
-    """Run the faust worker in a child process and start a fresh one when it gave up on a
-    stalled partition; any other exit ends this command with the worker's code."""
-    import subprocess
-
-    from pantau.runtime import die_with_parent, stop_on_signals
-    from streams.app import EXIT_STALLED, RUN_ENV
-
-    stop = stop_on_signals()
-    command = [sys.executable, "-m", "pantau.cli", "--config", str(ctx.config_path)]
-    command += ["streams", "--worker"]
-    run = 0
-    while True:
-        run += 1
-        env = {**os.environ, RUN_ENV: str(run)}
-        worker = subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
-        while worker.poll() is None:
-            if stop.wait(0.5):
-                worker.terminate()
-                return worker.wait()
-        if worker.returncode != EXIT_STALLED:
-            return worker.returncode
-        log.warning("the stream worker stalled and exited; starting a fresh one")
 
 
 def _notify(args: argparse.Namespace, ctx: Context) -> int:

@@ -48,6 +48,7 @@ from pantau.messages import (
     SensorWindow,
     Severity,
 )
+from pantau.poison import BadInput
 from pantau.settings import (
     CameraSettings,
     Location,
@@ -100,7 +101,7 @@ UNITS = {
 }
 
 
-class ActionRejected(ValueError):
+class ActionRejected(BadInput):
     """An operator action that does not fit the alarm's state; the reason says why."""
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -35,11 +36,13 @@ from kafka import KafkaProducer
 from psycopg.rows import dict_row
 
 from pantau import kafka
-from pantau.codec import DecodeError, decode_as
+from pantau.codec import decode_as, describe
 from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import stable_id
 from pantau.messages import Alert, Notification
+from pantau.poison import guard
+from pantau.runtime import alive
 from pantau.settings import Settings
 from pantau.topics import Topics
 from streams.channels import Channels, DeliveryError
@@ -95,6 +98,7 @@ class Notifier:
     def run(self, stop: threading.Event, *, idle_exit_s: float | None = None) -> NotifierStats:
         idle_since = time.monotonic()
         while not stop.is_set():
+            alive()
             records = self._consumer.poll(500, 0.2)
             if records:
                 self._queue(records)
@@ -127,45 +131,63 @@ class Notifier:
     # ------------------------------------------------------------------ queueing
 
     def _queue(self, records: list[Record]) -> None:
-        rows: list[tuple[Any, ...]] = []
+        rows: list[tuple[Record, tuple[Any, ...]]] = []
         for record in records:
-            try:
-                alert = decode_as(record.value or b"", Alert)
-            except DecodeError as exc:
-                self._dead_letter(record, str(exc))
+            reasons: list[str] = []
+            prepared = guard(
+                partial(self._outbox_rows, record),
+                reasons.append,
+                where=f"{record.topic}[{record.partition}]@{record.offset}",
+            )
+            if prepared is None:
+                self._dead_letter(record, reasons[0])
                 continue
-            self.stats.alerts += 1
-            if not alert.notify:
-                continue
-            # Quiet hours are judged at the time of the change, so a replay decides the same.
-            for delivery in deliveries_for(alert, self._notify, now=alert.updated_at, tz=self._tz):
-                rows.append(
-                    (
-                        notification_id(alert, delivery),
-                        alert.alarm_id,
-                        alert.version,
-                        delivery.route,
-                        delivery.channel,
-                        delivery.recipient,
-                        redact_recipient(delivery),
-                        json.dumps(alert.model_dump(mode="json")),
-                    )
-                )
+            rows.extend((record, row) for row in prepared)
         conn = self._db()
         with conn.transaction(), conn.cursor() as cur:
             queued = 0
-            for row in rows:
-                cur.execute(
-                    "INSERT INTO notification_outbox (notification_id, alarm_id, "
-                    "alarm_version, route, channel, target, recipient, alert) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (notification_id) DO NOTHING",
-                    row,
-                )
-                queued += max(cur.rowcount, 0)
+            for record, row in rows:
+                try:
+                    # A savepoint per row: one row the database refuses is that alert's dead
+                    # letter, not the end of the batch (the contract makes it rare).
+                    with conn.transaction():
+                        cur.execute(
+                            "INSERT INTO notification_outbox (notification_id, alarm_id, "
+                            "alarm_version, route, channel, target, recipient, alert) "
+                            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                            "ON CONFLICT (notification_id) DO NOTHING",
+                            row,
+                        )
+                        queued += max(cur.rowcount, 0)
+                except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                    self._dead_letter(record, f"outbox refused it: {describe(exc)}")
         self.stats.queued += queued
         self._failpoints.hit("notify.after_queue")
+        # Dead letters must be on the broker before the offsets that produced them move on.
+        self._producer.flush()
         self._consumer.commit(records)
+
+    def _outbox_rows(self, record: Record) -> list[tuple[Any, ...]]:
+        """The outbox rows of one alert record: one per recipient of a change people should
+        hear about, none otherwise. Raises for a record that is not a usable alert."""
+        alert = decode_as(record.value or b"", Alert)
+        self.stats.alerts += 1
+        if not alert.notify:
+            return []
+        # Quiet hours are judged at the time of the change, so a replay decides the same.
+        return [
+            (
+                notification_id(alert, delivery),
+                alert.alarm_id,
+                alert.version,
+                delivery.route,
+                delivery.channel,
+                delivery.recipient,
+                redact_recipient(delivery),
+                json.dumps(alert.model_dump(mode="json")),
+            )
+            for delivery in deliveries_for(alert, self._notify, now=alert.updated_at, tz=self._tz)
+        ]
 
     def _dead_letter(self, record: Record, error: str) -> None:
         self._dead_letters.reject(record, error)
@@ -200,19 +222,29 @@ class Notifier:
             alert = Alert.model_validate(row["alert"])
             delivery = Delivery(route=row["route"], channel=row["channel"], recipient=row["target"])
             attempts = row["attempts"] + 1
-            rendered = render(
-                alert,
-                language=self._notify.language,
-                tz=self._tz,
-                incident_url=self._notify.incident_url,
-            )
             error: DeliveryError | None = None
             try:
+                rendered = render(
+                    alert,
+                    language=self._notify.language,
+                    tz=self._tz,
+                    incident_url=self._notify.incident_url,
+                )
                 self._channels.send(
                     delivery, alert, rendered, notification_id=row["notification_id"]
                 )
             except DeliveryError as exc:
                 error = exc
+            except Exception as exc:
+                # Not the channel's fault: this alert cannot be rendered or sent at all. It is
+                # marked failed with the reason instead of stopping every delivery behind it.
+                log.error(
+                    "notification %s cannot be delivered: %s",
+                    row["notification_id"],
+                    describe(exc),
+                    exc_info=exc,
+                )
+                error = DeliveryError(describe(exc), retryable=False)
             now = datetime.now(UTC)
             if error is None:
                 self._failpoints.hit("notify.after_send")
