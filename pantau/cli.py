@@ -13,6 +13,7 @@ from pathlib import Path
 from pantau import __version__
 from pantau.commands import Context, SubParsers, config_path_from
 from pantau.logs import configure_logging
+from pantau.runtime import WORKER_ENV, exit_when_a_thread_dies
 from pantau.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_spine(sub: SubParsers) -> None:
-    from pantau import demo, services
+    from pantau import demo, health, services
 
     check = sub.add_parser("check-config", help="validate the settings file and exit")
     check.set_defaults(handler=_check_config)
     services.register(sub)
     demo.register(sub)
+    health.register(sub)
+
+
+def _runs_supervised(args: argparse.Namespace, ctx: Context) -> bool:
+    """A long-running command, not already a worker, with supervision on."""
+    if getattr(args, "supervised_as", None) is None or os.environ.get(WORKER_ENV):
+        return False
+    chosen: bool | None = args.supervise
+    return ctx.settings.runtime.supervise if chosen is None else chosen
+
+
+def _supervise(args: argparse.Namespace, ctx: Context, arguments: list[str]) -> int:
+    """Run the command as worker processes (the same command line) under the supervisor."""
+    from pantau.health import metrics_publisher
+    from pantau.runtime import stop_on_signals
+    from pantau.supervisor import Supervisor, WorkerSpec
+
+    settings = ctx.settings
+    count = args.worker_count(args, settings) if args.worker_count is not None else 1
+    command = (sys.executable, "-m", "pantau.cli", *arguments)
+    component: str = args.supervised_as
+    workers = [
+        WorkerSpec(component if count == 1 else f"{component}-{n}", command)
+        for n in range(1, count + 1)
+    ]
+    stop = stop_on_signals()
+    publisher = metrics_publisher(settings)
+    try:
+        supervisor = Supervisor(component, workers, settings.runtime, metrics=publisher)
+        return supervisor.run(stop)
+    finally:
+        publisher.close()
 
 
 def _check_config(args: argparse.Namespace, ctx: Context) -> int:
@@ -82,12 +115,16 @@ def _check_config(args: argparse.Namespace, ctx: Context) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
     ctx = Context(config_path=config_path_from(args.config, os.environ))
     configure_logging(args.log_level or "INFO")
+    exit_when_a_thread_dies()
     try:
         if args.log_level is None and ctx.config_path.exists():
             configure_logging(ctx.settings.logging.level)
+        if _runs_supervised(args, ctx):
+            return _supervise(args, ctx, arguments)
         code: int = args.handler(args, ctx)
         return code
     except SettingsError as exc:

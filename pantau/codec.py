@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -54,7 +55,10 @@ def load_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     except UnicodeDecodeError as exc:
         raise DecodeError(f"not JSON: not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
     except ValueError as exc:
-        # json.JSONDecodeError, and the integer digit limit (a 5,000-digit number).
+        if not isinstance(exc, json.JSONDecodeError) and "digits" in str(exc):
+            # Python's own limit on integer text, worded for whoever sent the number.
+            limit = sys.get_int_max_str_digits()
+            raise DecodeError(f"not JSON: an integer of more than {limit} digits") from exc
         raise DecodeError(f"not JSON: {_clip(str(exc))}") from exc
     problem = _unstorable(value, max_depth)
     if problem is not None:

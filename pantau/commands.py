@@ -36,6 +36,22 @@ class Context:
 
 
 Handler = Callable[[argparse.Namespace, Context], int]
+WorkerCount = Callable[[argparse.Namespace, Settings], int]
+
+
+def supervised(
+    parser: argparse.ArgumentParser, component: str, workers: WorkerCount | None = None
+) -> None:
+    """Mark a long-running subcommand: `pantau` runs it in worker processes under the
+    supervisor (`pantau.supervisor`), `workers(args, settings)` of them (default one), unless
+    `--no-supervise` or `runtime.supervise: false`. Inside a worker the handler runs as is."""
+    parser.add_argument(
+        "--supervise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restart the stage when it fails or stalls (default: runtime.supervise)",
+    )
+    parser.set_defaults(supervised_as=component, worker_count=workers)
 
 
 def config_path_from(arg: Path | None, environ: Mapping[str, str]) -> Path:

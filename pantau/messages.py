@@ -278,13 +278,16 @@ class EvidenceRef(BaseModel):
 
 
 class DumpingEvent(Message):
-    """One step (new, update, end) in the life of a dumping event; `event_id` is stable."""
+    """One step (new, update, end) in the life of a dumping event; `event_id` is stable.
+
+    Version 2 adds `evidence_error`; version 1 messages (without it) still decode.
+    """
 
     KIND: ClassVar[str] = "dumping_event"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     kind: Literal["dumping_event"] = "dumping_event"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     event_id: UUID
     phase: Literal["new", "update", "end"]
     version: int = Field(ge=0, le=INT32_MAX, description="increases with every step of this event")
@@ -299,6 +302,17 @@ class DumpingEvent(Message):
     owner_track_id: int | None = Field(None, ge=0, le=INT64_MAX)
     confidence: float = Field(ge=0.0, le=1.0)
     evidence: tuple[EvidenceRef, ...] = Field((), max_length=64)
+    evidence_error: Text | None = Field(
+        None,
+        description="why the evidence is missing or incomplete (e.g. the evidence store is "
+        "full); None when every artefact so far was written",
+    )
+
+    @model_validator(mode="after")
+    def verify_version(self) -> Self:
+        if self.schema_version == 1 and self.evidence_error is not None:
+            raise ValueError("evidence_error is a schema_version 2 field; this message says 1")
+        return self
 
     @property
     def key(self) -> bytes:

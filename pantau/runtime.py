@@ -4,11 +4,81 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import threading
+import time
 from types import FrameType
 
 log = logging.getLogger(__name__)
+
+# Set by the supervisor (`pantau.supervisor`) in the environment of each worker it starts: the
+# worker's name (its presence means "run the stage here"), which start of it this is (1, 2,
+# ...), and the pipe on which the worker reports that its main loop came round.
+WORKER_ENV = "PANTAU_WORKER"
+RUN_ENV = "PANTAU_RUN"
+HEARTBEAT_FD_ENV = "PANTAU_HEARTBEAT_FD"
+# Exit code of a process whose thread died of an exception nobody caught.
+EXIT_THREAD_DIED = 70
+
+_beat_fd: int | None = None
+_beat_at = 0.0
+_beat_lock = threading.Lock()
+
+
+def alive() -> None:
+    """Tell the supervisor that this worker's main loop came round (at most once a second).
+
+    Costs a clock read when called more often; does nothing outside a supervised worker. A
+    loop that stops calling it (stuck in a call, waiting on a dead thread) is restarted after
+    `runtime.stall_after_s`.
+    """
+    global _beat_fd, _beat_at
+    now = time.monotonic()
+    if now - _beat_at < 1.0:
+        return
+    with _beat_lock:
+        _beat_at = now
+        if _beat_fd is None:
+            raw = os.environ.get(HEARTBEAT_FD_ENV)
+            if not raw or not raw.isdigit():
+                _beat_fd = -1
+                return
+            _beat_fd = int(raw)
+            os.set_blocking(_beat_fd, False)
+        if _beat_fd < 0:
+            return
+        try:
+            os.write(_beat_fd, b".")
+        except BlockingIOError:
+            pass  # the supervisor has not read the last beats yet: it knows we are alive
+        except OSError:
+            _beat_fd = -1  # no supervisor any more (it is gone, and so will we be)
+
+
+def exit_when_a_thread_dies() -> None:
+    """A thread that dies of an uncaught exception ends the process with EXIT_THREAD_DIED.
+
+    Without this a stage whose worker thread died (the MQTT loop, a camera reader, the sink's
+    writer) lives on, silent, doing nothing: the worst failure, because nobody sees it. Ended,
+    the supervisor restarts it and says why; offsets were committed only for stored data, so
+    nothing is lost.
+    """
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log.critical(
+            "thread %s died: %s; exiting so that the stage starts afresh",
+            name,
+            args.exc_value,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+        )
+        logging.shutdown()
+        os._exit(EXIT_THREAD_DIED)
+
+    threading.excepthook = hook
 
 
 def stop_on_signals() -> threading.Event:
@@ -61,31 +131,3 @@ def die_with_parent() -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def supervise(commands: list[list[str]], stop: threading.Event) -> int:
-    """Run `commands` as worker processes until all end, one fails, or `stop` is set.
-
-    Workers get SIGTERM to stop (they finish their batch). The result is the first non-zero
-    exit code, or 0. Restarting is left to whatever supervises this process.
-    """
-    import subprocess
-
-    children = [subprocess.Popen(command, preexec_fn=die_with_parent) for command in commands]
-    try:
-        while not stop.wait(0.2):
-            codes = [child.poll() for child in children]
-            if any(code not in (None, 0) for code in codes) or all(c is not None for c in codes):
-                break
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                log.error("worker %d did not stop in 90 s; killing it", child.pid)
-                child.kill()
-                child.wait()
-    return next((child.returncode for child in children if child.returncode), 0)

@@ -439,6 +439,20 @@ class DetectSettings(Section):
         description="frames captured longer ago are skipped, not queued, when the detector "
         "falls behind (0: never skip)",
     )
+    # Read from the JPEG header before decoding: a small JPEG may claim a huge picture, and
+    # decoding it would allocate width x height x 3 bytes (8000x8000: 192 MB).
+    max_frame_width: int = Field(
+        4096,
+        gt=0,
+        le=65_535,
+        description="wider frames are dead letters, refused before their JPEG is decoded",
+    )
+    max_frame_height: int = Field(
+        4096,
+        gt=0,
+        le=65_535,
+        description="taller frames are dead letters, refused before their JPEG is decoded",
+    )
 
 
 class EvidenceSettings(Section):
@@ -521,6 +535,22 @@ class IngestSettings(Section):
         None,
         description="when set, POST /v1/readings needs `Authorization: Bearer <token>` "
         "(from the environment: PANTAU__INGEST__HTTP_TOKEN)",
+    )
+    # 10 s: a gateway's batch of a few hundred readings takes milliseconds on a working link;
+    # a client still sending after 10 s is broken or hostile, and holds a connection meanwhile.
+    http_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="a request's headers and body must arrive within this many seconds of its "
+        "first byte, else it is answered 408 and its connection closed",
+    )
+    http_max_connections: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="most client connections open at once; a further one is answered 503 "
+        "and closed",
     )
 
     @field_validator("http_token")
@@ -712,6 +742,34 @@ class NotifySettings(Section):
     routes: tuple[Route, ...] = ()
 
 
+class RuntimeSettings(Section):
+    """How long-running commands are kept alive (`pantau sink`, `pantau detect`, ...): each
+    runs its stage in worker processes under a supervisor that restarts a worker that exits
+    with an error or stops making progress, with back-off."""
+
+    supervise: bool = Field(
+        True, description="run the stage under the supervisor (off: one bare process)"
+    )
+    restart_initial_s: float = Field(1.0, gt=0, description="first wait before a restart")
+    restart_max_s: float = Field(60.0, gt=0, description="longest wait between restarts")
+    restart_reset_after_s: float = Field(
+        60.0, gt=0, description="a worker that ran this long starts the back-off afresh"
+    )
+    stall_after_s: float = Field(
+        120.0,
+        ge=0,
+        description="a worker whose loop has not come round for this long is restarted (0: never)",
+    )
+    status_dir: ConfigPath = Field(
+        Path("../.pantau/health"),
+        validate_default=True,
+        description="where each supervisor writes its status (`pantau health` reads it)",
+    )
+    status_interval_s: float = Field(
+        10.0, gt=0, description="how often status and `up` metrics are written"
+    )
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -739,6 +797,7 @@ class Settings(Section):
     notify: NotifySettings = _section()
     storage: StorageSettings = _section()
     services: ServicesSettings = _section()
+    runtime: RuntimeSettings = _section()
     logging: LoggingSettings = _section()
     debug: DebugSettings = _section()
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+import time
 from datetime import datetime
 
-from pantau.commands import Context, SubParsers
-from pantau.runtime import stop_after, stop_on_signals
+from pantau.commands import Context, SubParsers, supervised
+from pantau.runtime import alive, stop_after, stop_on_signals
+from pantau.settings import Settings
 
 
 def register(sub: SubParsers) -> None:
@@ -24,6 +27,7 @@ def register(sub: SubParsers) -> None:
     maintain.add_argument(
         "--rollups-since", type=datetime.fromisoformat, help="recompute rollups from (ISO)"
     )
+    supervised(maintain, "maintain")
     maintain.set_defaults(handler=_maintain)
 
     sink = sub.add_parser("sink", help="store Kafka topics in PostgreSQL")
@@ -32,8 +36,12 @@ def register(sub: SubParsers) -> None:
         "--idle-exit", type=float, metavar="SECONDS", help="stop once nothing arrived for this long"
     )
     sink.add_argument(
-        "--workers", type=int, help="sink processes in the consumer group (default: sink.workers)"
+        "--workers",
+        type=int,
+        help="sink processes in the consumer group, started by the supervisor "
+        "(default: sink.workers)",
     )
+    supervised(sink, "sink", _sink_workers)
     sink.set_defaults(handler=_sink)
 
     db = sub.add_parser("db", help="database tools")
@@ -116,27 +124,39 @@ def _maintain(args: argparse.Namespace, ctx: Context) -> int:
             + "".join(f"; {note}" for note in report.notes),
             flush=True,
         )
-        if args.every is None or stop.wait(args.every):
+        if args.every is None or _wait_alive(stop, args.every):
             return 0
 
 
+def _wait_alive(stop: threading.Event, seconds: float) -> bool:
+    """`stop.wait(seconds)`, telling the supervisor every second that all is well."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        alive()
+        if stop.wait(min(1.0, left)):
+            return True
+    return stop.is_set()
+
+
+def _sink_workers(args: argparse.Namespace, settings: Settings) -> int:
+    # Python decodes on one core; more processes in the group use the others.
+    count: int = args.workers or settings.sink.workers
+    return count
+
+
 def _sink(args: argparse.Namespace, ctx: Context) -> int:
-    from pantau.runtime import supervise
-    from storage.sink import build
+    """One sink, in this process: a worker of `pantau sink`'s supervisor (which starts
+    `--workers` of them), or the only one with --no-supervise."""
+    from storage.sink import SinkFailed, build
 
     stop = stop_on_signals()
     stop_after(stop, args.duration)
-    workers = args.workers or ctx.settings.sink.workers
-    if workers > 1:
-        # Python decodes on one core; more processes in the group use the others.
-        command = [sys.executable, "-m", "pantau.cli", "--config", str(ctx.config_path), "sink"]
-        command += ["--workers", "1"]
-        if args.idle_exit is not None:
-            command += ["--idle-exit", str(args.idle_exit)]
-        return supervise([command] * workers, stop)
     sink = build(ctx.settings)
     try:
         stats = sink.run(stop, idle_exit_s=args.idle_exit)
+    except SinkFailed as exc:
+        print(f"pantau sink: stopped: {exc}", file=sys.stderr)
+        return 1
     finally:
         sink.close()
     inserted = ", ".join(f"{k} {v}" for k, v in sorted(stats.inserted.items())) or "nothing"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pantau import kafka
 from pantau.codec import decode_as
@@ -79,9 +81,11 @@ def test_crash_between_database_commit_and_offset_commit_rereads_without_duplica
     start = unique_start()
     produce_readings(pipeline, count, start)
 
+    # Unsupervised: a crash here must stay a crash, not be repaired by a restart.
     crashing = pipeline.start(
         "sink-crash",
         "sink",
+        "--no-supervise",
         env={
             "PANTAU__DEBUG__FAILPOINTS": "[sink.after_db_commit]",
             "PANTAU__SINK__BATCH_MAX_ROWS": "1000",
@@ -155,10 +159,13 @@ def test_poison_record_is_dead_lettered_and_does_not_block_its_partition(
     assert pipeline.scalar("SELECT count(*) FROM dead_letters WHERE id = %s", letters[0].id) == 1
 
 
-def test_database_outage_while_messages_flow_loses_nothing(pipeline: Pipeline) -> None:
+def test_database_outage_while_messages_flow_loses_nothing(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
     count = 6000
     start = unique_start()
-    sink = pipeline.start("sink", "sink")
+    status = tmp_path / "health" / "sink.json"
+    sink = pipeline.start("sink", "sink", env={"PANTAU__RUNTIME__STATUS_DIR": str(status.parent)})
     feeder = threading.Thread(
         target=produce_readings, args=(pipeline, count, start), kwargs={"per_second": 300}
     )
@@ -182,13 +189,16 @@ def test_database_outage_while_messages_flow_loses_nothing(pipeline: Pipeline) -
     log = pipeline.log_of(sink)
     assert "database unavailable" in log
     assert "database is back; resumed consuming" in log
+    # The outage paused the sink; it was never restarted.
+    (worker,) = json.loads(status.read_text())["workers"]
+    assert worker["restarts"] == 0, worker
     # The sink measured itself while it worked, for the pipeline-health wall.
     with pipeline.db() as conn:
         metrics = dict(
             conn.execute(
                 "SELECT metric, max(value) FROM pipeline_metrics "
                 "WHERE component = 'sink' AND instance LIKE %s GROUP BY 1",
-                (f"%-{sink.pid}",),
+                (f"%-{worker['pid']}",),
             ).fetchall()
         )
     assert metrics["rows_per_s"] > 0
