@@ -103,6 +103,23 @@ CONDITIONS = (
         summary="The sink has been more than 100,000 records behind Kafka for 10 minutes.",
     ),
     Condition(
+        uid="pantau-stage-down",
+        title="Tahap pipeline tidak berjalan",
+        sql="""
+            SELECT count(*) FILTER (WHERE value = 0)::float8 AS down
+            FROM (SELECT DISTINCT ON (component, labels ->> 'worker') value
+                  FROM pipeline_metrics
+                  WHERE metric = 'up' AND $__timeFilter(time)
+                  ORDER BY component, labels ->> 'worker', time DESC) latest
+        """,
+        op="gt",
+        level=0,
+        window_s=300,
+        pending="2m",
+        summary="A pipeline stage has been restarting, stalled or stopped for two minutes; "
+        "the pipeline dashboard's stages table says which and why.",
+    ),
+    Condition(
         uid="pantau-incidents-unresolved",
         title="Insiden pembuangan belum ditangani",
         sql=f"""

@@ -1,5 +1,6 @@
-"""Pipeline health: is every stage keeping up? Frames per camera, detector latency, Kafka
-lag, sink throughput, reading → alert latency and refused input."""
+"""Pipeline health: is every stage running and keeping up? Stages as their supervisors see
+them, frames per camera, detector latency, Kafka lag, sink throughput, reading → alert latency
+and refused input."""
 
 from __future__ import annotations
 
@@ -109,6 +110,27 @@ NOTIFICATION_DELAY = _P95.format(
     where="status = 'sent' AND sent_at IS NOT NULL",
 )  # fmt: skip
 
+# What each stage's supervisor said last: running, restarting (with why), stalled. A worker
+# whose last report is more than a minute older than the range's end has gone silent (its
+# supervisor is gone, or the metrics cannot reach the database).
+STAGES = """
+    SELECT u.component AS "Tahap",
+           u.labels ->> 'worker' AS "Proses",
+           CASE WHEN u.time < $__timeTo()::timestamptz - interval '1 minute' THEN 'silent'
+                ELSE u.labels ->> 'state' END AS "Status",
+           r.value AS "Restart",
+           coalesce(u.labels ->> 'reason', '') AS "Alasan",
+           u.time AS "Laporan terakhir"
+    FROM (SELECT DISTINCT ON (component, labels ->> 'worker') *
+          FROM pipeline_metrics
+          WHERE metric = 'up' AND $__timeFilter(time)
+          ORDER BY component, labels ->> 'worker', time DESC) u
+    LEFT JOIN pipeline_metrics r
+           ON r.component = u.component AND r.instance = u.instance AND r.time = u.time
+              AND r.metric = 'restarts'
+    ORDER BY 1, 2
+"""
+
 # Reasons name the source and quote the bad value; dropping the `sensor X:` prefix, what is
 # quoted, the numbers and everything after a colon (a parser's details) groups them by kind.
 DEAD_LETTERS = """
@@ -152,6 +174,34 @@ def _series(title: str, description: str, *targets: Sql, unit: str) -> timeserie
 
 def build(settings: Settings) -> db.Dashboard:
     del settings
+    stages = (
+        table.Panel()
+        .title("Tahapan pipeline")
+        .description(
+            "Every long-running stage as its supervisor last reported it: running, restarting "
+            "(with the reason: exit code and last error), stalled (no progress), stopped; "
+            "silent when no report came for a minute. Restarts since the supervisor started."
+        )
+        .datasource(datasource())
+        .with_target(Sql(STAGES))
+        .override_by_name(
+            *coloured_states(
+                "Status",
+                {
+                    "running": ("berjalan", "green"),
+                    "done": ("selesai", "text"),
+                    "starting": ("memulai", "yellow"),
+                    "restarting": ("memulai ulang", "orange"),
+                    "stalled": ("macet", "red"),
+                    "stopping": ("berhenti", "yellow"),
+                    "stopped": ("berhenti", "red"),
+                    "silent": ("diam", "red"),
+                },
+            )
+        )
+        .height(7)
+        .span(24)
+    )
     frames = (
         table.Panel()
         .title("Frame per kamera")
@@ -202,6 +252,7 @@ def build(settings: Settings) -> db.Dashboard:
         .timepicker(timepicker())
         .with_variable(desa_variable().hide(dm.VariableHide.HIDE_VARIABLE))
         .with_variable(camera_variable())
+        .with_panel(stages)
         .with_panel(frames)
         .with_panel(
             _series(

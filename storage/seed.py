@@ -73,6 +73,7 @@ def seed(
         run("detections", _DETECTIONS, **window)
         run("camera_health", _HEALTH, **window)
         run("pipeline_metrics", _METRICS, **window)
+        run("pipeline_metrics", _SUPERVISED, **window)
         run("dumping_events", _EVENTS, **window)
         run("dead_letters", _DEAD_LETTERS, **window)
         if progress is not None:
@@ -97,7 +98,7 @@ def _remove_previous(conn: psycopg.Connection) -> None:
         ("sensors", "sensor_id"),
     ):
         conn.execute(f"DELETE FROM {table} WHERE {column} LIKE 'seed-%'".encode())  # noqa: S608
-    conn.execute("DELETE FROM pipeline_metrics WHERE instance = 'seed'")
+    conn.execute("DELETE FROM pipeline_metrics WHERE instance = 'seed' OR instance LIKE 'seed/%'")
     conn.execute("DELETE FROM dead_letters WHERE source_key LIKE 'seed-%'")
     conn.execute(
         "DELETE FROM notifications WHERE NOT EXISTS "
@@ -223,6 +224,34 @@ CROSS JOIN LATERAL (VALUES
     ('consumer_lag', floor(20 * random()), 'records', '{}'),
     ('capture_to_stored_p95_s', 0.8 + 0.6 * random(), 's', '{}')
 ) AS m (metric, value, unit, labels)
+ON CONFLICT DO NOTHING
+"""
+
+# What the supervisors of the long-running stages report, a minute apart: up, and restarts;
+# now and then a worker restarting, with the reason a supervisor gives.
+_SUPERVISED = """
+INSERT INTO pipeline_metrics (time, component, instance, metric, value, unit, labels)
+SELECT t, c.component, 'seed/' || c.worker, m.metric,
+       CASE m.metric WHEN 'up' THEN CASE WHEN st.down THEN 0 ELSE 1 END
+                     ELSE floor(extract(epoch FROM t - %(lo)s::timestamptz) / 86400) END,
+       m.unit,
+       jsonb_build_object('worker', c.worker, 'state',
+                          CASE WHEN st.down THEN 'restarting' ELSE 'running' END)
+       || CASE WHEN st.down THEN jsonb_build_object('reason', c.reason) ELSE '{}' END
+FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '1 microsecond',
+                     interval '1 minute') AS t
+CROSS JOIN (VALUES
+    ('ingest-camera', 'ingest-camera', 'exited with code 1: camera seed-03 unreachable'),
+    ('ingest-sensors', 'ingest-sensors', 'exited with code 1: MQTT connection refused'),
+    ('detect', 'detect', 'killed by SIGKILL'),
+    ('streams', 'streams', 'exited with code 75'),
+    ('sink', 'sink-1', 'exited with code 1: database unavailable'),
+    ('sink', 'sink-2', 'exited with code 1: database unavailable'),
+    ('notify', 'notify', 'no progress for 120 s: stopped to start afresh')
+) AS c (component, worker, reason)
+CROSS JOIN LATERAL (SELECT abs(hashtext(c.worker || date_trunc('hour', t)::text)) %% 97 = 0
+                           AS down) AS st
+CROSS JOIN (VALUES ('up', ''), ('restarts', 'restarts')) AS m (metric, unit)
 ON CONFLICT DO NOTHING
 """
 
