@@ -28,6 +28,9 @@ PANTAU_SERVICES = (
     "pantau-ingest-sensors",
     "pantau-detect",
     "pantau-sink",
+    "pantau-ingest-http",
+    "pantau-streams",
+    "pantau-notify",
     "pantau-maintain",
 )
 
@@ -94,7 +97,26 @@ def test_each_pantau_service_gets_valid_settings_from_its_environment(
     assert settings.postgres.writer_password is not None
     assert settings.postgres.grafana_password is not None
     assert settings.mqtt.host == "mosquitto"
-    assert svc["command"][0] in {"migrate", "ingest", "detect", "sink", "maintain"}
+    assert svc["command"][0] in {"migrate", "ingest", "detect", "sink", "streams", "notify",
+                                 "maintain"}  # fmt: skip
+
+
+@pytest.mark.parametrize("service", PANTAU_SERVICES)
+def test_each_long_running_service_is_health_checked_by_its_supervisor_status(
+    resolved: dict[str, Any], service: str
+) -> None:
+    from pantau.cli import build_parser
+
+    svc = resolved["services"][service]
+    args = build_parser().parse_args(svc["command"])
+    component = getattr(args, "supervised_as", None)
+    if component is None:
+        # One-shot commands (migrate) have nothing to check.
+        assert "healthcheck" not in svc
+        return
+    # The check asks about the very component this command's supervisor reports as.
+    assert svc["healthcheck"]["test"] == ["CMD", "pantau", "health", component]
+    assert svc["environment"]["PANTAU__RUNTIME__STATUS_DIR"].startswith("/var/lib/pantau/")
 
 
 def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
