@@ -157,14 +157,16 @@ SELECT t, s.sensor_id, q.quantity,
          WHEN 'waterLevel' THEN round((1.6 + base / 60 + 0.4 * sin(extract(epoch FROM t) / 86400 / 3)
                                  + 0.02 * random())::numeric, 3)
          -- Containers fill over about a day and a half and are emptied; their phases are
-         -- spread by the golden ratio so that some are always nearly full.
+         -- spread by the golden ratio over the containers' own ordinals (every fourth
+         -- sensor is one), so that at any moment one of six or more is at 90 %% or above.
          ELSE round(least(1.0, (fill - floor(fill)) * 1.3)::numeric, 3)
        END,
        (extract(epoch FROM t) / 60)::bigint,
        t + interval '2 seconds'
 FROM sensors s
 CROSS JOIN LATERAL (SELECT 20 + abs(hashtext(s.sensor_id)) %% 30 AS base,
-                           substring(s.sensor_id FROM '[0-9]+$')::int * 0.618034 AS phase) AS b
+                           substring(s.sensor_id FROM '[0-9]+$')::int / 4 * 0.618034 AS phase)
+     AS b
 JOIN LATERAL (VALUES ('air_quality', 'pm25'), ('air_quality', 'pm10'),
                      ('water_level', 'waterLevel'), ('waste_container', 'fillingLevel'))
      AS q (type, quantity) ON q.type = s.type

@@ -274,6 +274,20 @@ def pipeline(services: Settings, database: str, tmp_path: Path) -> Iterator[Pipe
         drop_topics(settings, tag)
 
 
+@pytest.fixture
+def isolated_pipeline(pipeline: Pipeline, services: Settings) -> Iterator[Pipeline]:
+    """`pipeline` with a database of its own, for tests whose rows (dumping events, alarms,
+    a whole pipeline's output) would surprise the tests that count rows in the shared one."""
+    with fresh_database(services, "pantau_own") as name:
+        pipeline.env["PANTAU__POSTGRES__DBNAME"] = name
+        pipeline.settings = load_settings(BASE_CONFIG, pipeline.env)
+        try:
+            yield pipeline
+        finally:
+            # Before the database goes: its processes hold connections to it.
+            pipeline.stop_all()
+
+
 def drop_topics(settings: Settings, prefix: str) -> None:
     """Delete a test's topics, so the broker does not carry thousands of dead partitions."""
     kafka.delete_topics(settings.kafka, prefix)

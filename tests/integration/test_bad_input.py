@@ -163,7 +163,8 @@ def reading_payload(sensor_id: str, at: datetime, seq: int, **values: float) -> 
     return {"sensorId": sensor_id, "dateObserved": at.isoformat(), "seq": seq, **values}
 
 
-def test_no_bad_input_stops_the_pipeline(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_no_bad_input_stops_the_pipeline(isolated_pipeline: Pipeline, tmp_path: Path) -> None:
+    pipeline = isolated_pipeline
     topics = Topics(pipeline.settings.kafka)
     ledger = Ledger()
     status_dir = tmp_path / "health"

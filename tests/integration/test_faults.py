@@ -206,11 +206,12 @@ def readings_on_topic(pipeline: Pipeline) -> dict[str, list[SensorReading]]:
 
 
 def test_kafka_broker_restart_while_readings_frames_and_alerts_flow(
-    pipeline: Pipeline,
+    isolated_pipeline: Pipeline,
     services: Settings,
     tmp_path: Path,
     recorder: tuple[Recorder, str, int],  # noqa: F811 - the fixture
 ) -> None:
+    pipeline = isolated_pipeline
     rec, base_url, smtp_port = recorder
     status_dir = tmp_path / "health"
     with private_kafka(services, tmp_path) as broker:
@@ -317,7 +318,10 @@ def test_kafka_broker_restart_while_readings_frames_and_alerts_flow(
         pipeline.stop_all()
 
 
-def test_mqtt_broker_restart_loses_no_qos1_reading(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_mqtt_broker_restart_loses_no_qos1_reading(
+    isolated_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    pipeline = isolated_pipeline
     status_dir = tmp_path / "health"
     with private_mosquitto(tmp_path) as broker:
         pipeline.env.update(
@@ -358,8 +362,9 @@ def test_mqtt_broker_restart_loses_no_qos1_reading(pipeline: Pipeline, tmp_path:
 
 
 def test_detector_killed_with_frames_flowing_is_restarted_and_misses_no_frame(
-    pipeline: Pipeline, tmp_path: Path
+    isolated_pipeline: Pipeline, tmp_path: Path
 ) -> None:
+    pipeline = isolated_pipeline
     status_dir = tmp_path / "health"
     pipeline.env.update(
         {
