@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pantau.codec import FORMAT, MAGIC
+from pantau.messages import Message
 
 NASTY_INTEGERS = [0, -1, 1, 2**15, 2**31, 2**31 - 1, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30]
 NASTY_FLOATS = [float("nan"), float("inf"), float("-inf"), 1e39, -1e39, 3.5e38, 1e308, -0.0]
@@ -104,3 +105,23 @@ def mutated(draw: st.DrawFn, sample: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(container, dict):
         container[draw(st.text(max_size=8))] = draw(json_values)
     return document
+
+
+def as_document(sample: Message) -> dict[str, Any]:
+    """A message as the JSON its record carries (its blob, if any, travels apart)."""
+    blob_field = type(sample).BLOB_FIELD
+    return sample.model_dump(mode="json", exclude={blob_field} if blob_field else None)
+
+
+def mutated_records(sample: Message) -> st.SearchStrategy[tuple[dict[str, Any], bytes]]:
+    """(the changed document, the record's bytes) for `sample` changed by `mutated`, in the
+    layout its kind travels in."""
+    blob_field = type(sample).BLOB_FIELD
+
+    def record(changed: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        data = to_json(changed)
+        if blob_field is not None:
+            data = binary_layout(data, getattr(sample, blob_field))
+        return changed, data
+
+    return mutated(as_document(sample)).map(record)

@@ -114,8 +114,10 @@ def test_an_unwritable_store_marks_the_event_and_the_run_goes_on(
 
 
 def test_a_full_store_marks_the_stored_event_and_the_detector_keeps_running(
-    pipeline: Pipeline, full_store: Path, scene: tuple[Path, list[dict[str, Any]]]
+    isolated_pipeline: Pipeline, full_store: Path, scene: tuple[Path, list[dict[str, Any]]]
 ) -> None:
+    # A database of its own: every dumping event in it is this test's.
+    pipeline = isolated_pipeline
     video, zones = scene
     env = {
         "PANTAU__CAMERAS__0__URL": str(video),
