@@ -24,7 +24,7 @@ from kafka.future import Future
 
 from pantau.codec import encode
 from pantau.ids import SeqCounter
-from pantau.messages import DeadLetter, Message
+from pantau.messages import Message
 from pantau.poison import SourceKind, dead_letter
 from pantau.settings import KafkaSettings
 from pantau.topics import TopicSpec, dead_letter_name
@@ -255,29 +255,6 @@ class DeadLetters:
         self._stage = stage
         self._seq = SeqCounter()
 
-    def letter(
-        self,
-        *,
-        original: bytes,
-        error: str,
-        source_kind: SourceKind,
-        source_topic: str,
-        partition: int | None = None,
-        offset: int | None = None,
-        source_key: str | None = None,
-    ) -> DeadLetter:
-        return dead_letter(
-            stage=self._stage,
-            seq=next(self._seq),
-            source_kind=source_kind,
-            source_topic=source_topic,
-            original=original,
-            error=error,
-            partition=partition,
-            offset=offset,
-            source_key=source_key,
-        )
-
     def send(
         self,
         topic: str,
@@ -290,11 +267,13 @@ class DeadLetters:
         offset: int | None = None,
         source_key: str | None = None,
     ) -> Future:
-        letter = self.letter(
-            original=original,
-            error=error,
+        letter = dead_letter(
+            stage=self._stage,
+            seq=next(self._seq),
             source_kind=source_kind,
             source_topic=source_topic,
+            original=original,
+            error=error,
             partition=partition,
             offset=offset,
             source_key=source_key,
