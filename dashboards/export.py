@@ -87,9 +87,14 @@ def datasource_json_data(settings: Settings, *, database: str) -> dict[str, Any]
         # The deployment runs TimescaleDB: $__timeGroup uses time_bucket().
         "timescaledb": settings.storage.timescale != "off",
         "timeInterval": "1m",
+        # Grafana's PostgreSQL datasource has no query timeout: the wall's queries run under
+        # pantau_grafana's 15 s statement_timeout, a default any query may change for its
+        # session (SET statement_timeout = 0, from Explore or an edited panel). The pool
+        # bounds what that can do: at most 10 sessions at once, and a session is replaced
+        # after 5 minutes, so a lifted limit does not stay on a pooled connection for hours.
         "maxOpenConns": 10,
         "maxIdleConns": 10,
-        "connMaxLifetime": 14400,
+        "connMaxLifetime": 300,
     }
 
 

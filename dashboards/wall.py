@@ -102,14 +102,12 @@ LATEST_INCIDENTS = """
            coalesce(nullif(c.name, ''), a.source_id) AS "Kamera",
            coalesce(z.name, e.zone_id, '-') AS "Zona",
            a.state AS "Status",
-           ev.uri AS "Bukti",
+           a.event_id::text AS "Kejadian",
            a.alarm_id::text AS "Alarm"
     FROM alerts a
     LEFT JOIN cameras c ON c.camera_id = a.source_id
     LEFT JOIN dumping_events e ON e.event_id = a.event_id
     LEFT JOIN zones z ON z.camera_id = e.camera_id AND z.zone_id = e.zone_id
-    LEFT JOIN LATERAL (SELECT x ->> 'uri' AS uri FROM jsonb_array_elements(e.evidence) x
-                       ORDER BY (x ->> 'kind') = 'alert' DESC LIMIT 1) ev ON true
     WHERE a.source_kind = 'dumping' AND $__timeFilter(a.opened_at)
     ORDER BY a.alarm_id::text = ${alarm:sqlstring} DESC, a.opened_at DESC
     LIMIT 50
@@ -242,19 +240,20 @@ def build(settings: Settings) -> db.Dashboard:
         .title("Insiden terbaru")
         .description(
             "Dumping incidents in the time range, newest first; the alarm named in the "
-            "link of a notification (var-alarm) comes first. Bukti opens the evidence still."
+            "link of a notification (var-alarm) comes first. Kejadian is the dumping event's "
+            "id: its evidence (stills, clip) is in the evidence store, in the folder of the "
+            "camera, the day and this id, for the people allowed to see it. The wall never "
+            "reads evidence references."
         )
         .datasource(datasource())
         .with_target(Sql(LATEST_INCIDENTS))
         .cell_height(cm.TableCellHeight.MD)
         .override_by_name(
-            "Bukti",
+            "Kejadian",
             [
-                dm.DynamicConfigValue(
-                    id_val="links",
-                    value=[{"title": "Foto bukti", "url": "${__value.raw}", "targetBlank": True}],
-                ),
-                dm.DynamicConfigValue(id_val="custom.width", value=90),
+                # Cut short in the cell; a click shows the whole id, to copy.
+                dm.DynamicConfigValue(id_val="custom.width", value=110),
+                dm.DynamicConfigValue(id_val="custom.inspect", value=True),
             ],
         )
         .override_by_name("Alarm", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])

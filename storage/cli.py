@@ -75,6 +75,7 @@ def _connect(ctx: Context, role: str = "owner"):  # type: ignore[no-untyped-def]
 
 def _migrate(args: argparse.Namespace, ctx: Context) -> int:
     from storage.admin import (
+        AccessError,
         apply_access,
         apply_timescale_policies,
         current_flavour,
@@ -92,7 +93,11 @@ def _migrate(args: argparse.Namespace, ctx: Context) -> int:
             return 1
         flavour = current_flavour(conn)
         registry = sync_registry(conn, settings)
-        apply_access(conn, settings)
+        try:
+            apply_access(conn, settings)
+        except AccessError as exc:
+            print(f"pantau migrate: {exc}", file=sys.stderr)
+            return 1
         if flavour == "timescale":
             policies = apply_timescale_policies(conn, settings.storage)
             extra = f"{len(policies)} TimescaleDB policies set"

@@ -4,6 +4,7 @@ needs to draw something."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +131,15 @@ def test_panel_query_returns_what_its_panel_draws(
     for override in panel.get("fieldConfig", {}).get("overrides", []):
         if override["matcher"]["id"] == "byName":
             assert override["matcher"]["options"] in columns, override["matcher"]["options"]
+
+
+def test_no_query_changes_its_session() -> None:
+    """The wall's queries stay under pantau_grafana's statement timeout only because none of
+    them changes it: a SET would also outlast its query on Grafana's pooled connection."""
+    queries = [q.sql for q in PANELS] + [v.sql for v in VARIABLES]
+    queries += [sql for _uid, _window, sql in rule_queries(alerting.provisioning())]
+    changing = re.compile(r"\b(SET|RESET|set_config|BEGIN|COMMIT|ROLLBACK)\b", re.IGNORECASE)
+    assert [q for q in queries if changing.search(q)] == []
 
 
 def test_every_panel_and_variable_was_checked() -> None:

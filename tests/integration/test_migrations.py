@@ -58,8 +58,21 @@ def migrate(dbname: str, **env: str) -> str:
 
 
 def connect(services: Settings, dbname: str, role: str = "owner") -> psycopg.Connection[Any]:
-    kwargs = services.postgres.connect_kwargs("owner")
-    kwargs.update(dbname=dbname, user={"owner": services.postgres.user}.get(role, role))
+    """Connected to `dbname` as the owner or as one of the roles, with the password
+    `pantau migrate` gave that role (none where the settings hold none)."""
+    pg = services.postgres
+    kwargs = pg.connect_kwargs("owner")
+    kwargs["dbname"] = dbname
+    if role != "owner":
+        secret = {
+            "pantau_writer": pg.writer_password,
+            "pantau_grafana": pg.grafana_password,
+            "pantau_analyst": pg.analyst_password,
+        }[role]
+        kwargs["user"] = role
+        kwargs.pop("password", None)
+        if secret is not None:
+            kwargs["password"] = secret.get_secret_value()
     return psycopg.connect(**kwargs, autocommit=True)  # type: ignore[arg-type]
 
 
@@ -136,6 +149,9 @@ def test_registries_follow_the_config(services: Settings, empty_database: str) -
         empty_database,
         PANTAU__CAMERAS__0__ZONES="[{id: tepi-meja, polygon: [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0]], dwell_s: 20}]",
         PANTAU__SENSORS__0__ID="aq-alun-alun-2",
+        # The development gateway sends for the renamed sensor too.
+        PANTAU__GATEWAYS__0__SENSORS="[aq-alun-alun-2, aq-pasar-tanjung, wl-brantas-lengkong, "
+        "wl-sadar-magersari, tps-gedeg-01, tps-sooko-01]",
     )
     with connect(services, empty_database) as conn:
         zone = conn.execute(
@@ -184,6 +200,9 @@ def test_what_each_role_may_do(services: Settings, database: str) -> None:
 
     with connect(services, database, "pantau_grafana") as grafana:
         grafana.execute("SELECT count(*) FROM sensor_readings_hourly")
-        grafana.execute("SELECT evidence FROM dumping_events LIMIT 1")
+        grafana.execute("SELECT event_id, camera_id, state FROM dumping_events LIMIT 1")
+        # The wall shows an incident's event id, never where its stills and clip are.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            grafana.execute("SELECT evidence FROM dumping_events LIMIT 1")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             grafana.execute("DELETE FROM alerts")

@@ -1,7 +1,8 @@
 """The TimescaleDB flavour of the schema, checked on TimescaleDB's WASM build (PGlite with
 TimescaleDB 2.23, served over TCP by tests/timescale/server.mjs): the migrations apply and
-re-apply, the time series are hypertables, the rollups continuous aggregates, and the
-compression and retention policies follow the settings."""
+re-apply, the time series are hypertables, the rollups continuous aggregates, the
+compression and retention policies follow the settings, and the access rules hold on the
+chunks too (PGlite has one session: the roles are taken on with SET ROLE)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pantau.ids import utcnow
 from pantau.settings import Settings, StorageSettings
 from storage.admin import (
+    access_problems,
     apply_access,
     apply_timescale_policies,
     current_flavour,
@@ -132,6 +135,33 @@ def test_timescale_schema_hypertables_aggregates_and_policies(
         registered = conn.execute("SELECT count(*) FROM sensors").fetchone()
         assert registered == (len(settings.sensors),)
 
+        # A dumping event lands in a chunk; neither reading role reads its evidence
+        # references, through the hypertable or straight from the chunk.
+        conn.execute(
+            "INSERT INTO dumping_events (appeared_at, event_id, camera_id, state, phase, version, "
+            "x1, y1, x2, y2, confidence, evidence, updated_at) VALUES (now(), gen_random_uuid(), "
+            "'demo-table', 'alerted', 'new', 1, 1, 2, 3, 4, 0.9, "
+            '\'[{"kind": "alert", "uri": "file:///evidence/a.jpg"}]\', now())'
+        )
+        chunk = conn.execute("SELECT show_chunks('dumping_events')::text LIMIT 1").fetchone()
+        assert chunk is not None
+        apply_access(conn, settings)
+        assert access_problems(conn, settings) == []
+        for role in ("pantau_grafana", "pantau_analyst"):
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            try:
+                assert conn.execute("SELECT count(*) FROM dumping_events").fetchone() == (1,)
+                for forbidden in (
+                    sql.SQL("SELECT evidence FROM dumping_events"),
+                    sql.SQL("SELECT evidence FROM {}").format(sql.SQL(chunk[0])),
+                    sql.SQL("SELECT original FROM dead_letters"),
+                    sql.SQL("SELECT target FROM notification_outbox"),
+                ):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        conn.execute(forbidden)
+            finally:
+                conn.execute("RESET ROLE")
+
 
 def test_panel_queries_run_on_timescale(timescale: dict[str, Any], base_settings: Settings) -> None:
     """Deployments run TimescaleDB (the provisioned datasource has its TimescaleDB switch on):
@@ -158,30 +188,37 @@ def test_panel_queries_run_on_timescale(timescale: dict[str, Any], base_settings
             "FROM sensors s, generate_series(1, 90) n, "
             "unnest(ARRAY['pm25', 'pm10', 'waterLevel', 'fillingLevel']) q"
         )
-        for dashboard in render_dashboards(base_settings).values():
-            values, quoted = resolve_variables(
-                dashboard,
-                lambda sql: conn.execute(sql.encode()).fetchall(),
-                time_from=now - timedelta(hours=24),
-                time_to=now,
-            )
-            for query in panel_queries(dashboard):
-                sql = expanded(
-                    query,
+        apply_access(conn, base_settings)
+        # As Grafana reads: the pantau_grafana role (its grants reach the chunks and the
+        # continuous aggregates' materialised data).
+        conn.execute("SET ROLE pantau_grafana")
+        try:
+            for dashboard in render_dashboards(base_settings).values():
+                values, quoted = resolve_variables(
+                    dashboard,
+                    lambda sql: conn.execute(sql.encode()).fetchall(),
                     time_from=now - timedelta(hours=24),
                     time_to=now,
-                    variables=values,
-                    quoted=quoted,
-                    timescaledb=True,
                 )
-                try:
-                    conn.execute(sql.encode()).fetchall()
-                except psycopg.Error as exc:
-                    pytest.fail(f"{query.name} fails on TimescaleDB: {exc}\n{sql}")
-                ran += 1
-        for uid, window, sql in rule_queries(alerting.provisioning()):
-            rows = conn.execute(
-                rule_expanded(sql, window_s=window, now=now, timescaledb=True).encode()
-            ).fetchall()
-            assert len(rows) == 1, uid
+                for query in panel_queries(dashboard):
+                    sql = expanded(
+                        query,
+                        time_from=now - timedelta(hours=24),
+                        time_to=now,
+                        variables=values,
+                        quoted=quoted,
+                        timescaledb=True,
+                    )
+                    try:
+                        conn.execute(sql.encode()).fetchall()
+                    except psycopg.Error as exc:
+                        pytest.fail(f"{query.name} fails on TimescaleDB: {exc}\n{sql}")
+                    ran += 1
+            for uid, window, sql in rule_queries(alerting.provisioning()):
+                rows = conn.execute(
+                    rule_expanded(sql, window_s=window, now=now, timescaledb=True).encode()
+                ).fetchall()
+                assert len(rows) == 1, uid
+        finally:
+            conn.execute("RESET ROLE")
     assert ran >= 25
