@@ -102,6 +102,7 @@ class Heartbeats(threading.Thread):
             bootstrap_servers=self._settings.kafka.bootstrap_servers,
             enable_auto_commit=False,
             fetch_max_wait_ms=200,
+            **kafka.security_options(self._settings.kafka, "kafka-python"),
         )
         try:
             tps = [

@@ -97,6 +97,7 @@ class EventListener(threading.Thread):
             # The broker answers a fetch as soon as a record is there; this bounds the idle wait.
             fetch_max_wait_ms=50,
             max_partition_fetch_bytes=2_000_000,
+            **kafka.security_options(self._settings.kafka, "kafka-python"),
         )
         try:
             partitions = consumer.partitions_for_topic(self._topic) or set()
@@ -163,6 +164,7 @@ def read_frames(run: PipelineRun) -> list[Frame]:
         bootstrap_servers=run.settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         max_partition_fetch_bytes=2_000_000,
+        **kafka.security_options(run.settings.kafka, "kafka-python"),
     )
     frames: list[Frame] = []
     try:

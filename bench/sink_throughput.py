@@ -50,6 +50,7 @@ def publish(settings: Settings, topic: str, count: int) -> None:
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
+            **kafka.security_options(settings.kafka, "confluent"),
             "linger.ms": 50,
             "batch.size": 1_000_000,
             "queue.buffering.max.messages": 1_000_000,

@@ -118,7 +118,10 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
     topics = Topics(settings.kafka)
     kafka.ensure_topics(settings.kafka, topics.specs())
     producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=50, batch_size=256_000
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        linger_ms=50,
+        batch_size=256_000,
+        **kafka.security_options(settings.kafka, "kafka-python"),
     )
     start = datetime.now(UTC) - timedelta(days=1)
     for n in tqdm(range(count), desc="backlog", unit="msg", mininterval=2):
@@ -188,7 +191,11 @@ def latency(
     workers = [pantau(config, env, "streams"), pantau(config, env, "notify")]
     try:
         time.sleep(15)  # faust joins its group and recovers its table
-        producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            linger_ms=5,
+            **kafka.security_options(settings.kafka, "kafka-python"),
+        )
         started = time.monotonic()
         n = 0
         with tqdm(total=int(per_s * seconds), desc=f"latency {label}", unit="msg") as bar:

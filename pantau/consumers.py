@@ -92,12 +92,36 @@ class ConfluentBatchConsumer:
         name: str,
         on_revoke: Callable[[], None] | None,
     ) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaError
+
+        from pantau.kafka import security_options
+
+        # Errors that waiting does not mend: the login or the TLS handshake was refused, or the
+        # user may not read a topic or join the group. librdkafka retries them forever, as if
+        # the broker were down (and tells only error_cb), so the stage would wait without end.
+        refusals = frozenset(
+            {
+                KafkaError._AUTHENTICATION,
+                KafkaError._SSL,
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.GROUP_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            }
+        )
+        self._refused: list[Any] = []
+
+        def on_error(error: Any) -> None:
+            if error.fatal() or error.code() in refusals:
+                self._refused.append(error)
+            else:
+                log.warning("consumer: %s", error)
 
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap_servers,
                 "client.id": f"{settings.client_id}-{name}",
+                **security_options(settings, "confluent"),
+                "error_cb": on_error,
                 "group.id": group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -129,6 +153,8 @@ class ConfluentBatchConsumer:
         records: list[Record] = []
         # Any: a message without an error always has its topic, partition and offset.
         messages: list[Any] = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
+        if self._refused:
+            raise KafkaException(self._refused[0])
         for message in messages:
             error = message.error()
             if error is not None:

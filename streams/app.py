@@ -122,6 +122,8 @@ class StreamsApp:
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
             table_standby_replicas=0,
+            # The brokers' login and TLS, for every aiokafka client faust makes.
+            **kafka.security_options(settings.kafka, "faust"),
         )
         t = self.topics
         self.actions_topic = self.app.topic(t.alarm_actions, internal=False)
