@@ -15,6 +15,7 @@ once downstream.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from kafka import KafkaProducer
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.validation import SeqTracker, parse_reading, verify_units
+from pantau.credentials import stable_suffix
 from pantau.ids import utcnow
 from pantau.kafka import DeadLetters, publish
 from pantau.messages import SensorReading
@@ -57,6 +59,9 @@ class SensorIngest:
         verify_units(settings.sensors)
         self._settings = settings
         self._registry = settings.sensor_registry()
+        # The broker lets only a sensor's gateway publish on its topic (the ACL made from the
+        # registry), so the topic says who sent it; with an anonymous broker nobody is known.
+        self._senders = {} if settings.mqtt.allow_anonymous else settings.gateway_of_sensor()
         self._seqs = SeqTracker()
         self._producer = producer
         self._topics = topics
@@ -109,6 +114,7 @@ class SensorIngest:
             max_future_skew_s=ingest.max_future_skew_s,
             earliest=ingest.earliest_observation,
             max_bytes=ingest.max_reading_bytes,
+            gateway=self._senders.get(sensor_hint) if sensor_hint is not None else None,
         )
         self._seqs.claim(reading)
         return reading
@@ -120,17 +126,58 @@ class SensorIngest:
         self.fatal.set()
 
 
-def mqtt_client(settings: MqttSettings, *, client_id: str, persistent: bool) -> mqtt.Client:
+def mqtt_client(
+    settings: MqttSettings,
+    *,
+    client_id: str,
+    persistent: bool,
+    username: str | None,
+    password: str | None,
+) -> mqtt.Client:
+    """A client for the broker in the settings (TLS when it says so), logging in as
+    `username` (None: anonymously, only where the settings allow it)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=not persistent,
         manual_ack=persistent,
     )
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password)
+    if username is not None:
+        client.username_pw_set(username, password)
+    if settings.tls:
+        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file is not None else None)
     return client
+
+
+def ingest_client_id(settings: MqttSettings) -> str:
+    """The ingest's persistent session id: the configured start, this host, and a suffix made
+    from the password. It stays the same across restarts (the broker keeps the session and
+    the readings queued for it), and no client without the password can take the session
+    over by connecting with the same id."""
+    host = socket.gethostname()
+    if settings.password is None:
+        return f"{settings.client_id}-{host}"
+    suffix = stable_suffix(settings.password.get_secret_value(), settings.client_id, host)
+    return f"{settings.client_id}-{host}-{suffix}"
+
+
+def ingest_login(settings: MqttSettings) -> tuple[str | None, str | None]:
+    """The ingest's (user, password); SettingsError when it has none and anonymity was not
+    chosen. Anonymity is logged: it is an open door."""
+    if settings.password is None:
+        settings.require_login()
+        log.warning(
+            "MQTT: connecting anonymously (mqtt.allow_anonymous): anyone reaching the broker "
+            "can read and send readings"
+        )
+        return None, None
+    return settings.username, settings.password.get_secret_value()
+
+
+# How paho words the broker's refusals of a login (MQTT 3.1.1 and 5).
+_LOGIN_REFUSED = frozenset(
+    {"Not authorized", "Bad user name or password", "Banned", "Bad authentication method"}
+)
 
 
 def run_mqtt_ingest(
@@ -149,7 +196,14 @@ def run_mqtt_ingest(
     """
     ingest = SensorIngest(settings, producer, topics)
     subscription = settings.mqtt.topic_prefix.rstrip("/") + "/+"
-    client = mqtt_client(settings.mqtt, client_id=settings.mqtt.client_id, persistent=True)
+    username, password = ingest_login(settings.mqtt)
+    client = mqtt_client(
+        settings.mqtt,
+        client_id=ingest_client_id(settings.mqtt),
+        persistent=True,
+        username=username,
+        password=password,
+    )
     failure: list[str] = []
 
     def fail(reason: str) -> None:
@@ -162,6 +216,10 @@ def run_mqtt_ingest(
     ) -> None:
         if getattr(reason, "is_failure", False):
             log.error("MQTT connection refused: %s", reason)
+            if str(reason) in _LOGIN_REFUSED:
+                # A wrong password does not mend itself by retrying: stop, and say why.
+                fail(f"the MQTT broker refused the login of {username or 'an anonymous client'}"
+                     f" ({reason})")  # fmt: skip
             return
         client.subscribe(subscription, qos=settings.mqtt.qos)
         log.info(

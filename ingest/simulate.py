@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import paho.mqtt.client as mqtt
+
 from ingest.sensors import mqtt_client
 from pantau.ids import utcnow
-from pantau.settings import SensorSettings, Settings
+from pantau.settings import SensorSettings, Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ def malformed_payloads(sensor_id: str, now: datetime) -> list[tuple[str, bytes]]
     return [
         (sensor_id, b'{"dateObserved": "' + stamp.encode() + b'", "pm25": "tinggi"'),
         (sensor_id, json.dumps({"dateObserved": stamp, "pm25": "tinggi"}).encode()),
-        ("ghost-99", json.dumps({"dateObserved": stamp, "pm25": 12.0}).encode()),
+        (sensor_id, json.dumps({"sensorId": "ghost-99", "dateObserved": stamp}).encode()),
         (sensor_id, json.dumps({"seq": 1, "fillingLevel": 0.5, "pm25": 10.0}).encode()),
         (sensor_id, json.dumps({"dateObserved": stamp, "pm25": -7.5}).encode()),
         (sensor_id, json.dumps({"dateObserved": now.replace(tzinfo=None).isoformat()}).encode()),
@@ -164,6 +166,43 @@ class Simulator:
             yield Publication(f"{self.prefix}/{sensor_id}", json.dumps(body).encode(), False)
 
 
+def _gateway_clients(settings: Settings) -> dict[str, mqtt.Client]:
+    """sensor id → a client logged in as a gateway that may send for it, one per gateway: the
+    simulator sends as the devices in the field would. Only gateways whose secret is in the
+    environment (development, tests) can be simulated."""
+    clients: dict[str, mqtt.Client] = {}
+    by_gateway: dict[str, mqtt.Client] = {}
+    for sensor in settings.sensors:
+        gateway = next(
+            (
+                g
+                for g in settings.gateways
+                if sensor.id in g.sensors and g.secret is not None and not g.revoked
+            ),
+            None,
+        )
+        if gateway is None:
+            if not settings.mqtt.allow_anonymous:
+                raise SettingsError(
+                    f"cannot simulate sensor {sensor.id}: no gateway that sends for it has its "
+                    "secret in the environment (`secret:` in the registry)"
+                )
+            user, password, name = None, None, "anonymous"
+        else:
+            assert gateway.secret is not None
+            user, password, name = gateway.id, gateway.secret.get_secret_value(), gateway.id
+        if name not in by_gateway:
+            by_gateway[name] = mqtt_client(
+                settings.mqtt,
+                client_id=f"pantau-simulator-{name}-{random.randrange(1 << 30)}",
+                persistent=False,
+                username=user,
+                password=password,
+            )
+        clients[sensor.id] = by_gateway[name]
+    return clients
+
+
 @dataclass
 class SimulationReport:
     published: int = 0
@@ -184,11 +223,10 @@ def run_simulator(
     simulator = Simulator(
         settings.sensors, settings.mqtt.topic_prefix, malformed_every=malformed_every, seed=seed
     )
-    client = mqtt_client(
-        settings.mqtt, client_id=f"pantau-simulator-{random.randrange(1 << 30)}", persistent=False
-    )
-    client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s)
-    client.loop_start()
+    clients = _gateway_clients(settings)
+    for client in set(clients.values()):
+        client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=settings.mqtt.keepalive_s)
+        client.loop_start()
     report = SimulationReport()
     pending = []
     period = 1.0 / rate_hz
@@ -199,6 +237,7 @@ def run_simulator(
             if duration_s is not None and time.monotonic() - started >= duration_s:
                 break
             for publication in simulator.tick(utcnow()):
+                client = clients[publication.topic.rsplit("/", 1)[1]]
                 info = client.publish(publication.topic, publication.payload, qos=settings.mqtt.qos)
                 pending.append(info)
                 report.published += 1
@@ -211,7 +250,8 @@ def run_simulator(
         for info in pending:
             info.wait_for_publish(timeout=10)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        for client in set(clients.values()):
+            client.disconnect()
+            client.loop_stop()
     log.info("simulator: published %d payloads (%d malformed)", report.published, report.malformed)
     return report

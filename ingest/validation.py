@@ -226,6 +226,7 @@ def parse_reading(
     max_future_skew_s: float,
     earliest: datetime = EARLIEST_OBSERVATION,
     max_bytes: int = MAX_READING_BYTES,
+    gateway: str | None = None,
 ) -> SensorReading:
     if len(payload) > max_bytes:
         raise InvalidReading(
@@ -245,6 +246,7 @@ def parse_reading(
         now=now,
         max_future_skew_s=max_future_skew_s,
         earliest=earliest,
+        gateway=gateway,
     )
 
 
@@ -257,8 +259,10 @@ def validate_reading(
     max_future_skew_s: float,
     earliest: datetime = EARLIEST_OBSERVATION,
     require_sensor_id: bool = False,
+    gateway: str | None = None,
 ) -> SensorReading:
-    """A decoded payload → a `SensorReading`; `require_sensor_id` where no topic names one."""
+    """A decoded payload → a `SensorReading`; `require_sensor_id` where no topic names one.
+    `gateway`: the authenticated sender, recorded with the reading."""
     if not isinstance(data, dict):
         raise InvalidReading(f"payload must be a JSON object, got {type(data).__name__}")
 
@@ -279,6 +283,7 @@ def validate_reading(
         sensor_type=sensor.type,
         values=values,
         ts_ingest=now,
+        gateway=gateway,
     )
 
 

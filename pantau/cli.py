@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pantau import __version__
 from pantau.commands import Context, SubParsers, config_path_from
+from pantau.kafka import KafkaUnavailable
 from pantau.logs import configure_logging
 from pantau.runtime import WORKER_ENV, exit_when_a_thread_dies
 from pantau.settings import SettingsError
@@ -43,13 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_spine(sub: SubParsers) -> None:
-    from pantau import demo, health, services
+    from pantau import access, demo, health, services
 
     check = sub.add_parser("check-config", help="validate the settings file and exit")
     check.set_defaults(handler=_check_config)
     services.register(sub)
     demo.register(sub)
     health.register(sub)
+    access.register(sub)
 
 
 def _runs_supervised(args: argparse.Namespace, ctx: Context) -> bool:
@@ -130,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"pantau: invalid configuration\n{exc}", file=sys.stderr)
         return 2
+    except KafkaUnavailable as exc:
+        # Kafka away, or refusing the login: one clear line, not a traceback.
+        print(f"pantau: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -34,6 +34,10 @@ class Context:
             self._settings = load_settings(self.config_path, self.environ)
         return self._settings
 
+    def reload(self) -> None:
+        """Read the settings again on next use (the secrets file changed)."""
+        self._settings = None
+
 
 Handler = Callable[[argparse.Namespace, Context], int]
 WorkerCount = Callable[[argparse.Namespace, Settings], int]

@@ -33,11 +33,20 @@ class MetricsPublisher:
         from pantau import kafka
         from pantau.topics import Topics
 
+        topics = Topics(self._settings.kafka)
+        topic = topics.metrics
         if self._producer is None:
+            # A kafka-python client blocks for half a minute in its constructor when the
+            # broker is away or refuses the login: ask quickly first, and skip this report.
+            kafka.wait_until_ready(self._settings.kafka, timeout_s=1.0)
+            # The supervisor reports before its workers have made the topics: make this one
+            # (a producer waiting for a topic that does not exist logs an error a second).
+            kafka.ensure_topics(
+                self._settings.kafka, [spec for spec in topics.specs() if spec.name == topic]
+            )
             self._producer = kafka.producer(
                 self._settings.kafka, "supervisor", max_block_ms=1000, linger_ms=50
             )
-        topic = Topics(self._settings.kafka).metrics
         try:
             for message in messages:
                 kafka.publish(self._producer, topic, message)

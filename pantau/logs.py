@@ -12,8 +12,11 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
+# `password=...`, `sasl.password: ...`, `'sasl_plain_password': '...'`, `secret_hash=...`
 _KEY_VALUE_SECRET = re.compile(
-    r"(?P<key>\b(?:password|passwd|pwd|token|secret)\s*[=:]\s*)(?P<value>[^\s&,;]+)", re.I
+    r"(?P<key>\b\w*(?:password|passwd|pwd|token|secret)\w*['\"]?\s*[=:]\s*['\"]?)"
+    r"(?P<value>[^\s&,;'\"]+)",
+    re.I,
 )
 
 REDACTED = "***"

@@ -180,17 +180,31 @@ Quantity = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z]
 
 
 class SensorReading(Message):
-    """One validated reading; `values` uses FIWARE Smart Data Models attribute names."""
+    """One validated reading; `values` uses FIWARE Smart Data Models attribute names.
+
+    Version 2 adds `gateway`; version 1 messages (without it) still decode.
+    """
 
     KIND: ClassVar[str] = "sensor_reading"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     kind: Literal["sensor_reading"] = "sensor_reading"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     sensor_id: SourceId
     sensor_type: Name
     values: dict[Quantity, FiniteFloat] = Field(min_length=1, max_length=64)
     ts_ingest: UtcDatetime
+    gateway: SourceId | None = Field(
+        None,
+        description="the registry's gateway that sent it (authenticated by its secret); "
+        "None for readings from before gateways, or from an open door",
+    )
+
+    @model_validator(mode="after")
+    def verify_version(self) -> Self:
+        if self.schema_version == 1 and self.gateway is not None:
+            raise ValueError("gateway is a schema_version 2 field; this message says 1")
+        return self
 
     @property
     def key(self) -> bytes:

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pantau import kafka
+from pantau.access import SECRETS, ensure_secrets, write_broker_files
 from pantau.commands import Context, SubParsers
-from pantau.settings import Settings
+from pantau.settings import Settings, secrets_file
 from pantau.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,14 @@ def repo_root() -> Path:
     return root
 
 
+def broker_access_dir(settings: Settings) -> Path:
+    """Where the development MQTT broker's password and ACL files are made."""
+    return settings.services.state_dir / "mosquitto" / "access"
+
+
 def script_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    access = broker_access_dir(settings)
     env.update(
         {
             "PANTAU_STATE_DIR": str(settings.services.state_dir),
@@ -53,9 +60,18 @@ def script_env(settings: Settings) -> dict[str, str]:
             "PANTAU_DB_NAME": settings.postgres.dbname,
             "PANTAU_DB_OWNER": settings.postgres.user,
             "PANTAU_MQTT_PORT": str(settings.mqtt.port),
+            "PANTAU_MQTT_PASSWORD_FILE": str(access / "passwd"),
+            "PANTAU_MQTT_ACL_FILE": str(access / "acl"),
         }
     )
     return env
+
+
+def prepare_broker_access(settings: Settings) -> bool:
+    """The development broker's password and ACL files, from the registry (any first topic
+    level: each test run keeps its own prefix); True when they changed."""
+    settings.mqtt.require_login()
+    return write_broker_files(settings, broker_access_dir(settings), any_prefix=True)
 
 
 def run_script(settings: Settings, command: str, services: Sequence[str]) -> int:
@@ -65,9 +81,14 @@ def run_script(settings: Settings, command: str, services: Sequence[str]) -> int
 
 def up(settings: Settings, services: Sequence[str] = SERVICES) -> None:
     started = time.monotonic()
+    changed = "mosquitto" in services and prepare_broker_access(settings)
     code = run_script(settings, "up", services)
     if code != 0:
         raise ServicesError(f"starting {', '.join(services)} failed (exit code {code})")
+    if changed:
+        # A broker that was running already reads the new files on SIGHUP (a no-op for one
+        # that has just started with them).
+        run_script(settings, "reload", ["mosquitto"])
     if "kafka" in services:
         kafka.wait_until_ready(settings.kafka, timeout_s=90)
         created = kafka.ensure_topics(settings.kafka, Topics(settings.kafka).specs())
@@ -93,6 +114,14 @@ def _handle(args: argparse.Namespace, ctx: Context) -> int:
         return 2
     try:
         if args.action == "up":
+            # Development secrets first (the broker's users need them), then the settings
+            # read again with them.
+            added = ensure_secrets(
+                secrets_file(ctx.config_path, ctx.environ), [s for s in SECRETS if s.development]
+            )
+            if added:
+                print(f"services: made development secrets {', '.join(added)}", file=sys.stderr)
+                ctx.reload()
             up(ctx.settings, services)
             return run_script(ctx.settings, "status", services)
         return run_script(ctx.settings, args.action, services)

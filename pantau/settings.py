@@ -56,7 +56,12 @@ def _number_from_text(value: Any) -> Any:
     return value
 
 
-_SECRET_KEYS = frozenset({"url", "password", "writer_password", "token", "webhooks"})
+_SECRET_KEYS = frozenset(
+    {
+        "url", "password", "writer_password", "grafana_password", "analyst_password", "token",
+        "webhooks", "secret", "secret_hash", "sasl_password", "ssl_key_password",
+    }
+)  # fmt: skip
 
 
 class SettingsError(Exception):
@@ -95,6 +100,27 @@ class Location(Section):
     kecamatan: str | None = Field(None, description="kecamatan (district) name")
 
 
+# Shortest password, token or shared secret Pantau accepts for its own doors.
+MIN_SECRET_CHARS = 16
+
+
+def _strong_secret(value: SecretStr | None) -> SecretStr | None:
+    # `password: ${PANTAU_MQTT_PASSWORD:-}` with the variable unset means "no password", not
+    # the empty one.
+    if value is None or not value.get_secret_value().strip():
+        return None
+    if len(value.get_secret_value()) < MIN_SECRET_CHARS:
+        raise ValueError(
+            f"a secret must have at least {MIN_SECRET_CHARS} characters "
+            "(`pantau secrets init` makes strong ones)"
+        )
+    return value
+
+
+# A secret of one of Pantau's own doors, from the environment: blank is none, short is refused.
+StrongSecret = Annotated[SecretStr | None, AfterValidator(_strong_secret)]
+
+
 class TopicPartitions(Section):
     """Partition counts; keyed by camera or sensor id, so per-source order holds."""
 
@@ -118,6 +144,137 @@ class KafkaSettings(Section):
     max_message_bytes: int = Field(
         1_000_000, ge=10_000, description="largest message produced; the broker's default limit"
     )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="how every client reaches the brokers: SASL_SSL (TLS and a user: a city "
+        "network), SASL_PLAINTEXT (a user, unencrypted: a closed network), SSL (TLS, the "
+        "client known by its certificate), PLAINTEXT (neither: the development broker on "
+        "this machine; for any other address start-up logs it as an open door)",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512",
+        description="how SASL_* proves the password: SCRAM never sends it; PLAIN sends it as "
+        "it is, so only inside TLS (SASL_SSL)",
+    )
+    sasl_username: str | None = Field(None, description="the user Pantau logs in as (SASL_*)")
+    sasl_password: StrongSecret = Field(
+        None,
+        description="its password, from the environment (PANTAU__KAFKA__SASL_PASSWORD); "
+        "never logged",
+    )
+    ssl_ca_file: Literal["system"] | ConfigPath | None = Field(
+        None,
+        description="SSL and SASL_SSL: the CA certificates (PEM) that signed the brokers' "
+        "certificates, or `system` to trust the operating system's store (a public CA)",
+    )
+    ssl_check_hostname: bool = Field(
+        True,
+        description="the broker's certificate must name the host dialled (off only for "
+        "brokers reached by an address their certificate does not name)",
+    )
+    ssl_cert_file: ConfigPath | None = Field(
+        None,
+        description="this client's certificate (PEM), for brokers that know clients by "
+        "certificate; required with SSL",
+    )
+    ssl_key_file: ConfigPath | None = Field(
+        None, description="the private key (PEM) of ssl_cert_file"
+    )
+    ssl_key_password: SecretStr | None = Field(
+        None, description="the password of an encrypted ssl_key_file, from the environment"
+    )
+
+    @field_validator(
+        "sasl_username", "sasl_password", "ssl_ca_file", "ssl_key_password", mode="before"
+    )
+    @classmethod
+    def blank_is_unset(cls, value: Any) -> Any:
+        # `${PANTAU_KAFKA_PASSWORD:-}` with the variable unset means "not set", not the empty
+        # password; a number written in YAML is the text it looks like (and a type error would
+        # show the value).
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def verify_security(self) -> Self:
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        if sasl and (self.sasl_username is None or self.sasl_password is None):
+            raise self._refused(
+                "security_protocol",
+                protocol,
+                "SASL needs kafka.sasl_username and kafka.sasl_password (the password from the "
+                "environment: PANTAU__KAFKA__SASL_PASSWORD)",
+            )
+        if not sasl and (self.sasl_username is not None or self.sasl_password is not None):
+            raise self._refused(
+                "security_protocol",
+                protocol,
+                "kafka.sasl_username or kafka.sasl_password is set, but this protocol sends no "
+                "credentials: choose SASL_SSL or SASL_PLAINTEXT",
+            )
+        if protocol == "SASL_PLAINTEXT" and self.sasl_mechanism == "PLAIN":
+            raise self._refused(
+                "sasl_mechanism",
+                self.sasl_mechanism,
+                "PLAIN sends the password as it is, and SASL_PLAINTEXT does not encrypt: use "
+                "SCRAM-SHA-512, or SASL_SSL",
+            )
+        if tls and self.ssl_ca_file is None:
+            raise self._refused(
+                "security_protocol",
+                protocol,
+                "TLS needs kafka.ssl_ca_file: the CA certificates (PEM) that signed the "
+                "brokers' certificates, or `system` for the operating system's store",
+            )
+        if protocol == "SSL" and (self.ssl_cert_file is None or self.ssl_key_file is None):
+            raise self._refused(
+                "security_protocol",
+                protocol,
+                "SSL knows this client by its certificate: set kafka.ssl_cert_file and "
+                "kafka.ssl_key_file (or log in with a user: SASL_SSL)",
+            )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            field = "ssl_cert_file" if self.ssl_key_file is None else "ssl_key_file"
+            raise self._refused(
+                field,
+                str(getattr(self, field)),
+                "kafka.ssl_cert_file and kafka.ssl_key_file go together: set both or neither",
+            )
+        tls_only = [
+            name
+            for name in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_key_password")
+            if getattr(self, name) is not None
+        ]
+        if not tls and tls_only:
+            raise self._refused(
+                "security_protocol",
+                protocol,
+                f"kafka.{tls_only[0]} is set, but this protocol does not use TLS: SSL and "
+                "SASL_SSL do",
+            )
+        return self
+
+    @staticmethod
+    def _refused(field: str, value: str, message: str) -> ValidationError:
+        """The error for one field, showing only that field's value: a plain ValueError here
+        would show the whole section as it came, the password included."""
+        from pydantic_core import InitErrorDetails, PydanticCustomError
+
+        return ValidationError.from_exception_data(
+            "KafkaSettings",
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("kafka_security", message),
+                    loc=(field,),
+                    input=value,
+                )
+            ],
+        )
 
     @property
     def first_port(self) -> int:
@@ -130,14 +287,14 @@ class PostgresSettings(Section):
     port: int = Field(5432, ge=1, le=65535)
     dbname: str = Field("pantau", description="database name")
     user: str = Field("pantau", description="owner role: runs migrations")
-    password: SecretStr | None = Field(None, description="owner password (from the environment)")
-    writer_password: SecretStr | None = Field(
+    password: StrongSecret = Field(None, description="owner password (from the environment)")
+    writer_password: StrongSecret = Field(
         None, description="password of the pantau_writer role the sink writes as"
     )
-    grafana_password: SecretStr | None = Field(
+    grafana_password: StrongSecret = Field(
         None, description="password of the pantau_grafana role Grafana reads as"
     )
-    analyst_password: SecretStr | None = Field(
+    analyst_password: StrongSecret = Field(
         None, description="password of the pantau_analyst role (read-only SQL)"
     )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
@@ -165,16 +322,83 @@ class PostgresSettings(Section):
 class MqttSettings(Section):
     host: str = Field("localhost", description="MQTT broker host")
     port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str = Field(
+        "pantau-ingest", min_length=1, description="the ingest's own user on the broker"
+    )
+    password: StrongSecret = Field(
+        None, description="the ingest's password (from the environment: PANTAU_MQTT_PASSWORD)"
+    )
+    allow_anonymous: bool = Field(
+        False,
+        description="connect without a user, to a broker that allows it: an open door, "
+        "logged as such at start-up; Pantau's own brokers refuse anonymous clients",
+    )
+    tls: bool = Field(False, description="connect with TLS (the broker's TLS listener)")
+    ca_file: ConfigPath | None = Field(
+        None, description="CA certificate that signed the broker's (default: the system's)"
+    )
     topic_prefix: str = Field(
         "pantau/sensors", description="sensors publish readings on PREFIX/<sensor_id>"
     )
     qos: Annotated[Literal[0, 1, 2], BeforeValidator(_number_from_text)] = Field(
         1, description="1: the broker keeps readings while ingest is down"
     )
-    client_id: str = Field("pantau-ingest-sensors", description="persistent session id")
+    client_id: str = Field(
+        "pantau-ingest-sensors",
+        description="start of the persistent session's client id; the host and a suffix only "
+        "the password can make follow, so no other client can take the session over",
+    )
     keepalive_s: int = Field(30, ge=5)
+
+    def require_login(self) -> None:
+        """SettingsError unless the ingest has a password or anonymity was chosen."""
+        if self.password is None and not self.allow_anonymous:
+            raise SettingsError(
+                "mqtt.password is not set: the broker refuses anonymous clients. Set "
+                "PANTAU_MQTT_PASSWORD (`pantau secrets init` makes one), or, for a broker that "
+                "allows them, mqtt.allow_anonymous: true"
+            )
+
+
+class GatewaySettings(Section):
+    """A device that sends readings: a sensor's own modem, or a gateway speaking for several.
+    One secret is its MQTT password (its id is the user name) and its HTTP bearer token."""
+
+    id: SourceId
+    name: str = ""
+    sensors: tuple[SourceId, ...] = Field(
+        min_length=1, description="the only sensors it may send readings for"
+    )
+    secret_hash: str | None = Field(
+        None,
+        description="its secret's PBKDF2 hash in Mosquitto's format ($7$...), from "
+        "`pantau gateways add`: the registry never holds the secret itself",
+    )
+    secret: StrongSecret = Field(
+        None,
+        description="its secret in plain text, from the environment (development and tests); "
+        "hashed when the settings are loaded",
+    )
+    revoked: bool = Field(
+        False, description="a stolen or retired device: refused by MQTT and HTTP alike"
+    )
+
+    @model_validator(mode="after")
+    def verify_secret(self) -> Self:
+        if self.secret_hash is not None and self.secret is not None:
+            raise ValueError("set secret_hash or secret, not both")
+        if self.secret_hash is not None:
+            from pantau.credentials import CredentialError, parse_hash
+
+            try:
+                parse_hash(self.secret_hash)
+            except CredentialError as exc:
+                raise ValueError(f"secret_hash: {exc}") from exc
+        return self
+
+    @property
+    def can_log_in(self) -> bool:
+        return not self.revoked and (self.secret_hash is not None or self.secret is not None)
 
 
 class ZoneSettings(Section):
@@ -517,10 +741,12 @@ class IngestSettings(Section):
         le=16 * 1024 * 1024,
         description="largest MQTT payload or HTTP item taken as one reading; larger is refused",
     )
-    # Every interface: gateways in the field reach it over the network (set http_token).
+    # This machine only, unless set: a listener on the network is a choice, and without TLS
+    # one that start-up warns about (gateway secrets would cross the network in clear text).
     http_host: str = Field(
-        "0.0.0.0",  # noqa: S104
-        description="address `pantau ingest http` listens on",
+        "127.0.0.1",
+        description="address `pantau ingest http` listens on (0.0.0.0: every interface; "
+        "with http_tls_cert and http_tls_key, as gateways' secrets cross the network)",
     )
     http_port: int = Field(8088, ge=1, le=65535, description="port of `pantau ingest http`")
     http_max_items: int = Field(
@@ -531,10 +757,20 @@ class IngestSettings(Section):
         ge=1024,
         description="largest POST /v1/readings body in bytes; larger is refused (413)",
     )
-    http_token: SecretStr | None = Field(
+    http_allow_anonymous: bool = Field(
+        False,
+        description="take POST /v1/readings without credentials, for any sensor: an open "
+        "door, logged as such at start-up (readings then name no gateway); otherwise every "
+        "request must come from a registered gateway (Bearer <id>.<secret>, or Basic)",
+    )
+    http_tls_cert: ConfigPath | None = Field(
         None,
-        description="when set, POST /v1/readings needs `Authorization: Bearer <token>` "
-        "(from the environment: PANTAU__INGEST__HTTP_TOKEN)",
+        description="certificate chain (PEM) served for HTTPS; set together with http_tls_key",
+    )
+    http_tls_key: ConfigPath | None = Field(
+        None,
+        description="private key (PEM, not encrypted) of http_tls_cert; keep it readable by "
+        "the ingest only",
     )
     # 10 s: a gateway's batch of a few hundred readings takes milliseconds on a working link;
     # a client still sending after 10 s is broken or hostile, and holds a connection meanwhile.
@@ -553,14 +789,14 @@ class IngestSettings(Section):
         "and closed",
     )
 
-    @field_validator("http_token")
-    @classmethod
-    def blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
-        # `http_token: ${PANTAU_HTTP_TOKEN:-}` with the variable unset means "no token", not
-        # "the empty token", which every request would match.
-        if value is not None and not value.get_secret_value().strip():
-            return None
-        return value
+    @model_validator(mode="after")
+    def verify_http_tls(self) -> Self:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError(
+                "ingest.http_tls_cert and ingest.http_tls_key go together: set both (HTTPS) "
+                "or neither"
+            )
+        return self
 
 
 class SinkSettings(Section):
@@ -788,6 +1024,9 @@ class Settings(Section):
     mqtt: MqttSettings = _section()
     cameras: tuple[CameraSettings, ...] = ()
     sensors: tuple[SensorSettings, ...] = ()
+    gateways: tuple[GatewaySettings, ...] = Field(
+        (), description="who may send readings, for which sensors, with which secret"
+    )
     detector: DetectorSettings | None = None
     detect: DetectSettings = _section()
     dumping: DumpingSettings = _section()
@@ -863,6 +1102,35 @@ class Settings(Section):
     def sensor_registry(self) -> dict[str, SensorSettings]:
         return {sensor.id: sensor for sensor in self.sensors}
 
+    def gateway_of_sensor(self) -> dict[str, str]:
+        """sensor id → the one gateway that may send for it (sensors that several gateways
+        that can log in may send for are left out: the sender is not known from the sensor
+        alone)."""
+        owners: dict[str, list[str]] = {}
+        for gateway in self.gateways:
+            if not gateway.can_log_in:
+                continue
+            for sensor_id in gateway.sensors:
+                owners.setdefault(sensor_id, []).append(gateway.id)
+        return {sensor: ids[0] for sensor, ids in owners.items() if len(ids) == 1}
+
+    @model_validator(mode="after")
+    def verify_gateways(self) -> Self:
+        known = {sensor.id for sensor in self.sensors}
+        seen: set[str] = set()
+        for gateway in self.gateways:
+            if gateway.id in seen:
+                raise ValueError(f"gateway id {gateway.id!r} is used twice")
+            seen.add(gateway.id)
+            if gateway.id == self.mqtt.username:
+                raise ValueError(f"gateway {gateway.id}: its id is the ingest's MQTT user name")
+            unknown = sorted(set(gateway.sensors) - known)
+            if unknown:
+                raise ValueError(
+                    f"gateway {gateway.id}: sensors not in the registry: {', '.join(unknown)}"
+                )
+        return self
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -870,8 +1138,47 @@ class Settings(Section):
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+SECRETS_FILE_ENV = "PANTAU_SECRETS_FILE"
+
+
+def secrets_file(config_path: Path, environ: Mapping[str, str]) -> Path:
+    """Where secrets are kept outside the environment: $PANTAU_SECRETS_FILE, else
+    `.pantau/secrets.env` beside the configuration's folder (the development services'
+    state folder, where `pantau services up` makes one)."""
+    named = environ.get(SECRETS_FILE_ENV)
+    if named:
+        return Path(named)
+    return Path(os.path.abspath(config_path)).parent.parent / ".pantau" / "secrets.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (the format of docker compose's .env); blank lines and # comments
+    are skipped, values are taken as they stand."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()):
+            raise SettingsError(f"{path}:{number}: expected NAME=value")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def with_secrets(config_path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment, completed from the secrets file (if there is one) for the names it
+    does not set itself: the environment always wins."""
+    path = secrets_file(config_path, environ)
+    if not path.is_file():
+        return dict(environ)
+    return {**read_env_file(path), **environ}
+
+
 def load_settings(path: Path, environ: Mapping[str, str]) -> Settings:
-    """Read, interpolate, override and validate; raises SettingsError with every problem."""
+    """Read, interpolate, override and validate; raises SettingsError with every problem.
+    Secrets missing from `environ` are taken from the secrets file (`with_secrets`)."""
+    environ = with_secrets(path, environ)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -1017,8 +1324,12 @@ def _format_errors(
         else:
             message = error["msg"]
             secret = any(isinstance(p, str) and p in _SECRET_KEYS for p in loc)
-            if error["type"] != "missing" and not secret and "input" in error:
-                shown = repr(error["input"])
+            given = error.get("input")
+            # Only a single value is quoted: a whole section may hold a secret (a gateway's
+            # `secret`, a camera's URL) that must not reach a terminal or a log.
+            scalar = isinstance(given, str | int | float | bool) or given is None
+            if error["type"] != "missing" and not secret and "input" in error and scalar:
+                shown = repr(given)
                 message += f" (got {shown[:80]})"
         lines.append(f"{origin}: {where}: {message}")
     return "\n".join(lines)

@@ -4,6 +4,11 @@
 # state under one folder. No containers, no systemd.
 #
 #   scripts/services.sh install|up|down|status [kafka] [postgres] [mosquitto]
+#   scripts/services.sh reload mosquitto   (its users and ACL, after the registry changed)
+#
+# PANTAU_KAFKA_SASL_PORT and PANTAU_KAFKA_SASL_USERS ("name:password ...") give the broker a
+# second listener, SASL_PLAINTEXT with SCRAM-SHA-512 users, for tests of the clients'
+# credentials (scripts/lib/kafka.sh); `pantau services up` never sets them.
 #
 # `pantau services up|down|status` calls this script; keep the interface
 # (commands, service names, environment variables, exit codes) stable.
@@ -32,9 +37,10 @@ ALL_SERVICES=(kafka postgres mosquitto)
 
 usage() {
     cat >&2 <<EOF
-usage: $(basename "$0") install|up|down|status [SERVICE...]
+usage: $(basename "$0") install|up|down|status|reload [SERVICE...]
 services: ${ALL_SERVICES[*]} (default: all)
 state dir: $STATE_DIR (PANTAU_STATE_DIR)
+kafka with a SCRAM listener: PANTAU_KAFKA_SASL_PORT=PORT PANTAU_KAFKA_SASL_USERS="name:password ..."
 EOF
     exit 2
 }
@@ -94,6 +100,14 @@ main() {
             local i
             for ((i = ${#services[@]} - 1; i >= 0; i--)); do
                 "$(fn_prefix "${services[i]}")_down"
+            done
+            ;;
+        reload)
+            # Only the MQTT broker has something to reload: its users and ACL.
+            take_lock
+            for svc in "${services[@]}"; do
+                [[ $svc == mosquitto ]] || die "reload: only mosquitto can reload"
+                mq_reload
             done
             ;;
         status)

@@ -53,8 +53,8 @@ class Table:
 
 SENSOR_READINGS = Table(
     "sensor_readings",
-    ("time", "sensor_id", "quantity", "value", "seq", "ingested_at"),
-    ("timestamptz", "text", "text", "float8", "int8", "timestamptz"),
+    ("time", "sensor_id", "quantity", "value", "seq", "ingested_at", "gateway"),
+    ("timestamptz", "text", "text", "float8", "int8", "timestamptz", "text"),
 )
 SENSOR_READINGS_1M = Table(
     "sensor_readings_1m",
@@ -155,7 +155,7 @@ TABLES: tuple[Table, ...] = (
 
 def reading_rows(m: SensorReading) -> list[Row]:
     return [
-        (m.ts_capture, m.sensor_id, quantity, value, m.seq, m.ts_ingest)
+        (m.ts_capture, m.sensor_id, quantity, value, m.seq, m.ts_ingest, m.gateway)
         for quantity, value in m.values.items()
     ]
 

@@ -74,6 +74,7 @@ SAMPLES: dict[str, Message] = {
         sensor_type="air_quality",
         values={"pm25": 41.7, "pm10": 73.2},
         ts_ingest=T0 + timedelta(seconds=1),
+        gateway="gw-alun-alun",
     ),
     "camera_heartbeat": CameraHeartbeat(
         id=ID,

@@ -224,6 +224,7 @@ def read_all(settings: Settings, topic: str, timeout: float = 10) -> list[Consum
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         max_partition_fetch_bytes=2_000_000,
+        **kafka.security_options(settings.kafka, "kafka-python"),
     )
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -286,6 +287,20 @@ def isolated_pipeline(pipeline: Pipeline, services: Settings) -> Iterator[Pipeli
         finally:
             # Before the database goes: its processes hold connections to it.
             pipeline.stop_all()
+
+
+def gateway_login(settings: Settings, sensor_id: str | None = None) -> tuple[str, str]:
+    """(user, password) of a gateway whose secret the settings hold (the development
+    gateway), and that may send for `sensor_id` when one is named."""
+    for gateway in settings.gateways:
+        if gateway.secret is None or gateway.revoked:
+            continue
+        if sensor_id is None or sensor_id in gateway.sensors:
+            return gateway.id, gateway.secret.get_secret_value()
+    raise AssertionError(
+        "no gateway with its secret in the environment: `pantau services up` makes the "
+        "development secrets file (.pantau/secrets.env)"
+    )
 
 
 def drop_topics(settings: Settings, prefix: str) -> None:

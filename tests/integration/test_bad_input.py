@@ -57,7 +57,7 @@ from tests.corpus import (
     reading_items,
     reading_payloads,
 )
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, gateway_login
 
 MQTT_SENSOR = "aq-pasar-tanjung"
 HTTP_SENSOR = "aq-alun-alun"
@@ -136,9 +136,13 @@ def free_port() -> int:
         return port
 
 
-def post(url: str, body: bytes) -> tuple[int, Any]:
+def post(url: str, body: bytes, login: tuple[str, str]) -> tuple[int, Any]:
     assert url.startswith("http://127.0.0.1:")
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": "Bearer {}.{}".format(*login),
+    }
+    req = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(req, timeout=60) as response:  # noqa: S310
             return response.status, json.loads(response.read())
@@ -149,6 +153,7 @@ def post(url: str, body: bytes) -> tuple[int, Any]:
 def mqtt_publish(pipeline: Pipeline, topic: str, payloads: list[bytes]) -> None:
     settings = pipeline.settings.mqtt
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{pipeline.tag}-corpus")
+    client.username_pw_set(*gateway_login(pipeline.settings))
     client.connect(settings.host, settings.port)
     client.loop_start()
     try:
@@ -232,13 +237,14 @@ def test_no_bad_input_stops_the_pipeline(isolated_pipeline: Pipeline, tmp_path: 
         at = base + timedelta(seconds=n + 1)
         batch.append(reading_payload(HTTP_SENSOR, at, 100 + n, pm25=25.0, pm10=40.0))
         good_times.append(at)
-    status, answer = post(url, json.dumps(batch).encode())
+    login = gateway_login(pipeline.settings, HTTP_SENSOR)
+    status, answer = post(url, json.dumps(batch).encode(), login)
     assert status == 207, answer
     assert answer["accepted"] == len(good_times), answer
     assert answer["rejected"] == len(items), answer
     valid_readings += [(HTTP_SENSOR, at, 2) for at in good_times]
     for name, body, expected_status in http_bodies(HTTP_SENSOR, base):
-        status, answer = post(url, body)
+        status, answer = post(url, body, login)
         assert status == expected_status, (name, status, answer)
         assert answer.get("error"), (name, answer)
         ledger.inputs["http bodies"] += 1

@@ -28,12 +28,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau import kafka
+from pantau.access import write_broker_files
 from pantau.codec import decode_as
 from pantau.messages import Detections, Frame, SensorReading
 from pantau.settings import Settings
 from pantau.topics import Topics
 from tests.conftest import REPO
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, gateway_login
 from tests.integration.test_alerts_pipeline import (
     Recorder,
     alert_env,
@@ -128,14 +129,21 @@ class PrivateMosquitto:
 
 
 @contextmanager
-def private_mosquitto(tmp_path: Path) -> Iterator[PrivateMosquitto]:
+def private_mosquitto(
+    settings: Settings, tmp_path: Path, *, listener: str = ""
+) -> Iterator[PrivateMosquitto]:
+    """A broker of the test's own, locked like the real one: users and ACL made from the
+    `settings`' registry. `listener`: the listener's lines instead of plain loopback MQTT."""
     folder = tmp_path / "mosquitto"
     folder.mkdir()
+    write_broker_files(settings, folder, any_prefix=True)
     port = free_port()
     config = folder / "mosquitto.conf"
     config.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
+        (listener.format(port=port) if listener else f"listener {port} 127.0.0.1\n")
+        + "allow_anonymous false\n"
+        f"password_file {folder}/passwd\n"
+        f"acl_file {folder}/acl\n"
         "user root\n"
         "persistence true\n"
         f"persistence_location {folder}/\n"
@@ -158,6 +166,7 @@ class Sensor:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{pipeline.tag}-{name}", clean_session=False
         )
+        self.client.username_pw_set(*gateway_login(pipeline.settings))
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.acked: set[int] = set()
         self.client.on_publish = lambda _c, _u, mid, _rc, _p: self.acked.add(mid)
@@ -323,7 +332,7 @@ def test_mqtt_broker_restart_loses_no_qos1_reading(
 ) -> None:
     pipeline = isolated_pipeline
     status_dir = tmp_path / "health"
-    with private_mosquitto(tmp_path) as broker:
+    with private_mosquitto(pipeline.settings, tmp_path) as broker:
         pipeline.env.update(
             {
                 "PANTAU__MQTT__PORT": str(broker.port),

@@ -13,7 +13,7 @@ from pantau.codec import decode_as
 from pantau.ids import utcnow
 from pantau.messages import DeadLetter
 from pantau.topics import Topics
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, gateway_login
 
 SENSOR = "aq-pasar-tanjung"
 
@@ -21,6 +21,7 @@ SENSOR = "aq-pasar-tanjung"
 def publish(pipeline: Pipeline, sensor_id: str, payloads: list[bytes]) -> None:
     settings = pipeline.settings.mqtt
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{pipeline.tag}-sensor")
+    client.username_pw_set(*gateway_login(pipeline.settings, sensor_id))
     client.connect(settings.host, settings.port)
     client.loop_start()
     try:

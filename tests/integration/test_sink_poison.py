@@ -39,7 +39,7 @@ def with_value(table: Table, row: Row, column: str, value: object) -> Row:
 
 def reading_rows(sensor: str, start: datetime, count: int) -> list[Row]:
     return [
-        (start + timedelta(milliseconds=i), sensor, "pm25", float(i), i, start)
+        (start + timedelta(milliseconds=i), sensor, "pm25", float(i), i, start, "gw-test")
         for i in range(count)
     ]
 

@@ -31,6 +31,19 @@ def test_scrub_finds_credentials_anywhere_in_text() -> None:
     assert "10.0.0.5/a" in cleaned
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{'sasl_plain_password': 'hunter2hunter2', 'acks': 'all'}",
+        "sasl.password=hunter2hunter2 sasl.mechanism=SCRAM-SHA-512",
+        'secret_hash="hunter2hunter2"',
+        "writer_password: hunter2hunter2",
+    ],
+)
+def test_client_library_options_are_scrubbed(text: str) -> None:
+    assert "hunter2" not in scrub(text)
+
+
 def test_log_records_are_scrubbed_including_arguments_and_tracebacks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
