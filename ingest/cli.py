@@ -140,11 +140,17 @@ def _sensors(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _http(args: argparse.Namespace, ctx: Context) -> int:
-    from ingest.http import ListenFailed, http_producer, run_http_ingest
+    from ingest.http import ListenFailed, http_producer, run_http_ingest, tls_context
 
     settings = ctx.settings
     host = args.host if args.host is not None else settings.ingest.http_host
     port = args.port if args.port is not None else settings.ingest.http_port
+    try:
+        # A certificate or key that cannot be used is said at once, not after Kafka answers.
+        tls_context(settings.ingest)
+    except ListenFailed as exc:
+        print(f"pantau ingest http: {exc}", file=sys.stderr)
+        return 1
     stop = stop_on_signals()
     topics = Topics(settings.kafka)
     kafka.wait_until_ready(settings.kafka)

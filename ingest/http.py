@@ -5,17 +5,31 @@ readings (the MQTT payload shape, `sensorId` required), or `{"readings": [...]}`
 `application/json` (or `application/*+json`). A request without a Content-Type is read as
 JSON too: small devices often send none, and a body that is not JSON is refused anyway.
 
+Every request comes from a gateway of the registry (`gateways` in the settings), named by its
+credentials: `Authorization: Bearer <gateway id>.<secret>`, or HTTP Basic with the gateway id
+as user name and the secret as password (many devices only do Basic). The id lets the server
+check one hash rather than all of them; a check (PBKDF2) is remembered in memory, so it runs
+once per token, not per request (`GatewayAuth`). Missing or wrong credentials are answered 401,
+a revoked gateway 403: such a request never enters (no dead letter), it is logged with the
+remote address and the claimed gateway id (never the secret) and counted. Requests without
+credentials are taken only where `ingest.http_allow_anonymous` says so, which start-up logs as
+the open door it is. `GET /healthz` needs no credentials: it says only whether Kafka answers.
+With `ingest.http_tls_cert` and `ingest.http_tls_key` the server speaks HTTPS only; listening
+beyond this machine without them is warned about at start-up (`door_warnings`).
+
 Each item is judged on its own, and its result comes from its own record's Kafka confirmation:
 
-- `accepted`: the reading is in Kafka (the answer gives its id);
+- `accepted`: the reading is in Kafka (the answer gives its id) and names its gateway;
 - `rejected`: the item is not a usable reading; its dead letter, with the reason, is in Kafka;
+- `forbidden`: the item is for a registered sensor that is not the gateway's: it is logged and
+  counted, not stored and not dead-lettered (the sender has no say over that sensor);
 - `failed`: Kafka did not confirm the item's record; the sender sends that item again.
 
 What was stored is never reported rejected or failed (and a reading sent again keeps its
 stable id, so downstream stores it once whatever happens). The answer comes only once Kafka has
-confirmed or refused every record of the request: 200 when all were accepted, 207 when some
-were rejected and none failed, 400 when all were rejected, and 503 (with Retry-After) when
-any failed, still with every item's result so that only the failed ones are sent again. A
+confirmed or refused every record of the request: 200 when all were accepted, 400 when all
+were rejected, 403 when all were forbidden, 207 for any other mix, and 503 (with Retry-After)
+when any failed, still with every item's result so that only the failed ones are sent again. A
 body that is not a batch at all is refused whole (400; 413 too large; 415 not JSON) and no
 item of it is looked at.
 
@@ -30,14 +44,25 @@ for ever.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import enum
+import functools
+import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import re
+import secrets
+import socket
+import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Literal, cast
@@ -45,19 +70,21 @@ from uuid import UUID
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, LooseHeaders
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.future import Future
+from multidict import CIMultiDict
 
 from ingest.validation import InvalidReading, SeqTracker, validate_reading, verify_units
 from pantau import kafka
 from pantau.codec import DecodeError, describe, load_json
+from pantau.credentials import hash_secret, new_secret, verify_secret
 from pantau.ids import utcnow
 from pantau.kafka import DeadLetters, publish
 from pantau.messages import SensorReading
 from pantau.poison import guard
-from pantau.settings import IngestSettings, KafkaSettings, Settings
+from pantau.settings import GatewaySettings, IngestSettings, KafkaSettings, Settings
 from pantau.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -84,7 +111,7 @@ LINGER_S = 2.0
 # How long a 503 asks the sender to wait before sending again.
 RETRY_AFTER_S = 5
 
-ItemStatus = Literal["accepted", "rejected", "failed"]
+ItemStatus = Literal["accepted", "rejected", "forbidden", "failed"]
 
 
 def http_producer(settings: KafkaSettings) -> KafkaProducer:
@@ -110,7 +137,8 @@ class BadBatch(ValueError):
 
 
 class ListenFailed(RuntimeError):
-    """The server could not bind its address (in use, or not this machine's)."""
+    """The server could not listen: its address is in use or not this machine's, or its TLS
+    certificate or key cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,10 @@ class BatchResult:
         return self._count("rejected")
 
     @property
+    def forbidden(self) -> int:
+        return self._count("forbidden")
+
+    @property
     def failed(self) -> int:
         return self._count("failed")
 
@@ -152,9 +184,13 @@ class BatchResult:
     def status(self) -> int:
         if self.failed:
             return 503
-        if not self.rejected:
+        if self.accepted == len(self.items):
             return 200
-        return 207 if self.accepted else 400
+        if self.rejected == len(self.items):
+            return 400
+        if self.forbidden == len(self.items):
+            return 403
+        return 207
 
     @property
     def headers(self) -> dict[str, str]:
@@ -164,6 +200,7 @@ class BatchResult:
         body: dict[str, Any] = {
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "forbidden": self.forbidden,
             "failed": self.failed,
             "results": [item.as_json() for item in self.items],
         }
@@ -180,6 +217,10 @@ class HttpCounts:
     accepted: int = 0
     rejected: int = 0
     failed: int = 0
+    forbidden: int = 0
+    # Requests refused before their body was looked at: 401 and 403.
+    unauthenticated: int = 0
+    revoked: int = 0
     timed_out: int = 0
     refused: int = 0
 
@@ -190,7 +231,9 @@ class HttpCounts:
 
     def __str__(self) -> str:
         return (
-            f"accepted {self.accepted}, rejected {self.rejected}, failed {self.failed}; "
+            f"accepted {self.accepted}, rejected {self.rejected}, failed {self.failed}, "
+            f"forbidden {self.forbidden}; requests refused: no or wrong credentials "
+            f"{self.unauthenticated}, revoked gateway {self.revoked}; "
             f"connections timed out {self.timed_out}, refused over the cap {self.refused}"
         )
 
@@ -250,13 +293,259 @@ def parse_batch(body: bytes, max_items: int) -> list[object]:
     return data
 
 
+# --------------------------------------------------------------------------- who is sending
+
+REALM = "pantau ingest"
+# Both ways a gateway may log in; a client that understands the first uses it.
+CHALLENGES = (f'Bearer realm="{REALM}"', f'Basic realm="{REALM}", charset="UTF-8"')
+CREDENTIALS_HELP = (
+    "send Authorization: Bearer <gateway id>.<secret>, or Basic with the gateway id as user "
+    "name and its secret as password"
+)
+# Wrong secrets are remembered too, so that a device retrying with a replaced secret costs one
+# PBKDF2 check, not one a request; bounded, as anyone can make up new ones.
+WRONG_REMEMBERED = 1024
+# Secrets not yet remembered are checked on this many threads at most: a flood of made-up
+# ones costs that much CPU and no more, and never holds up requests whose token is known.
+CHECK_THREADS = 2
+
+
+class Refused(Exception):
+    """A request that does not get in: 401 (no or wrong credentials) or 403 (a revoked
+    gateway). `error` is what the client is told; `logged` what the log says: the claimed
+    gateway id, never the secret."""
+
+    def __init__(self, status: int, error: str, logged: str) -> None:
+        super().__init__(logged)
+        self.status = status
+        self.error = error
+        self.logged = logged
+
+
+@dataclass(frozen=True)
+class Credentials:
+    gateway_id: str
+    secret: str = field(repr=False)
+
+
+# The registry's id pattern (pantau.settings.SourceId).
+_GATEWAY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def _claimed(gateway_id: str) -> str:
+    """The claimed gateway id as the log shows it: only text that could be an id. A secret
+    typed where the id goes (user name and password swapped) is not one, and stays out."""
+    if _GATEWAY_ID.fullmatch(gateway_id):
+        return repr(gateway_id)
+    return f"(not a gateway id, {len(gateway_id)} characters, not shown)"
+
+
+def _malformed(reason: str) -> Refused:
+    return Refused(401, f"{reason}: {CREDENTIALS_HELP}", f"malformed Authorization: {reason}")
+
+
+def parse_authorization(header: str | None) -> Credentials | None:
+    """The gateway id and secret of an `Authorization` header (Bearer `<id>.<secret>`, or
+    Basic); None when there is none; Refused (401) when it holds no usable credentials."""
+    if header is None or not header.strip():
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        if not value.isascii():
+            raise _malformed("the bearer token is not ASCII")
+        # Gateway ids have no dot; a secret may.
+        gateway_id, dot, secret = value.partition(".")
+        if not dot:
+            raise _malformed("a bearer token is <gateway id>.<secret>")
+    elif scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise _malformed("Basic credentials are not base64 of UTF-8 text") from exc
+        gateway_id, colon, secret = decoded.partition(":")
+        if not colon:
+            raise _malformed("Basic credentials are <gateway id>:<secret>")
+    else:
+        # The scheme is not quoted: a device may send its bare secret in its place.
+        raise _malformed("the scheme is not Bearer or Basic")
+    if not gateway_id or not secret:
+        raise _malformed("the gateway id or the secret is empty")
+    return Credentials(gateway_id, secret)
+
+
+class GatewayAuth:
+    """Which gateway of the registry sent a request, from its credentials.
+
+    A secret is checked against its gateway's hash (`secret_hash`, or the hash of a
+    development `secret`) once; the outcome is remembered by a keyed digest of the id and
+    secret, so PBKDF2 runs once per token, not per request. Thread-safe: checks run on worker
+    threads while the event loop looks up remembered tokens.
+    """
+
+    def __init__(self, gateways: Sequence[GatewaySettings], *, allow_anonymous: bool) -> None:
+        self.allow_anonymous = allow_anonymous
+        self._gateways = {gateway.id: gateway for gateway in gateways}
+        self._hashes: dict[str, str] = {}
+        for gateway in gateways:
+            if gateway.secret_hash is not None:
+                self._hashes[gateway.id] = gateway.secret_hash
+            elif gateway.secret is not None:
+                # Checked like a registry hash: the same path, and the same cost, for both.
+                self._hashes[gateway.id] = hash_secret(gateway.secret.get_secret_value())
+        # A claimed id that is not registered is checked against this, at the cost of a real
+        # check: how long a refusal takes must not tell which gateway ids exist.
+        self._decoy = hash_secret(new_secret())
+        # Digests are keyed per process: what is remembered is worth nothing outside it.
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._right: set[bytes] = set()  # at most one a gateway: only its secret is right
+        self._wrong: OrderedDict[bytes, None] = OrderedDict()
+
+    @property
+    def can_log_in(self) -> list[str]:
+        """The gateways that can log in: registered with a secret, not revoked."""
+        return [gateway.id for gateway in self._gateways.values() if gateway.can_log_in]
+
+    def remembered(self, header: str | None) -> bool:
+        """Whether `authenticate(header)` answers without a PBKDF2 check."""
+        try:
+            credentials = parse_authorization(header)
+        except Refused:
+            return True
+        if credentials is None:
+            return True
+        digest = self._digest(credentials)
+        with self._lock:
+            return digest in self._right or digest in self._wrong
+
+    def authenticate(self, header: str | None) -> GatewaySettings | None:
+        """The gateway that sent a request with this `Authorization` header; None for a
+        request without one where anonymity is allowed. Refused otherwise."""
+        credentials = parse_authorization(header)
+        if credentials is None:
+            if self.allow_anonymous:
+                return None
+            raise Refused(401, f"credentials required: {CREDENTIALS_HELP}", "no credentials")
+        gateway = self._gateways.get(credentials.gateway_id)
+        if not self._check(credentials) or gateway is None:
+            claimed = _claimed(credentials.gateway_id)
+            raise Refused(
+                401,
+                f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+                f"wrong secret for gateway {claimed}"
+                if gateway is not None
+                else f"unknown gateway {claimed}",
+            )
+        if gateway.revoked:
+            raise Refused(
+                403,
+                f"gateway {gateway.id} is revoked: it may send no readings",
+                f"gateway {gateway.id} is revoked",
+            )
+        return gateway
+
+    def _digest(self, credentials: Credentials) -> bytes:
+        message = f"{credentials.gateway_id}\x1f{credentials.secret}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def _check(self, credentials: Credentials) -> bool:
+        digest = self._digest(credentials)
+        with self._lock:
+            if digest in self._right:
+                return True
+            if digest in self._wrong:
+                self._wrong.move_to_end(digest)
+                return False
+        hashed = self._hashes.get(credentials.gateway_id)
+        right = verify_secret(credentials.secret, hashed or self._decoy) and hashed is not None
+        with self._lock:
+            if right:
+                self._right.add(digest)
+            else:
+                self._wrong[digest] = None
+                while len(self._wrong) > WRONG_REMEMBERED:
+                    self._wrong.popitem(last=False)
+        return right
+
+
+def door_warnings(settings: IngestSettings, host: str, auth: GatewayAuth) -> list[str]:
+    """What start-up warns about: a way in that is open, or one closed to everyone."""
+    warnings: list[str] = []
+    if settings.http_allow_anonymous:
+        warnings.append(
+            "ingest.http_allow_anonymous is on: anyone who reaches this port may send readings "
+            "for any sensor without credentials (an open door; such readings name no gateway)"
+        )
+    elif not auth.can_log_in:
+        warnings.append(
+            "no gateway can log in (none in the registry has a secret_hash or secret and is "
+            f"not revoked): every {SOURCE} will be refused 401"
+        )
+    if settings.http_tls_cert is None and not _loopback(host):
+        warnings.append(
+            f"listening on {host or 'every interface'} without TLS: gateways' secrets and "
+            "readings cross the network in clear text (set ingest.http_tls_cert and "
+            "ingest.http_tls_key)"
+        )
+    return warnings
+
+
+def _loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (every address it names is a loopback)."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return False
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def tls_context(settings: IngestSettings) -> ssl.SSLContext | None:
+    """The server's TLS context (None without TLS); ListenFailed when the certificate or key
+    cannot be used."""
+    cert, key = settings.http_tls_cert, settings.http_tls_key
+    if cert is None or key is None:
+        return None
+    for name, path in (("ingest.http_tls_cert", cert), ("ingest.http_tls_key", key)):
+        if not path.is_file():
+            raise ListenFailed(f"{name}: {path} is not a file")
+
+    def no_password() -> str:
+        # Asked only for an encrypted key; nobody is at a terminal to type its password.
+        raise ListenFailed(
+            f"ingest.http_tls_key: {key} is encrypted; give the ingest a key without a "
+            "password (readable by it only)"
+        )
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # TLS 1.0 and 1.1 are broken and retired (RFC 8996).
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, password=no_password)
+    except ssl.SSLError as exc:
+        raise ListenFailed(
+            f"cannot serve HTTPS with ingest.http_tls_cert {cert} and ingest.http_tls_key "
+            f"{key}: {exc.reason or exc} (both must be PEM, the key the certificate's own)"
+        ) from exc
+    except OSError as exc:
+        raise ListenFailed(
+            f"cannot read ingest.http_tls_cert {cert} or ingest.http_tls_key {key}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    return context
+
+
 @dataclass(frozen=True)
 class _Handed:
     """One item handed to the producer: its reading or its dead letter, and that record's
-    future; or why the producer did not take it."""
+    future; or why the producer did not take it, or why the sender may not send it."""
 
     index: int
     future: Future | None = None
+    forbidden: str | None = None  # why the gateway may not send this item (not stored)
     reading: SensorReading | None = None
     reason: str | None = None  # why the item was rejected (what its dead letter says)
     failure: str | None = None  # why Kafka did not take the record
@@ -290,23 +579,50 @@ class HttpIngest:
         self._confirm_timeout_s = confirm_timeout_s
         self.stats = HttpStats()
 
-    def ingest(self, items: Sequence[object]) -> BatchResult:
+    def ingest(
+        self, items: Sequence[object], gateway: GatewaySettings | None = None
+    ) -> BatchResult:
         """Validate each item, hand its reading or dead letter to Kafka, and wait for every
-        record's confirmation; each item's result says what became of it."""
+        record's confirmation; each item's result says what became of it. `gateway`: the
+        authenticated sender (None: an anonymous one), which may send only for its sensors
+        and is recorded on each reading."""
         now = self._clock()
         handed: list[_Handed] = []
         unavailable: str | None = None
+        not_its_own: set[str] = set()
         for index, item in enumerate(items):
+            forbidden = self._forbidden(item, gateway)
+            if forbidden is not None:
+                handed.append(_Handed(index, forbidden=forbidden))
+                not_its_own.add(str(_sensor_of(item)))
+                continue
             if unavailable is not None:
                 handed.append(_Handed(index, failure=unavailable))
                 continue
-            one = self._hand_over(index, item, now)
+            one = self._hand_over(index, item, now, gateway)
             if one.blocked:
                 unavailable = one.failure
             handed.append(one)
         deadline = time.monotonic() + self._confirm_timeout_s
         batch = BatchResult(tuple(self._settle(one, deadline) for one in handed))
-        self.stats.add(accepted=batch.accepted, rejected=batch.rejected, failed=batch.failed)
+        self.stats.add(
+            accepted=batch.accepted,
+            rejected=batch.rejected,
+            failed=batch.failed,
+            forbidden=batch.forbidden,
+        )
+        if gateway is not None and batch.forbidden:
+            shown = sorted(not_its_own)
+            log.warning(
+                "%d of %d items of a %s batch from gateway %s forbidden, not stored: sensors "
+                "%s%s are not its own",
+                batch.forbidden,
+                len(batch.items),
+                SOURCE,
+                gateway.id,
+                ", ".join(shown[:10]),
+                f" and {len(shown) - 10} more" if len(shown) > 10 else "",
+            )
         if batch.failed:
             first = next(item for item in batch.items if item.status == "failed")
             log.error(
@@ -319,13 +635,30 @@ class HttpIngest:
             )
         return batch
 
-    def _hand_over(self, index: int, item: object, now: datetime) -> _Handed:
+    def _forbidden(self, item: object, gateway: GatewaySettings | None) -> str | None:
+        """Why `gateway` may not send this item, if it may not: the item is for a registered
+        sensor that is not one of the gateway's. (A sensor not in the registry is nobody's:
+        validation rejects it, with a dead letter that shows what is missing there.)"""
+        if gateway is None:
+            return None
+        sensor_id = _sensor_of(item)
+        if sensor_id is None or sensor_id not in self._registry or sensor_id in gateway.sensors:
+            return None
+        return (
+            f"gateway {gateway.id} may not send readings for sensor {sensor_id}: it is not one "
+            "of the gateway's sensors in the registry"
+        )
+
+    def _hand_over(
+        self, index: int, item: object, now: datetime, gateway: GatewaySettings | None
+    ) -> _Handed:
         # Items come from `load_json`, so they always encode back to JSON.
         original = json.dumps(item, ensure_ascii=False).encode()
         reasons: list[str] = []
+        sender = gateway.id if gateway is not None else None
         try:
             sent = guard(
-                lambda: self._publish(original, item, now),
+                lambda: self._publish(original, item, now, sender),
                 reasons.append,
                 infrastructure=(KafkaError,),
                 where=f"item {index} of a {SOURCE} batch",
@@ -354,7 +687,7 @@ class HttpIngest:
         return _Handed(index, future=future, reason=reason)
 
     def _publish(
-        self, original: bytes, item: object, now: datetime
+        self, original: bytes, item: object, now: datetime, gateway: str | None
     ) -> tuple[SensorReading, Future]:
         limit = self._settings.max_reading_bytes
         if len(original) > limit:
@@ -370,6 +703,7 @@ class HttpIngest:
             max_future_skew_s=self._settings.max_future_skew_s,
             earliest=self._settings.earliest_observation,
             require_sensor_id=True,
+            gateway=gateway,
         )
         self._seqs.claim(reading)
         try:
@@ -379,6 +713,8 @@ class HttpIngest:
             raise
 
     def _settle(self, one: _Handed, deadline: float) -> ItemResult:
+        if one.forbidden is not None:
+            return ItemResult(one.index, "forbidden", error=one.forbidden)
         failure = one.failure
         if one.future is not None:
             try:
@@ -642,10 +978,19 @@ class ConnectionGuard:
         self._refused: set[GuardedConnection] = set()
         self._cap_reported_at: float | None = None
 
-    async def listen(self, host: str, port: int) -> asyncio.Server:
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.create_server(self, host, port, backlog=128)
+            # A TLS handshake gets the time a request gets: asyncio's own allowance is a
+            # minute, and a connection is only counted against the cap once it is through.
+            return await loop.create_server(
+                self,
+                host,
+                port,
+                backlog=128,
+                ssl=tls,
+                ssl_handshake_timeout=self.read_timeout_s if tls is not None else None,
+            )
         except OSError as exc:
             raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
@@ -754,7 +1099,14 @@ class _ServerLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def _refusal_body(error: str) -> dict[str, Any]:
-    return {"accepted": 0, "rejected": 0, "failed": 0, "results": [], "error": error}
+    return {
+        "accepted": 0,
+        "rejected": 0,
+        "forbidden": 0,
+        "failed": 0,
+        "results": [],
+        "error": error,
+    }
 
 
 def _raw_response(status: HTTPStatus, error: str, headers: dict[str, str]) -> bytes:
@@ -773,16 +1125,17 @@ def _raw_response(status: HTTPStatus, error: str, headers: dict[str, str]) -> by
 class ReadingsApi:
     """The HTTP side: authentication, body limits, status codes; the work is `HttpIngest`'s."""
 
-    def __init__(self, ingest: HttpIngest, settings: IngestSettings, probe: KafkaProbe) -> None:
+    def __init__(
+        self, ingest: HttpIngest, settings: IngestSettings, probe: KafkaProbe, auth: GatewayAuth
+    ) -> None:
         self._ingest = ingest
         self._settings = settings
         self._probe = probe
-        token = settings.http_token
-        self._token = token.get_secret_value().encode() if token is not None else None
+        self._auth = auth
+        self._checks = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="gateway-check")
 
-    @property
-    def token_required(self) -> bool:
-        return self._token is not None
+    def close(self) -> None:
+        self._checks.shutdown(wait=False, cancel_futures=True)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_read_clock])
@@ -791,13 +1144,18 @@ class ReadingsApi:
         return app
 
     async def post_readings(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            log.warning("refused %s from %s: missing or wrong bearer token", SOURCE, request.remote)
-            return _refusal(
-                401,
-                "missing or wrong bearer token (expected Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": 'Bearer realm="pantau"'},
+        try:
+            gateway = await self._sender(request)
+        except Refused as exc:
+            if exc.status == 401:
+                self._ingest.stats.add(unauthenticated=1)
+            else:
+                self._ingest.stats.add(revoked=1)
+            log.warning(
+                "refused %s from %s (%d): %s", SOURCE, request.remote, exc.status, exc.logged
             )
+            challenges = CIMultiDict((hdrs.WWW_AUTHENTICATE, c) for c in CHALLENGES)
+            return _refusal(exc.status, exc.error, challenges if exc.status == 401 else None)
         try:
             _check_content_type(request)
             body = await self._read_body(request)
@@ -814,7 +1172,8 @@ class ReadingsApi:
             # connection answered 408 itself: there is nobody left to answer.
             return _refusal(408, "the request did not arrive whole")
         loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(None, self._ingest.ingest, items)
+        work = functools.partial(self._ingest.ingest, items, gateway)
+        batch = await loop.run_in_executor(None, work)
         return web.json_response(batch.as_json(), status=batch.status, headers=batch.headers)
 
     async def healthz(self, _request: web.Request) -> web.Response:
@@ -823,14 +1182,14 @@ class ReadingsApi:
             return web.json_response({"status": "ok"})
         return web.json_response({"status": "unavailable", "error": problem}, status=503)
 
-    def _authorized(self, request: web.Request) -> bool:
-        if self._token is None:
-            return True
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        # Constant-time comparison: response timing must not reveal how much of a guess matched.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self._token
-        )
+    async def _sender(self, request: web.Request) -> GatewaySettings | None:
+        """The request's gateway (None: anonymous, where allowed); Refused otherwise."""
+        header = request.headers.get(hdrs.AUTHORIZATION)
+        if self._auth.remembered(header):
+            return self._auth.authenticate(header)
+        # A PBKDF2 check takes milliseconds of CPU: off the event loop.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._checks, self._auth.authenticate, header)
 
     async def _read_body(self, request: web.Request) -> bytes:
         limit = self._settings.http_max_body_bytes
@@ -876,7 +1235,7 @@ def _check_content_type(request: web.BaseRequest) -> None:
     )
 
 
-def _refusal(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
+def _refusal(status: int, error: str, headers: LooseHeaders | None = None) -> web.Response:
     return web.json_response(_refusal_body(error), status=status, headers=headers)
 
 
@@ -890,12 +1249,20 @@ def run_http_ingest(
     port: int,
     alive: Callable[[], None] = lambda: None,
 ) -> HttpCounts:
-    """Serve until `stop` is set; returns the counts. ListenFailed if the port is taken.
+    """Serve until `stop` is set; returns the counts. ListenFailed if the port is taken or
+    the TLS certificate or key cannot be used.
 
     `alive` is called about five times a second while the event loop turns."""
     ingest = HttpIngest(settings, producer, topics)
-    api = ReadingsApi(ingest, settings.ingest, KafkaProbe(settings.kafka))
-    asyncio.run(_serve(api, settings.ingest, ingest.stats, stop, host, port, alive))
+    tls = tls_context(settings.ingest)
+    auth = GatewayAuth(settings.gateways, allow_anonymous=settings.ingest.http_allow_anonymous)
+    for warning in door_warnings(settings.ingest, host, auth):
+        log.warning("HTTP ingest: %s", warning)
+    api = ReadingsApi(ingest, settings.ingest, KafkaProbe(settings.kafka), auth)
+    try:
+        asyncio.run(_serve(api, settings.ingest, ingest.stats, stop, host, port, alive, tls))
+    finally:
+        api.close()
     return ingest.stats.snapshot()
 
 
@@ -907,6 +1274,7 @@ async def _serve(
     host: str,
     port: int,
     alive: Callable[[], None],
+    tls: ssl.SSLContext | None,
 ) -> None:
     # No access log: a busy gateway posts every few seconds; the counts below say enough, and
     # every rejected item is logged with its dead letter. aiohttp's own keep-alive timer is
@@ -923,14 +1291,17 @@ async def _serve(
     connections = ConnectionGuard(runner.server, settings, stats)
     server: asyncio.Server | None = None
     try:
-        server = await connections.listen(host, port)
+        server = await connections.listen(host, port, tls)
         log.info(
-            "HTTP ingest listening on http://%s:%d (POST %s, GET %s)%s",
+            "HTTP ingest listening on %s://%s:%d (POST %s from %s, GET %s)",
+            "https" if tls is not None else "http",
             host,
             port,
             READINGS_PATH,
+            "anyone (ingest.http_allow_anonymous)"
+            if settings.http_allow_anonymous
+            else "registered gateways only",
             HEALTH_PATH,
-            ", bearer token required" if api.token_required else "",
         )
         reported = stats.snapshot()
         next_report = time.monotonic() + STATS_INTERVAL_S

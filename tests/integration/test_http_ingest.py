@@ -1,13 +1,16 @@
-"""HTTP → validation → Kafka: per-item results, converted values, dead letters with reasons;
-hostile bodies, slow clients and too many connections."""
+"""HTTP → validation → Kafka: who may send (gateways' credentials, their own sensors, HTTPS);
+per-item results, converted values, dead letters with reasons; hostile bodies, slow clients
+and too many connections."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import http.client
 import json
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -15,12 +18,14 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ingest.validation import ATTRIBUTES_BY_TYPE
 from pantau.codec import decode_as
+from pantau.credentials import hash_secret
 from pantau.ids import utcnow
 from pantau.messages import DeadLetter, SensorReading
 from pantau.poison import MAX_ORIGINAL_BYTES
@@ -32,6 +37,7 @@ RIVER = "wl-brantas-lengkong"
 CANAL = "wl-sadar-magersari"
 AIR = "aq-alun-alun"
 AIR_ATTRIBUTES = ", ".join(sorted(ATTRIBUTES_BY_TYPE["air_quality"]))
+DEV_GATEWAY = "dev-gateway"
 
 
 def free_port() -> int:
@@ -47,9 +53,12 @@ def request(
     headers: dict[str, str] | None = None,
     *,
     content_type: str = "application/json",
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
     """(status, decoded JSON body); error statuses are answers too, not exceptions."""
-    status, _headers, answer = exchange(url, body, headers, content_type=content_type)
+    status, _headers, answer = exchange(
+        url, body, headers, content_type=content_type, context=context
+    )
     return status, answer
 
 
@@ -59,24 +68,57 @@ def exchange(
     headers: dict[str, str] | None = None,
     *,
     content_type: str = "application/json",
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """(status, response headers, decoded JSON body)."""
-    assert url.startswith("http://127.0.0.1:")
+    assert url.startswith(("http://127.0.0.1:", "https://127.0.0.1:"))
     req = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310 - checked above
     if body is not None:
         req.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(req, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=60, context=context) as response:  # noqa: S310
             return response.status, dict(response.headers), json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), json.loads(exc.read())
 
 
-def start_http(pipeline: Pipeline, env: dict[str, str] | None = None) -> tuple[str, Any]:
+def start_http(
+    pipeline: Pipeline, env: dict[str, str] | None = None, *, scheme: str = "http"
+) -> tuple[str, Any]:
     port = free_port()
     process = pipeline.start("ingest-http", "ingest", "http", "--port", str(port), env=env)
     pipeline.wait_for("the HTTP listener", lambda: "listening on" in pipeline.log_of(process))
-    return f"http://127.0.0.1:{port}", process
+    return f"{scheme}://127.0.0.1:{port}", process
+
+
+def dev_secret(pipeline: Pipeline) -> str:
+    """The development gateway's secret, as the settings loaded it (the secrets file)."""
+    for gateway in pipeline.settings.gateways:
+        if gateway.id == DEV_GATEWAY and gateway.secret is not None:
+            return gateway.secret.get_secret_value()
+    raise AssertionError(
+        f"{DEV_GATEWAY} has no secret: `pantau services up` makes the development secrets file"
+    )
+
+
+def login(pipeline: Pipeline) -> dict[str, str]:
+    """The development gateway's credentials, as a header."""
+    return {"Authorization": f"Bearer {DEV_GATEWAY}.{dev_secret(pipeline)}"}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def with_gateways(pipeline: Pipeline, *extra: dict[str, Any]) -> dict[str, str]:
+    """An environment override: the gateways whose secrets the settings hold (the development
+    gateway), and `extra` ones."""
+    gateways = [
+        {"id": g.id, "sensors": list(g.sensors), "secret": g.secret.get_secret_value()}
+        for g in pipeline.settings.gateways
+        if g.secret is not None
+    ]
+    return {"PANTAU__GATEWAYS": json.dumps([*gateways, *extra])}
 
 
 def registry_override(pipeline: Pipeline, sensor_id: str, key: str, value: str) -> dict[str, str]:
@@ -86,6 +128,7 @@ def registry_override(pipeline: Pipeline, sensor_id: str, key: str, value: str) 
 
 def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
     topics = Topics(pipeline.settings.kafka)
+    auth = login(pipeline)
     # The canal gauge reports centimetres, declared in its registry entry.
     base, process = start_http(
         pipeline, registry_override(pipeline, CANAL, "units", "{waterLevel: cm}")
@@ -124,10 +167,10 @@ def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
             "pm10": 61,
         },
     ]
-    status, body = request(f"{base}/v1/readings", json.dumps(items).encode())
+    status, body = request(f"{base}/v1/readings", json.dumps(items).encode(), auth)
 
     assert status == 207, body
-    assert (body["accepted"], body["rejected"]) == (3, 6)
+    assert (body["accepted"], body["rejected"], body["forbidden"]) == (3, 6, 0)
     results = body["results"]
     assert [r["index"] for r in results] == list(range(len(items)))
     assert [r["status"] for r in results] == ["accepted", "accepted"] + ["rejected"] * 6 + [
@@ -156,6 +199,8 @@ def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
     }
     assert str(readings[RIVER].id) == results[0]["id"]
     assert str(readings[AIR].id) == results[8]["id"]
+    # Each reading names the gateway that sent it.
+    assert {r.gateway for r in readings.values()} == {DEV_GATEWAY}
 
     letters = [
         decode_as(r.value, DeadLetter)
@@ -169,7 +214,9 @@ def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
         assert json.loads(letter.original) == items[index]
 
     # The same reading sent again, e.g. by a gateway that retried after a timeout.
-    status, again = request(f"{base}/v1/readings", json.dumps({"readings": items[:1]}).encode())
+    status, again = request(
+        f"{base}/v1/readings", json.dumps({"readings": items[:1]}).encode(), auth
+    )
     assert status == 400
     assert again["results"] == [
         {
@@ -179,7 +226,7 @@ def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
         }
     ]
 
-    status, refused = request(f"{base}/v1/readings", b"pm25=41.7")
+    status, refused = request(f"{base}/v1/readings", b"pm25=41.7", auth)
     assert status == 400
     assert refused["error"].startswith("body is not JSON")
     assert (refused["accepted"], refused["rejected"], refused["results"]) == (0, 0, [])
@@ -188,35 +235,7 @@ def test_a_mixed_batch_is_stored_item_by_item(pipeline: Pipeline) -> None:
 
     assert pipeline.stop(process) == 0
     log = pipeline.log_of(process)
-    assert "HTTP ingest stopped: accepted 3, rejected 7, failed 0" in log
-
-
-def test_a_configured_token_is_required_and_never_logged(pipeline: Pipeline) -> None:
-    token = "s3kr1t-gateway-token"
-    base, process = start_http(
-        pipeline,
-        {"PANTAU__INGEST__HTTP_TOKEN": token, "PANTAU__INGEST__HTTP_MAX_ITEMS": "2"},
-    )
-    t = utcnow().replace(microsecond=0) - timedelta(seconds=10)
-    one = json.dumps(
-        [{"sensorId": AIR, "dateObserved": t.isoformat(), "seq": 1, "pm25": 20}]
-    ).encode()
-
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
-        status, body = request(f"{base}/v1/readings", one, headers)
-        assert status == 401, headers
-        assert "bearer token" in body["error"] and body["accepted"] == 0
-
-    status, body = request(f"{base}/v1/readings", one, {"Authorization": f"Bearer {token}"})
-    assert (status, body["accepted"]) == (200, 1)
-
-    three = json.dumps([json.loads(one)[0]] * 3).encode()
-    status, body = request(f"{base}/v1/readings", three, {"Authorization": f"Bearer {token}"})
-    assert status == 413
-    assert "3 readings in one request; the limit is 2" in body["error"]
-
-    assert pipeline.stop(process) == 0
-    assert token not in pipeline.log_of(process)
+    assert "HTTP ingest stopped: accepted 3, rejected 7, failed 0, forbidden 0" in log
 
 
 def test_a_taken_port_is_reported(pipeline: Pipeline) -> None:
@@ -257,10 +276,249 @@ def letters_in(pipeline: Pipeline) -> list[DeadLetter]:
     ]
 
 
+STOLEN_SECRET = "St0len-Gateway_Secret-0123456789"
+RIVER_SECRET = "R1ver-Gateway_Secret-9876543210"
+
+
+def one_reading(seq: int = 1, sensor_id: str = AIR) -> bytes:
+    return json.dumps([fresh(sensor_id, seq, pm25=20)]).encode()
+
+
+def challenges(url: str, body: bytes) -> tuple[int, list[str]]:
+    """The status and every WWW-Authenticate header of a POST without credentials."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        connection.request("POST", "/v1/readings", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.headers.get_all("WWW-Authenticate") or []
+    finally:
+        connection.close()
+
+
+def test_missing_wrong_and_revoked_credentials_never_enter(pipeline: Pipeline) -> None:
+    secret = dev_secret(pipeline)
+    stolen = {
+        "id": "stolen-gw",
+        "sensors": [AIR],
+        "secret_hash": hash_secret(STOLEN_SECRET),
+        "revoked": True,
+    }
+    base, process = start_http(
+        pipeline, {**with_gateways(pipeline, stolen), "PANTAU__INGEST__HTTP_MAX_ITEMS": "2"}
+    )
+    url = f"{base}/v1/readings"
+
+    status, offered = challenges(url, one_reading())
+    assert status == 401
+    assert offered == [
+        'Bearer realm="pantau ingest"',
+        'Basic realm="pantau ingest", charset="UTF-8"',
+    ]
+
+    refused = [
+        ({}, 401, "credentials required"),
+        ({"Authorization": f"Bearer {DEV_GATEWAY}.not-the-secret"}, 401, "wrong secret"),
+        ({"Authorization": f"Bearer nobody.{secret}"}, 401, "wrong secret"),
+        (basic(DEV_GATEWAY, "not-the-secret"), 401, "wrong secret"),
+        # The shared token of old: not a gateway's credentials.
+        ({"Authorization": f"Bearer {secret}"}, 401, "a bearer token is <gateway id>.<secret>"),
+        (
+            {"Authorization": f"Bearer stolen-gw.{STOLEN_SECRET}"},
+            403,
+            "gateway stolen-gw is revoked",
+        ),
+        (basic("stolen-gw", STOLEN_SECRET), 403, "gateway stolen-gw is revoked"),
+    ]
+    for headers, expected, error in refused:
+        status, body = request(url, one_reading(), headers)
+        assert status == expected, headers
+        assert error in body["error"], headers
+        assert (body["accepted"], body["rejected"], body["results"]) == (0, 0, [])
+
+    # They never entered: no reading, no dead letter.
+    assert readings_in(pipeline) == []
+    assert letters_in(pipeline) == []
+    # Kafka's health is nobody's secret.
+    assert request(f"{base}/healthz") == (200, {"status": "ok"})
+
+    # The right credentials get in; the limits still hold for them.
+    status, body = request(url, one_reading(), login(pipeline))
+    assert (status, body["accepted"]) == (200, 1)
+    three = json.dumps([fresh(AIR, n, pm25=1) for n in range(2, 5)]).encode()
+    status, body = request(url, three, login(pipeline))
+    assert status == 413
+    assert "3 readings in one request; the limit is 2" in body["error"]
+
+    assert pipeline.stop(process) == 0
+    log = pipeline.log_of(process)
+    where = "refused POST /v1/readings from 127.0.0.1"
+    for line in [
+        f"{where} (401): no credentials",
+        f"{where} (401): wrong secret for gateway '{DEV_GATEWAY}'",
+        f"{where} (401): unknown gateway 'nobody'",
+        f"{where} (401): malformed Authorization: a bearer token is <gateway id>.<secret>",
+        f"{where} (403): gateway stolen-gw is revoked",
+    ]:
+        assert line in log
+    # The first refusal was the one that showed the challenges.
+    assert "requests refused: no or wrong credentials 6, revoked gateway 2" in log
+    for hidden in (secret, STOLEN_SECRET, "not-the-secret"):
+        assert hidden not in log
+
+
+def test_a_gateway_sending_for_a_sensor_not_its_own_is_forbidden_that_item(
+    pipeline: Pipeline,
+) -> None:
+    river = {"id": "river-gw", "sensors": [RIVER], "secret_hash": hash_secret(RIVER_SECRET)}
+    base, process = start_http(pipeline, with_gateways(pipeline, river))
+    url = f"{base}/v1/readings"
+    # Basic, as many devices only do that.
+    as_river = basic("river-gw", RIVER_SECRET)
+
+    batch = [fresh(RIVER, 1, waterLevel=2.0), fresh(AIR, 1, pm25=12)]
+    status, body = request(url, json.dumps(batch).encode(), as_river)
+    assert status == 207, body
+    assert (body["accepted"], body["rejected"], body["forbidden"]) == (1, 0, 1)
+    assert [r["status"] for r in body["results"]] == ["accepted", "forbidden"]
+    assert body["results"][1]["error"] == (
+        f"gateway river-gw may not send readings for sensor {AIR}: it is not one of the "
+        "gateway's sensors in the registry"
+    )
+
+    status, body = request(url, json.dumps([fresh(AIR, 2, pm25=12)]).encode(), as_river)
+    assert (status, [r["status"] for r in body["results"]]) == (403, ["forbidden"])
+
+    # The sensor's own gateway may send the very reading.
+    status, body = request(url, json.dumps([fresh(AIR, 1, pm25=12)]).encode(), login(pipeline))
+    assert (status, body["accepted"]) == (200, 1)
+
+    assert sorted((r.sensor_id, r.gateway) for r in readings_in(pipeline)) == [
+        (AIR, DEV_GATEWAY),
+        (RIVER, "river-gw"),
+    ]
+    assert letters_in(pipeline) == [], "a forbidden item is not dead-lettered"
+    assert pipeline.stop(process) == 0
+    log = pipeline.log_of(process)
+    assert (
+        "1 of 2 items of a POST /v1/readings batch from gateway river-gw forbidden, not stored: "
+        f"sensors {AIR} are not its own"
+    ) in log
+    assert "HTTP ingest stopped: accepted 2, rejected 0, failed 0, forbidden 2" in log
+    assert RIVER_SECRET not in log
+
+
+def test_anonymous_readings_only_with_the_setting_and_it_is_logged(pipeline: Pipeline) -> None:
+    base, process = start_http(pipeline)
+    assert request(f"{base}/v1/readings", one_reading(1))[0] == 401
+    assert pipeline.stop(process) == 0
+    assert "http_allow_anonymous is on" not in pipeline.log_of(process)
+
+    base, process = start_http(pipeline, {"PANTAU__INGEST__HTTP_ALLOW_ANONYMOUS": "true"})
+    status, body = request(f"{base}/v1/readings", one_reading(1))
+    assert (status, body["accepted"]) == (200, 1)
+    # Credentials given are still checked, and name the sender.
+    assert request(f"{base}/v1/readings", one_reading(2), basic(DEV_GATEWAY, "wrong"))[0] == 401
+    status, body = request(f"{base}/v1/readings", one_reading(3), login(pipeline))
+    assert (status, body["accepted"]) == (200, 1)
+
+    assert sorted((r.seq or 0, r.gateway) for r in readings_in(pipeline)) == [
+        (1, None),
+        (3, DEV_GATEWAY),
+    ]
+    assert pipeline.stop(process) == 0
+    assert (
+        "WARNING ingest.http: HTTP ingest: ingest.http_allow_anonymous is on: anyone who reaches "
+        "this port may send readings for any sensor without credentials"
+    ) in pipeline.log_of(process)
+
+
+def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A self-signed CA, and a certificate it signed for 127.0.0.1: (CA, certificate, key)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder, timeout=60)
+
+    curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl(
+        "req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=Pantau test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    openssl("req", *curve, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "server.ext").write_text(
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+        "subjectAltName=IP:127.0.0.1\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+    )  # fmt: skip
+    return folder / "ca.crt", folder / "server.crt", folder / "server.key"
+
+
+def test_https_serves_clients_that_trust_its_ca_only(pipeline: Pipeline, tmp_path: Path) -> None:
+    ca, cert, key = make_certificates(tmp_path)
+    base, process = start_http(
+        pipeline,
+        {"PANTAU__INGEST__HTTP_TLS_CERT": str(cert), "PANTAU__INGEST__HTTP_TLS_KEY": str(key)},
+        scheme="https",
+    )
+    trusting = ssl.create_default_context(cafile=str(ca))
+
+    status, body = request(f"{base}/v1/readings", one_reading(), login(pipeline), context=trusting)
+    assert (status, body["accepted"]) == (200, 1)
+    assert request(f"{base}/healthz", context=trusting) == (200, {"status": "ok"})
+    (reading,) = readings_in(pipeline)
+    assert reading.gateway == DEV_GATEWAY
+
+    # A client that does not trust the CA does not talk to it, and sends nothing.
+    with pytest.raises(urllib.error.URLError) as caught:
+        request(f"{base}/v1/readings", one_reading(2), login(pipeline))
+    assert isinstance(caught.value.reason, ssl.SSLCertVerificationError)
+    # Nor does the port speak plain HTTP.
+    plain = base.replace("https://", "http://")
+    with pytest.raises((http.client.HTTPException, OSError)):
+        request(f"{plain}/v1/readings", one_reading(3), login(pipeline))
+    assert len(readings_in(pipeline)) == 1
+
+    assert pipeline.stop(process) == 0
+    log = pipeline.log_of(process)
+    assert f"HTTP ingest listening on https://127.0.0.1:{port_of(base)}" in log
+    assert "Traceback" not in log
+
+
+def test_a_certificate_that_cannot_be_used_stops_start_up(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    _ca, cert, _key = make_certificates(tmp_path)
+    missing = tmp_path / "absent.key"
+    result = subprocess.run(
+        pipeline.command("ingest", "http", "--port", str(free_port()), "--no-supervise"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **pipeline.env,
+            "PANTAU__INGEST__HTTP_TLS_CERT": str(cert),
+            "PANTAU__INGEST__HTTP_TLS_KEY": str(missing),
+        },
+        cwd=REPO,
+    )
+    assert result.returncode == 1
+    assert f"pantau ingest http: ingest.http_tls_key: {missing} is not a file" in result.stderr
+
+
 def test_hostile_bodies_are_refused_or_rejected_never_a_server_error(pipeline: Pipeline) -> None:
     # Room for a 10 MiB item, so that it reaches the item checks.
     base, process = start_http(pipeline, {"PANTAU__INGEST__HTTP_MAX_BODY_BYTES": str(16 << 20)})
     url = f"{base}/v1/readings"
+    auth = login(pipeline)
 
     refused = {
         "nested 10,000 levels": (
@@ -303,7 +561,7 @@ def test_hostile_bodies_are_refused_or_rejected_never_a_server_error(pipeline: P
     }
     for what, (body, status, error) in refused.items():
         encoding = {"Content-Encoding": "gzip"} if "gzip" in what else {}
-        answer = request(url, body, encoding)
+        answer = request(url, body, {**auth, **encoding})
         assert answer[0] == status, what
         assert error in answer[1]["error"], what
         assert (answer[1]["accepted"], answer[1]["rejected"], answer[1]["results"]) == (0, 0, [])
@@ -332,7 +590,7 @@ def test_hostile_bodies_are_refused_or_rejected_never_a_server_error(pipeline: P
         None,
     ]
     size = len(json.dumps(huge).encode())
-    status, body = request(url, json.dumps(items).encode())
+    status, body = request(url, json.dumps(items).encode(), auth)
     assert status == 207, body
     assert (body["accepted"], body["rejected"], body["failed"]) == (1, 13, 0)
     errors = [r.get("error") for r in body["results"]]
@@ -370,7 +628,7 @@ def test_hostile_bodies_are_refused_or_rejected_never_a_server_error(pipeline: P
     assert oversized.original == json.dumps(huge).encode()[:MAX_ORIGINAL_BYTES]
 
     # Still serving, and nothing above was a server error.
-    assert request(url, json.dumps([fresh(AIR, 13, pm25=12)]).encode())[0] == 200
+    assert request(url, json.dumps([fresh(AIR, 13, pm25=12)]).encode(), auth)[0] == 200
     assert request(f"{base}/healthz") == (200, {"status": "ok"})
     assert pipeline.stop(process) == 0
     log = pipeline.log_of(process)
@@ -387,7 +645,7 @@ def test_a_batch_with_an_oversized_item_is_partly_accepted_and_says_so(
     batch = [fresh(RIVER, seq, waterLevel=2.0) for seq in range(1, 4)]
     batch += [oversized] + [fresh(CANAL, seq, waterLevel=1.0) for seq in range(1, 3)]
 
-    status, body = request(f"{base}/v1/readings", json.dumps(batch).encode())
+    status, body = request(f"{base}/v1/readings", json.dumps(batch).encode(), login(pipeline))
 
     assert status == 207, body
     assert (body["accepted"], body["rejected"], body["failed"]) == (5, 1, 0)
@@ -417,7 +675,8 @@ def test_items_kafka_did_not_take_are_failed_and_only_they_are_sent_again(
         fresh("ghost", 1, pm25=12),
     ]
 
-    status, headers, body = exchange(f"{base}/v1/readings", json.dumps(batch).encode())
+    auth = login(pipeline)
+    status, headers, body = exchange(f"{base}/v1/readings", json.dumps(batch).encode(), auth)
 
     assert status == 503, body
     assert headers["Retry-After"] == "5"
@@ -435,7 +694,7 @@ def test_items_kafka_did_not_take_are_failed_and_only_they_are_sent_again(
 
     # The client sends again only what failed; the stored readings are not repeated.
     resent = [batch[i] for i, r in enumerate(body["results"]) if r["status"] == "failed"]
-    status, body = request(f"{base}/v1/readings", json.dumps(resent).encode())
+    status, body = request(f"{base}/v1/readings", json.dumps(resent).encode(), auth)
     assert (status, [r["status"] for r in body["results"]]) == (503, ["failed"])
     assert len(readings_in(pipeline)) == 2
     assert pipeline.stop(process) == 0
@@ -445,8 +704,11 @@ def test_items_kafka_did_not_take_are_failed_and_only_they_are_sent_again(
 def test_only_a_body_declared_json_or_undeclared_is_read(pipeline: Pipeline) -> None:
     base, _process = start_http(pipeline)
     one = json.dumps([fresh(AIR, 1, pm25=12)]).encode()
+    auth = login(pipeline)
 
-    status, body = request(f"{base}/v1/readings", one, content_type="text/plain; charset=utf-8")
+    status, body = request(
+        f"{base}/v1/readings", one, auth, content_type="text/plain; charset=utf-8"
+    )
     assert status == 415
     assert body["error"] == (
         "Content-Type 'text/plain; charset=utf-8' is not JSON: send application/json "
@@ -455,14 +717,15 @@ def test_only_a_body_declared_json_or_undeclared_is_read(pipeline: Pipeline) -> 
     assert readings_in(pipeline) == []
 
     status, body = request(
-        f"{base}/v1/readings", one, content_type="application/vnd.gateway.readings+json"
+        f"{base}/v1/readings", one, auth, content_type="application/vnd.gateway.readings+json"
     )
     assert (status, body["accepted"]) == (200, 1)
 
     # Without a Content-Type (urllib would add a form type): read as JSON.
     connection = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=60)
     try:
-        connection.request("POST", "/v1/readings", json.dumps([fresh(AIR, 2, pm25=12)]).encode())
+        body2 = json.dumps([fresh(AIR, 2, pm25=12)]).encode()
+        connection.request("POST", "/v1/readings", body2, auth)
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["accepted"]) == (200, 1)
     finally:
@@ -499,21 +762,24 @@ def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
 
-HEAD = b"POST /v1/readings HTTP/1.1\r\nHost: pantau\r\nContent-Type: application/json\r\n"
+def request_head(pipeline: Pipeline) -> bytes:
+    """The start of a POST /v1/readings from the development gateway, up to its body's length."""
+    authorization = login(pipeline)["Authorization"].encode()
+    return (
+        b"POST /v1/readings HTTP/1.1\r\nHost: pantau\r\nContent-Type: application/json\r\n"
+        b"Authorization: " + authorization + b"\r\n"
+    )
 
 
-@pytest.mark.parametrize(
-    ("start", "step"),
-    [
-        (HEAD + b"Content-Length: 1000\r\n\r\n[", b" "),
-        (HEAD, b"X"),
-    ],
-    ids=["body", "headers"],
-)
+@pytest.mark.parametrize("slow_part", ["body", "headers"])
 def test_a_trickling_client_is_cut_off_while_an_honest_one_is_served(
-    pipeline: Pipeline, start: bytes, step: bytes
+    pipeline: Pipeline, slow_part: str
 ) -> None:
     base, process = start_http(pipeline, {"PANTAU__INGEST__HTTP_READ_TIMEOUT_S": "3"})
+    if slow_part == "body":
+        start, step = request_head(pipeline) + b"Content-Length: 1000\r\n\r\n[", b" "
+    else:
+        start, step = request_head(pipeline), b"X"
     started = threading.Event()
     outcome: list[tuple[bytes, bool]] = []
     slow = threading.Thread(
@@ -522,7 +788,9 @@ def test_a_trickling_client_is_cut_off_while_an_honest_one_is_served(
     slow.start()
     try:
         assert started.wait(10)
-        status, body = request(f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode())
+        status, body = request(
+            f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode(), login(pipeline)
+        )
         assert (status, body["accepted"]) == (200, 1)
     finally:
         slow.join()
@@ -557,7 +825,7 @@ def test_a_client_that_closes_its_side_after_sending_still_gets_its_answer(
     base, _process = start_http(pipeline)
     body = json.dumps([fresh(AIR, 1, pm25=9)]).encode()
     with socket.create_connection(("127.0.0.1", port_of(base)), timeout=60) as sock:
-        sock.sendall(HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        sock.sendall(request_head(pipeline) + b"Content-Length: %d\r\n\r\n" % len(body) + body)
         sock.shutdown(socket.SHUT_WR)
         received = b""
         while chunk := sock.recv(4096):
@@ -588,7 +856,9 @@ def test_the_connection_cap_answers_503_and_serves_again_once_connections_close(
         for sock in holders:
             sock.close()
     pipeline.wait_for("a place under the cap", lambda: request(f"{base}/healthz")[0] == 200)
-    status, body = request(f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode())
+    status, body = request(
+        f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode(), login(pipeline)
+    )
     assert (status, body["accepted"]) == (200, 1)
 
 
@@ -635,6 +905,8 @@ def test_a_thousand_trickling_connections_hold_the_server_only_until_their_time_
     assert statuses[b"HTTP/1.1 408 Request Timeout"] >= 256
     assert during == 503
     # The tricklers are gone: honest clients are served again.
-    status, body = request(f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode())
+    status, body = request(
+        f"{base}/v1/readings", json.dumps([fresh(AIR, 1, pm25=9)]).encode(), login(pipeline)
+    )
     assert (status, body["accepted"]) == (200, 1)
     assert pipeline.stop(process) == 0

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,24 +14,44 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 import ingest.http as http
 from ingest.http import (
+    CREDENTIALS_HELP,
     BadBatch,
+    BatchResult,
     ConnectionGuard,
+    GatewayAuth,
     GuardedConnection,
     HttpIngest,
     HttpStats,
+    ItemResult,
+    ItemStatus,
+    ListenFailed,
+    Refused,
     _check_content_type,
+    door_warnings,
+    parse_authorization,
     parse_batch,
+    tls_context,
 )
 from pantau.codec import decode_as
+from pantau.credentials import hash_secret
 from pantau.messages import DeadLetter, SensorReading
 from pantau.poison import MAX_ORIGINAL_BYTES
-from pantau.settings import Settings, SettingsError, settings_from_mapping
+from pantau.settings import (
+    GatewaySettings,
+    Settings,
+    SettingsError,
+    load_settings,
+    settings_from_mapping,
+)
 from pantau.topics import Topics
 
 NOW = datetime(2026, 11, 23, 3, 0, 0, tzinfo=UTC)
 OK_TIME = "2026-11-23T02:59:00Z"
 READINGS = "t.sensors.readings.v1"
 DEAD_LETTERS = "t.sensors.readings.dlq.v1"
+RIVER_SECRET = "R1ver-Gateway_Secret-0123456789"
+DEV_SECRET = "Development-Secret.With.Dots"
+STOLEN_SECRET = "St0len-Gateway_Secret-98765432"
 
 
 class SentFuture:
@@ -79,9 +101,28 @@ def settings(tmp_path: Path) -> Settings:
                 {"id": "wl-01", "type": "water_level", "units": {"waterLevel": "cm"}},
                 {"id": "aq-01", "type": "air_quality"},
             ],
+            "gateways": [
+                # Few iterations: the tests check many secrets.
+                {
+                    "id": "river-gw",
+                    "sensors": ["wl-01"],
+                    "secret_hash": hash_secret(RIVER_SECRET, iterations=1000),
+                },
+                {"id": "dev-gw", "sensors": ["wl-01", "aq-01"], "secret": DEV_SECRET},
+                {
+                    "id": "stolen",
+                    "sensors": ["aq-01"],
+                    "secret_hash": hash_secret(STOLEN_SECRET, iterations=1000),
+                    "revoked": True,
+                },
+            ],
         },
         tmp_path,
     )
+
+
+def gateway(settings: Settings, gateway_id: str) -> GatewaySettings:
+    return next(g for g in settings.gateways if g.id == gateway_id)
 
 
 def ingest_with(settings: Settings) -> tuple[HttpIngest, FakeProducer]:
@@ -385,6 +426,370 @@ def test_a_registry_unit_that_cannot_work_stops_start_up(tmp_path: Path) -> None
     with pytest.raises(SettingsError) as caught:
         ingest_with(settings)
     assert "sensor wl-01: units.waterLevel: unit 'feet' is unknown" in str(caught.value)
+
+
+# --------------------------------------------------------------------------- who is sending
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("   ", None),
+        (f"Bearer river-gw.{RIVER_SECRET}", ("river-gw", RIVER_SECRET)),
+        # The id ends at the first dot: a secret may hold more.
+        ("bearer dev-gw.a.b.c", ("dev-gw", "a.b.c")),
+        (basic("river-gw", RIVER_SECRET), ("river-gw", RIVER_SECRET)),
+        (basic("dev-gw", "pass:with:colons"), ("dev-gw", "pass:with:colons")),
+        (
+            "BASIC " + base64.b64encode(b"dev-gw:r\xc3\xa9sum\xc3\xa9").decode(),
+            ("dev-gw", "résumé"),
+        ),
+    ],
+)
+def test_credentials_are_read_from_bearer_and_basic(
+    header: str | None, expected: tuple[str, str] | None
+) -> None:
+    credentials = parse_authorization(header)
+    if expected is None:
+        assert credentials is None
+        return
+    assert credentials is not None
+    assert (credentials.gateway_id, credentials.secret) == expected
+    # Shown nowhere by accident.
+    assert credentials.secret not in repr(credentials)
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Bearer s3kr1t-shared-token", "a bearer token is <gateway id>.<secret>"),
+        ("Bearer .s3kr1t", "the gateway id or the secret is empty"),
+        ("Bearer river-gw.", "the gateway id or the secret is empty"),
+        ("Bearer rivér-gw.s3kr1t", "the bearer token is not ASCII"),
+        ("Basic !!not base64!!", "Basic credentials are not base64 of UTF-8 text"),
+        (
+            "Basic " + base64.b64encode(b"river-gw:\xff\xfe").decode(),
+            "Basic credentials are not base64 of UTF-8 text",
+        ),
+        (
+            "Basic " + base64.b64encode(b"river-gw").decode(),
+            "Basic credentials are <gateway id>:<secret>",
+        ),
+        ("Digest username=river-gw", "the scheme is not Bearer or Basic"),
+        # A bare secret: not quoted back.
+        (RIVER_SECRET, "the scheme is not Bearer or Basic"),
+    ],
+)
+def test_an_authorization_that_holds_no_credentials_is_refused_401(
+    header: str, reason: str
+) -> None:
+    with pytest.raises(Refused) as caught:
+        parse_authorization(header)
+    assert caught.value.status == 401
+    assert caught.value.error == f"{reason}: {CREDENTIALS_HELP}"
+    assert caught.value.logged == f"malformed Authorization: {reason}"
+
+
+def auth_of(settings: Settings, *, allow_anonymous: bool = False) -> GatewayAuth:
+    return GatewayAuth(settings.gateways, allow_anonymous=allow_anonymous)
+
+
+@pytest.mark.parametrize(
+    ("header", "sender"),
+    [
+        (f"Bearer river-gw.{RIVER_SECRET}", "river-gw"),
+        (basic("river-gw", RIVER_SECRET), "river-gw"),
+        # A development secret, given in plain text rather than as a hash.
+        (f"Bearer dev-gw.{DEV_SECRET}", "dev-gw"),
+        (basic("dev-gw", DEV_SECRET), "dev-gw"),
+    ],
+)
+def test_a_gateway_is_known_by_its_secret(settings: Settings, header: str, sender: str) -> None:
+    found = auth_of(settings).authenticate(header)
+    assert found is not None and found.id == sender
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "error", "logged"),
+    [
+        (
+            None,
+            401,
+            f"credentials required: {CREDENTIALS_HELP}",
+            "no credentials",
+        ),
+        (
+            f"Bearer river-gw.{DEV_SECRET}",
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            "wrong secret for gateway 'river-gw'",
+        ),
+        (
+            basic("dev-gw", RIVER_SECRET),
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            "wrong secret for gateway 'dev-gw'",
+        ),
+        (
+            f"Bearer nobody.{RIVER_SECRET}",
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            "unknown gateway 'nobody'",
+        ),
+        (
+            f"Bearer {'x' * 200}.{RIVER_SECRET}",
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            "unknown gateway (not a gateway id, 200 characters, not shown)",
+        ),
+        # User name and password swapped: the secret is not shown as the id.
+        (
+            basic(RIVER_SECRET, "river-gw"),
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            f"unknown gateway (not a gateway id, {len(RIVER_SECRET)} characters, not shown)",
+        ),
+        # Revoked: told so only with its right secret; a wrong one is just wrong.
+        (
+            f"Bearer stolen.{STOLEN_SECRET}",
+            403,
+            "gateway stolen is revoked: it may send no readings",
+            "gateway stolen is revoked",
+        ),
+        (
+            basic("stolen", STOLEN_SECRET),
+            403,
+            "gateway stolen is revoked: it may send no readings",
+            "gateway stolen is revoked",
+        ),
+        (
+            f"Bearer stolen.{RIVER_SECRET}",
+            401,
+            f"unknown gateway or wrong secret: {CREDENTIALS_HELP}",
+            "wrong secret for gateway 'stolen'",
+        ),
+    ],
+)
+def test_missing_wrong_and_revoked_credentials_are_refused_without_the_secret(
+    settings: Settings, header: str | None, status: int, error: str, logged: str
+) -> None:
+    with pytest.raises(Refused) as caught:
+        auth_of(settings).authenticate(header)
+    assert (caught.value.status, caught.value.error, caught.value.logged) == (
+        status,
+        error,
+        logged,
+    )
+    for secret in (RIVER_SECRET, DEV_SECRET, STOLEN_SECRET):
+        assert secret not in f"{caught.value.error} {caught.value.logged} {caught.value}"
+
+
+def test_without_credentials_only_where_anonymity_is_allowed(settings: Settings) -> None:
+    with pytest.raises(Refused):
+        auth_of(settings).authenticate(None)
+    auth = auth_of(settings, allow_anonymous=True)
+    assert auth.authenticate(None) is None
+    # Credentials given are still checked, and name the sender.
+    with pytest.raises(Refused) as caught:
+        auth.authenticate(f"Bearer river-gw.{DEV_SECRET}")
+    assert caught.value.status == 401
+    found = auth.authenticate(f"Bearer river-gw.{RIVER_SECRET}")
+    assert found is not None and found.id == "river-gw"
+
+
+def test_a_secret_is_checked_once_then_remembered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    real = http.verify_secret
+
+    def counting(secret: str, hashed: str) -> bool:
+        checked.append(hashed)
+        return real(secret, hashed)
+
+    monkeypatch.setattr(http, "verify_secret", counting)
+    auth = auth_of(settings)
+    right = f"Bearer river-gw.{RIVER_SECRET}"
+    assert not auth.remembered(right)
+    for header in [right, right, right, basic("river-gw", RIVER_SECRET)]:
+        found = auth.authenticate(header)
+        assert found is not None and found.id == "river-gw"
+    assert len(checked) == 1
+    assert auth.remembered(right) and auth.remembered(basic("river-gw", RIVER_SECRET))
+
+    # A device retrying with a replaced secret costs one check too.
+    wrong = f"Bearer river-gw.{DEV_SECRET}"
+    for _ in range(3):
+        with pytest.raises(Refused):
+            auth.authenticate(wrong)
+    assert len(checked) == 2 and auth.remembered(wrong)
+
+    # An unknown gateway costs a check all the same: the time a refusal takes does not tell
+    # which ids are registered.
+    with pytest.raises(Refused):
+        auth.authenticate(f"Bearer nobody.{RIVER_SECRET}")
+    assert len(checked) == 3
+
+
+def test_wrong_secrets_remembered_are_bounded_and_right_ones_stay(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "WRONG_REMEMBERED", 2)
+    auth = auth_of(settings)
+    right = f"Bearer river-gw.{RIVER_SECRET}"
+    auth.authenticate(right)
+    guesses = [f"Bearer river-gw.guess-{n}" for n in range(3)]
+    for guess in guesses:
+        with pytest.raises(Refused):
+            auth.authenticate(guess)
+    assert [auth.remembered(guess) for guess in guesses] == [False, True, True]
+    assert auth.remembered(right)
+
+
+def test_a_gateway_sends_only_for_its_own_sensors(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest, producer = ingest_with(settings)
+    river = gateway(settings, "river-gw")
+    with caplog.at_level(logging.WARNING, logger="ingest.http"):
+        batch = ingest.ingest(
+            [
+                item("wl-01", seq=1, waterLevel=231),
+                item("aq-01", seq=1, pm25=3),
+                item("ghost", seq=1, pm25=3),
+            ],
+            river,
+        )
+    body = batch.as_json()
+    assert (batch.status, statuses(body)) == (207, ["accepted", "forbidden", "rejected"])
+    assert (body["accepted"], body["rejected"], body["forbidden"], body["failed"]) == (1, 1, 1, 0)
+    assert body["results"][1]["error"] == (
+        "gateway river-gw may not send readings for sensor aq-01: it is not one of the "
+        "gateway's sensors in the registry"
+    )
+    # A sensor not in the registry is nobody's: rejected, with its dead letter.
+    assert body["results"][2]["error"] == "unknown sensor 'ghost': not in the sensor registry"
+    assert [(r.sensor_id, r.gateway) for r in producer.readings()] == [("wl-01", "river-gw")]
+    assert [letter.source_key for letter in producer.letters()] == ["ghost"]
+    assert ingest.stats.snapshot().forbidden == 1
+    assert (
+        "1 of 3 items of a POST /v1/readings batch from gateway river-gw forbidden, not "
+        "stored: sensors aq-01 are not its own" in caplog.messages
+    )
+
+    # Only forbidden: 403, and nothing sent at all.
+    sent = len(producer.sent)
+    only = ingest.ingest([item("aq-01", seq=2, pm25=3)], river)
+    assert (only.status, statuses(only.as_json())) == (403, ["forbidden"])
+    assert len(producer.sent) == sent
+
+    # The forbidden item's seq was not taken: from the gateway that owns the sensor it goes in.
+    again = ingest.ingest([item("aq-01", seq=1, pm25=3)], gateway(settings, "dev-gw"))
+    assert again.status == 200
+    assert producer.readings()[-1].gateway == "dev-gw"
+
+
+def test_an_anonymous_reading_names_no_gateway(settings: Settings) -> None:
+    ingest, producer = ingest_with(settings)
+    assert ingest.ingest([item("aq-01", seq=1, pm25=3)]).status == 200
+    assert [r.gateway for r in producer.readings()] == [None]
+
+
+def results(*kinds: ItemStatus) -> BatchResult:
+    return BatchResult(tuple(ItemResult(i, kind) for i, kind in enumerate(kinds)))
+
+
+@pytest.mark.parametrize(
+    ("kinds", "status"),
+    [
+        (("accepted", "accepted"), 200),
+        (("rejected", "rejected"), 400),
+        (("forbidden", "forbidden"), 403),
+        (("accepted", "forbidden"), 207),
+        (("rejected", "forbidden"), 207),
+        (("accepted", "rejected", "forbidden"), 207),
+        (("forbidden", "failed"), 503),
+    ],
+)
+def test_a_batch_status_says_what_became_of_its_items(
+    kinds: tuple[ItemStatus, ...], status: int
+) -> None:
+    assert results(*kinds).status == status
+
+
+def test_start_up_warns_of_open_doors_and_of_a_door_nobody_can_pass(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest = settings.ingest
+    assert door_warnings(ingest, "127.0.0.1", auth_of(settings)) == []
+    assert door_warnings(ingest, "::1", auth_of(settings)) == []
+    assert door_warnings(ingest, "localhost", auth_of(settings)) == []
+
+    (clear,) = door_warnings(ingest, "0.0.0.0", auth_of(settings))  # noqa: S104
+    assert clear == (
+        "listening on 0.0.0.0 without TLS: gateways' secrets and readings cross the network "
+        "in clear text (set ingest.http_tls_cert and ingest.http_tls_key)"
+    )
+    assert "without TLS" in door_warnings(ingest, "192.0.2.10", auth_of(settings))[0]
+    with_tls = ingest.model_copy(
+        update={"http_tls_cert": tmp_path / "c.pem", "http_tls_key": tmp_path / "k.pem"}
+    )
+    assert door_warnings(with_tls, "0.0.0.0", auth_of(settings)) == []  # noqa: S104
+
+    anonymous = ingest.model_copy(update={"http_allow_anonymous": True})
+    (open_door,) = door_warnings(anonymous, "127.0.0.1", auth_of(settings))
+    assert open_door.startswith("ingest.http_allow_anonymous is on: anyone who reaches")
+
+    only_revoked = GatewayAuth([gateway(settings, "stolen")], allow_anonymous=False)
+    for nobody in (GatewayAuth([], allow_anonymous=False), only_revoked):
+        assert door_warnings(ingest, "127.0.0.1", nobody) == [
+            "no gateway can log in (none in the registry has a secret_hash or secret and is "
+            "not revoked): every POST /v1/readings will be refused 401"
+        ]
+
+
+def test_tls_needs_both_a_certificate_and_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "pantau.yaml"
+    config.write_text("ingest:\n  http_tls_cert: tls/server.crt\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, {})
+    assert "ingest.http_tls_cert and ingest.http_tls_key go together" in str(caught.value)
+
+    config.write_text("ingest:\n  http_tls_cert: tls/server.crt\n  http_tls_key: tls/server.key\n")
+    ingest = load_settings(config, {}).ingest
+    assert ingest.http_tls_key == tmp_path / "tls" / "server.key"
+    # Not there: start-up says which file.
+    with pytest.raises(ListenFailed) as missing:
+        tls_context(ingest)
+    assert (
+        str(missing.value) == f"ingest.http_tls_cert: {tmp_path / 'tls/server.crt'} is not a file"
+    )
+
+    (tmp_path / "tls").mkdir()
+    (tmp_path / "tls" / "server.crt").write_text("not a certificate\n")
+    (tmp_path / "tls" / "server.key").write_text("not a key\n")
+    with pytest.raises(ListenFailed) as unusable:
+        tls_context(ingest)
+    assert str(unusable.value).startswith(
+        f"cannot serve HTTPS with ingest.http_tls_cert {tmp_path / 'tls/server.crt'}"
+    )
+    assert tls_context(settings_from_mapping({}, tmp_path).ingest) is None
+
+
+def test_the_shared_token_is_gone_and_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "pantau.yaml"
+    config.write_text("ingest:\n  http_token: s3kr1t\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(config, {})
+    assert "ingest.http_token: unknown key 'http_token'" in str(caught.value)
+    # The listener stays on this machine unless told otherwise.
+    assert settings_from_mapping({}, tmp_path).ingest.http_host == "127.0.0.1"
 
 
 class FakeTransport(asyncio.Transport):
