@@ -7,21 +7,31 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pantau.settings import load_settings
+from pantau.access import SECRETS as ACCESS_SECRETS
+from pantau.settings import MIN_SECRET_CHARS, load_settings, read_env_file
 from tests.conftest import REPO
 
-SECRETS = {
-    "PANTAU_DB_PASSWORD": "owner-secret",
-    "PANTAU_WRITER_PASSWORD": "writer-secret",
-    "GRAFANA_ADMIN_PASSWORD": "grafana-secret",
-    "PANTAU_GRAFANA_DB_PASSWORD": "grafana-db-secret",
-}
+
+def made_secrets(folder: Path) -> dict[str, str]:
+    """What `pantau secrets init --file .env` writes for a deployment."""
+    env_file = folder / ".env"
+    subprocess.run(
+        [sys.executable, "-m", "pantau.cli", "secrets", "init", "--file", str(env_file)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
+    assert env_file.stat().st_mode & 0o077 == 0, "the .env file is readable by others"
+    return read_env_file(env_file)
+
+
 PANTAU_SERVICES = (
     "pantau-migrate",
     "pantau-ingest-camera",
@@ -54,8 +64,13 @@ def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def resolved() -> dict[str, Any]:
-    result = compose("config", env=SECRETS)
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return made_secrets(tmp_path_factory.mktemp("deploy"))
+
+
+@pytest.fixture(scope="module")
+def resolved(secrets: dict[str, str]) -> dict[str, Any]:
+    result = compose("config", env=secrets)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
@@ -71,13 +86,21 @@ def test_compose_file_is_valid_and_uses_the_official_images(resolved: dict[str, 
         assert resolved["services"][name]["build"]["context"] == str(REPO)
 
 
-def test_secrets_are_required_from_the_environment() -> None:
-    result = compose(
-        "config", "-q", env={k: v for k, v in SECRETS.items() if k != "PANTAU_DB_PASSWORD"}
-    )
+def test_secrets_init_makes_every_secret_strong_and_keeps_what_is_there(tmp_path: Path) -> None:
+    first = made_secrets(tmp_path)
+    assert set(first) == {s.name for s in ACCESS_SECRETS}
+    assert all(len(value) >= MIN_SECRET_CHARS for value in first.values())
+    assert len(set(first.values())) == len(first), "two secrets are the same"
+    # Run again: nothing changes (a rotation is deleting a line and running it again).
+    assert made_secrets(tmp_path) == first
+
+
+@pytest.mark.parametrize("missing", [s.name for s in ACCESS_SECRETS if not s.development])
+def test_nothing_starts_without_each_of_its_secrets(secrets: dict[str, str], missing: str) -> None:
+    result = compose("config", "-q", env={k: v for k, v in secrets.items() if k != missing})
     assert result.returncode != 0
-    assert "PANTAU_DB_PASSWORD" in result.stderr
-    assert "owner-secret" not in (REPO / "docker-compose.yml").read_text()
+    assert missing in result.stderr
+    assert secrets[missing] not in (REPO / "docker-compose.yml").read_text()
 
 
 @pytest.mark.parametrize("service", PANTAU_SERVICES)
@@ -90,6 +113,8 @@ def test_each_pantau_service_gets_valid_settings_from_its_environment(
     assert config_mount.startswith(str(REPO / "configs"))
     # Load the mounted config as the container would, with the data folder where it is here.
     env["PANTAU_SHARED_DATA"] = str(shared_data)
+    # Only what the container gets: not the development secrets file of this checkout.
+    env["PANTAU_SECRETS_FILE"] = str(REPO / "no-secrets-file-here")
     settings = load_settings(REPO / "configs" / "pantau.yaml", env)
     assert settings.kafka.bootstrap_servers == "kafka:9092"
     assert settings.postgres.host == "timescaledb"
@@ -130,6 +155,7 @@ def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
 
 def test_grafana_mounts_the_provisioning_and_gets_every_variable_it_names(
     resolved: dict[str, Any],
+    secrets: dict[str, str],
 ) -> None:
     grafana = resolved["services"]["grafana"]
     mounts = {}
@@ -155,4 +181,7 @@ def test_grafana_mounts_the_provisioning_and_gets_every_variable_it_names(
         used.update(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", text))
     assert used, "the provisioning names no environment variables"
     assert used <= set(grafana["environment"]), used - set(grafana["environment"])
-    assert grafana["environment"]["PANTAU_GRAFANA_DB_PASSWORD"] == "grafana-db-secret"
+    assert (
+        grafana["environment"]["PANTAU_GRAFANA_DB_PASSWORD"]
+        == (secrets["PANTAU_GRAFANA_DB_PASSWORD"])
+    )
