@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
-from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from pantau import kafka
@@ -32,7 +31,7 @@ from pantau.messages import Alert
 from pantau.settings import KafkaSettings, Settings
 from pantau.topics import Topics, TopicSpec
 from tests.conftest import REPO
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, read_all
 from tests.integration.test_faults import free_port
 from tests.integration.test_sensor_pipeline import publish, wait_subscribed
 
@@ -124,30 +123,6 @@ def assert_says_refused_without_secrets(text: str, broker: SecuredKafka) -> None
     assert "SCRAM-SHA-512" in text
     assert broker.password not in text
     assert wrong_password(broker) not in text
-
-
-def read_topic(settings: KafkaSettings, topic: str, timeout: float = 30) -> list[bytes]:
-    """Every record value in `topic`, read without a group through the login."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
-        enable_auto_commit=False,
-        **kafka.security_options(settings, "kafka-python"),
-    )
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(consumer.position(tp) < ends[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=500).values():
-                values.extend(r.value for r in batch)
-        return values
-    finally:
-        consumer.close()
 
 
 def poll_for(consumer: BatchConsumer, polls: int) -> None:
@@ -287,8 +262,11 @@ def test_ingest_streams_and_sink_work_through_the_login(
     )
     alerts_topic = Topics(settings).alerts
 
+    through_login = pipeline.settings.model_copy(update={"kafka": settings})
+
     def opened() -> list[Alert]:
-        alerts = [decode_as(v, Alert) for v in read_topic(settings, alerts_topic, timeout=10)]
+        records = read_all(through_login, alerts_topic)
+        alerts = [decode_as(r.value, Alert) for r in records]
         return [a for a in alerts if a.alarm_type == "water-high" and a.source_id == WATER]
 
     pipeline.wait_for("the water-high alarm from faust", lambda: bool(opened()), timeout=120)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -481,7 +482,8 @@ def test_a_database_refusing_for_no_rows_fault_stops_the_sink_non_zero_committin
         # A worker may be failing again as the stop arrives: its code is the supervisor's.
         assert pipeline.stop(sink) in (0, 1)
     log = pipeline.log_of(sink)
-    assert 'UndefinedTable: relation "sensor_readings" does not exist' in log
+    # Whichever table its first batch needed (readings, or the supervisor's own metrics).
+    assert re.search(r'UndefinedTable: relation "\w+" does not exist', log), log
     assert "pantau sink: stopped" in log
     # Nothing was dead-lettered for it, and nothing committed: it is all read again.
     assert pipeline.read_topic(topics.dead_letters(topics.readings)) == []
