@@ -202,7 +202,7 @@ def producer(settings: KafkaSettings, name: str, **overrides: Any) -> KafkaProdu
 
 def consumer(
     settings: KafkaSettings,
-    group_id: str,
+    group_id: str | None,
     topics: Sequence[str],
     name: str,
     *,

@@ -345,7 +345,26 @@ AlarmChange = Literal[
     "dispatched",
     "resolved",
     "false_positive",
+    "commented",
+    "assigned",
 ]
+# Why a person called an alarm false; the console offers exactly these.
+FalsePositiveReason = Literal[
+    "not_rubbish", "belongs_there", "person_present", "camera_moved", "other"
+]
+# The states each person's action applies to: the stream processor decides by these, and
+# the console offers only the actions that apply. A comment may come at any time; an alarm
+# is assigned only while it is still open.
+ACTIVE_STATES: frozenset[str] = frozenset({"OPEN", "ACK", "DISPATCHED"})
+SETTLEABLE_STATES: frozenset[str] = ACTIVE_STATES | {"CLEARED"}
+ACTION_APPLIES_TO: dict[str, frozenset[str]] = {
+    "ack": frozenset({"OPEN"}),
+    "dispatch": frozenset({"OPEN", "ACK"}),
+    "resolve": SETTLEABLE_STATES,
+    "false_positive": SETTLEABLE_STATES,
+    "comment": SETTLEABLE_STATES | {"RESOLVED", "FALSE_POSITIVE"},
+    "assign": ACTIVE_STATES,
+}
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "minor": 2, "major": 3, "critical": 4}
 
 
@@ -367,13 +386,17 @@ class Alert(Message):
     Stage timestamps follow a reading or frame through the pipeline: `ts_capture` (at the
     source), `ts_ingest`, `ts_rule` (rule fired) and `ts_notified` (first notification sent).
     `change` says what this version changed; `notify` whether people should hear about it.
+
+    Version 2 adds who is on it (`assignee`, `dispatched_to`) and, for a version a person
+    made, the action behind it (`action_id`, `by`, `device`, `note`, `reason`, `photo`);
+    version 1 messages still decode.
     """
 
     KIND: ClassVar[str] = "alert"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     kind: Literal["alert"] = "alert"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     alarm_id: UUID
     version: int = Field(ge=0, le=INT32_MAX)
     source_kind: Literal["sensor", "camera", "dumping"]
@@ -400,30 +423,79 @@ class Alert(Message):
     ts_ingest: UtcDatetime | None = None
     ts_rule: UtcDatetime | None = None
     ts_notified: UtcDatetime | None = None
+    assignee: Name | None = Field(None, description="the person this alarm is assigned to")
+    dispatched_to: Name | None = Field(None, description="who was sent to the place")
+    action_id: UUID | None = Field(None, description="the action that made this version")
+    by: Name = Field("", description="who made this version (empty: the pipeline)")
+    device: Name = Field("", description="from where they acted: console, api, telegram, cli")
+    note: Text = Field("", description="their note or comment")
+    reason: FalsePositiveReason | None = None
+    photo: EvidenceRef | None = Field(None, description="photo uploaded with the action")
+
+    @model_validator(mode="after")
+    def verify_version(self) -> Self:
+        if self.schema_version == 1 and (
+            self.action_id is not None
+            or self.assignee is not None
+            or self.dispatched_to is not None
+            or self.change in ("commented", "assigned")
+        ):
+            raise ValueError("action fields are schema_version 2; this message says 1")
+        return self
 
     @property
     def key(self) -> bytes:
         return self.source_id.encode()
 
 
-AlarmActionKind = Literal["ack", "dispatch", "resolve", "false_positive", "check"]
+AlarmActionKind = Literal[
+    "ack", "dispatch", "resolve", "false_positive", "comment", "assign", "check"
+]
 
 
 class AlarmAction(Message):
-    """An operator's decision on an alarm (ack, dispatch, resolve, false positive), or the
-    streams' own periodic `check` of a silent source; keyed by the source id."""
+    """A person's decision on an alarm (ack, dispatch, resolve, false positive, comment,
+    assign), or the streams' own periodic `check` of a silent source; keyed by the source id.
+
+    Version 2 adds `device`, `to` (whom it is dispatched or assigned to), `reason` (of a
+    false positive) and `photo` (e.g. the cleaned spot, in the evidence store).
+    """
 
     KIND: ClassVar[str] = "alarm_action"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     kind: Literal["alarm_action"] = "alarm_action"
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     action: AlarmActionKind
     source_kind: Literal["sensor", "camera", "dumping"]
     source_id: SourceId
     alarm_id: UUID | None = Field(None, description="the alarm acted on (not for check)")
     by: Name = Field("", description="who decided (operator name); empty for check")
     note: Text = ""
+    device: Name = Field("", description="from where: console, api, telegram, cli")
+    to: Name | None = Field(None, description="dispatch: the team sent; assign: the user")
+    reason: FalsePositiveReason | None = None
+    photo: EvidenceRef | None = None
+
+    @model_validator(mode="after")
+    def verify_fields(self) -> Self:
+        if self.schema_version == 1 and (
+            self.action in ("comment", "assign")
+            or self.to is not None
+            or self.reason is not None
+            or self.photo is not None
+            or self.device
+        ):
+            raise ValueError("comment, assign and their fields are schema_version 2")
+        if self.action == "assign" and not self.to:
+            raise ValueError("assign needs `to`: the user the alarm is assigned to")
+        if self.action == "comment" and not self.note.strip():
+            raise ValueError("a comment needs a note")
+        if self.reason is not None and self.action != "false_positive":
+            raise ValueError("a reason goes with false_positive only")
+        if self.action != "check" and self.alarm_id is None:
+            raise ValueError(f"{self.action} needs the alarm_id it acts on")
+        return self
 
     @property
     def key(self) -> bytes:

@@ -44,6 +44,7 @@ ENV_PREFIX = "PANTAU__"
 DEFAULT_CONFIG = Path("configs/pantau.yaml")
 # Role names are part of the schema (migrations grant to them), so they are not settings.
 WRITER_ROLE = "pantau_writer"
+CONSOLE_ROLE = "pantau_console"
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -297,14 +298,21 @@ class PostgresSettings(Section):
     analyst_password: StrongSecret = Field(
         None, description="password of the pantau_analyst role (read-only SQL)"
     )
+    console_password: StrongSecret = Field(
+        None, description="password of the pantau_console role the incident console uses"
+    )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     connect_timeout_s: int = Field(5, ge=1, le=120)
 
-    def connect_kwargs(self, role: Literal["owner", "writer"] = "owner") -> dict[str, str | int]:
+    def connect_kwargs(
+        self, role: Literal["owner", "writer", "console"] = "owner"
+    ) -> dict[str, str | int]:
         """Keyword arguments for a libpq connection as the given role."""
-        user, password = (
-            (self.user, self.password) if role == "owner" else (WRITER_ROLE, self.writer_password)
-        )
+        user, password = {
+            "owner": (self.user, self.password),
+            "writer": (WRITER_ROLE, self.writer_password),
+            "console": (CONSOLE_ROLE, self.console_password),
+        }[role]
         kwargs: dict[str, str | int] = {
             "host": self.host,
             "port": self.port,
@@ -966,7 +974,7 @@ class NotifySettings(Section):
     group_id: str = Field("pantau-notify", description="Kafka consumer group of the notifier")
     language: Literal["id", "en"] = Field("id", description="Bahasa Indonesia or English")
     incident_url: str = Field(
-        "http://localhost:3000/d/pantau-wall/wall?var-alarm={alarm_id}",
+        "http://localhost:8090/incidents/{alarm_id}",
         description="link in every message; {alarm_id} is replaced",
     )
     retry_initial_s: float = Field(2.0, gt=0)
@@ -976,6 +984,74 @@ class NotifySettings(Section):
     telegram: TelegramSettings = _section()
     email: EmailSettings = _section()
     routes: tuple[Route, ...] = ()
+
+
+class ConsoleSettings(Section):
+    """The incident console (`pantau console`): web pages and the REST API for the people
+    who act on alarms."""
+
+    # This machine only, unless set: like the HTTP ingest, a listener on the network is a
+    # choice, and without TLS one that start-up warns about (passwords cross the network).
+    host: str = Field(
+        "127.0.0.1",
+        description="address the console listens on (0.0.0.0: every interface; then with "
+        "tls_cert and tls_key, or behind a TLS proxy)",
+    )
+    port: int = Field(8090, ge=1, le=65535, description="port of `pantau console`")
+    public_url: str = Field(
+        "http://localhost:8090",
+        description="the console as people reach it; links on the wall and in notifications",
+    )
+    tls_cert: ConfigPath | None = Field(
+        None, description="certificate chain (PEM) served for HTTPS; set with tls_key"
+    )
+    tls_key: ConfigPath | None = Field(None, description="private key (PEM) of tls_cert")
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="a login lasts this long without use"
+    )
+    secure_cookies: bool | None = Field(
+        None,
+        description="mark the session cookie Secure (only sent over HTTPS); default: when "
+        "public_url is https",
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=1000, description="failed logins per user and per address per window"
+    )
+    login_window_s: float = Field(
+        300.0, gt=0, description="the window of login_attempts; then it is refused (429)"
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=64 * 1024,
+        le=100 * 1024 * 1024,
+        description="largest photo uploaded with an action",
+    )
+    language: Literal["id", "en"] = Field("id", description="default language of the pages")
+    map_tiles_url: str | None = Field(
+        None,
+        description="map tile URL template ({z}/{x}/{y}) for the incident map, e.g. an "
+        "offline tile server; none: coordinates are shown as text",
+    )
+
+    @model_validator(mode="after")
+    def verify_tls(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "console.tls_cert and console.tls_key go together: set both or neither"
+            )
+        if self.map_tiles_url is not None and not self.map_tiles_url.strip():
+            # An empty environment variable in the YAML: no tile server.
+            object.__setattr__(self, "map_tiles_url", None)
+        return self
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.public_url.startswith("https://")
+
+    def incident_url(self, alarm_id: str) -> str:
+        return f"{self.public_url.rstrip('/')}/incidents/{alarm_id}"
 
 
 class RuntimeSettings(Section):
@@ -1034,6 +1110,7 @@ class Settings(Section):
     sink: SinkSettings = _section()
     streams: StreamsSettings = _section()
     notify: NotifySettings = _section()
+    console: ConsoleSettings = _section()
     storage: StorageSettings = _section()
     services: ServicesSettings = _section()
     runtime: RuntimeSettings = _section()

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from pantau.ids import utcnow
 from pantau.runtime import alive
-from pantau.settings import WRITER_ROLE, Location, Settings, StorageSettings
+from pantau.settings import CONSOLE_ROLE, WRITER_ROLE, Location, Settings, StorageSettings
 from storage.migrate import Flavour, set_login_password
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,20 @@ EVIDENCE_COLUMN = "evidence"
 WITHHELD_COLUMNS: dict[str, tuple[str, ...]] = {
     "dumping_events": (EVIDENCE_COLUMN,),
     "dead_letters": ("original",),
+    # Photos uploaded with actions are evidence too.
+    "alarm_history": ("photo",),
+    "alarm_actions": ("photo",),
 }
 # Tables no reading role sees at all: the outbox holds delivery targets (webhook URLs carry
 # tokens) and each alert as sent, evidence references included.
-PRIVATE_TABLES = ("notification_outbox",)
+PRIVATE_TABLES = (
+    "notification_outbox",
+    # The console's users (password hashes), sessions, tokens and audit log.
+    "console_users",
+    "console_sessions",
+    "console_tokens",
+    "console_audit",
+)
 # Rollup refresh window on plain PostgreSQL: late readings up to this old still count.
 _ROLLUP_LOOKBACK = timedelta(days=3)
 
@@ -154,6 +164,7 @@ def apply_access(conn: psycopg.Connection, settings: Settings) -> None:
         (WRITER_ROLE, pg.writer_password),
         (GRAFANA_ROLE, pg.grafana_password),
         (ANALYST_ROLE, pg.analyst_password),
+        (CONSOLE_ROLE, pg.console_password),
     ):
         if secret is not None and secret.get_secret_value():
             set_login_password(conn, role, secret.get_secret_value())

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pantau.codec import DecodeError, decode_as
 from pantau.messages import (
+    AlarmAction,
     Alert,
     CameraHeartbeat,
     DeadLetter,
@@ -115,13 +117,13 @@ ALERTS = Table(
         "opened_at", "alarm_id", "version", "source_kind", "source_id", "alarm_type", "severity",
         "state", "count", "last_value", "message", "updated_at", "acknowledged_at",
         "dispatched_at", "resolved_at", "cleared_at", "ts_capture", "ts_ingest", "ts_rule",
-        "change", "quantity", "threshold", "event_id",
+        "change", "quantity", "threshold", "event_id", "assignee", "dispatched_to",
     ),
     (
         "timestamptz", "uuid", "int4", "text", "text", "text", "text",
         "text", "int4", "float8", "text", "timestamptz", "timestamptz",
         "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "timestamptz",
-        "text", "text", "float8", "uuid",
+        "text", "text", "float8", "uuid", "text", "text",
     ),
     Upsert(("alarm_id", "opened_at"), "version"),
 )  # fmt: skip
@@ -140,6 +142,33 @@ NOTIFICATIONS = Table(
     Upsert(("notification_id", "created_at"), "attempts"),
 )  # fmt: skip
 
+ALARM_HISTORY = Table(
+    "alarm_history",
+    (
+        "opened_at", "alarm_id", "version", "time", "state", "change", "severity", "count",
+        "last_value", "message", "assignee", "dispatched_to", "action_id", "by", "device",
+        "note", "reason", "photo",
+    ),
+    (
+        "timestamptz", "uuid", "int4", "timestamptz", "text", "text", "text", "int4",
+        "float8", "text", "text", "text", "uuid", "text", "text",
+        "text", "text", "jsonb",
+    ),
+)  # fmt: skip
+ALARM_ACTIONS = Table(
+    "alarm_actions",
+    (
+        "time", "action_id", "alarm_id", "source_kind", "source_id", "action", "by", "device",
+        "note", "to", "reason", "photo", "refused", "version",
+    ),
+    (
+        "timestamptz", "uuid", "uuid", "text", "text", "text", "text", "text",
+        "text", "text", "text", "jsonb", "text", "int4",
+    ),
+    # The stream processor's refusal (version 1) is a later word on the same action.
+    Upsert(("action_id", "time"), "version"),
+)  # fmt: skip
+
 TABLES: tuple[Table, ...] = (
     SENSOR_READINGS,
     SENSOR_READINGS_1M,
@@ -150,6 +179,8 @@ TABLES: tuple[Table, ...] = (
     DUMPING_EVENTS,
     ALERTS,
     NOTIFICATIONS,
+    ALARM_HISTORY,
+    ALARM_ACTIONS,
 )
 
 
@@ -217,8 +248,44 @@ def alert_rows(m: Alert) -> list[Row]:
             m.severity, m.state, m.count, m.last_value, m.message, m.updated_at,
             m.acknowledged_at, m.dispatched_at, m.resolved_at, m.cleared_at, m.ts_capture,
             m.ts_ingest, m.ts_rule, m.change, m.quantity, m.threshold, m.event_id,
+            m.assignee, m.dispatched_to,
         )
     ]  # fmt: skip
+
+
+def alarm_history_rows(m: Alert) -> list[Row]:
+    photo = m.photo.model_dump(mode="json") if m.photo else None
+    return [
+        (
+            m.opened_at, m.alarm_id, m.version, m.updated_at, m.state, m.change, m.severity,
+            m.count, m.last_value, m.message, m.assignee, m.dispatched_to, m.action_id, m.by,
+            m.device, m.note, m.reason, photo,
+        )
+    ]  # fmt: skip
+
+
+def action_rows(m: AlarmAction, refused: str | None = None) -> list[Row]:
+    # The streams' periodic silence checks are not people's actions: nothing to keep.
+    if m.action == "check":
+        return []
+    photo = m.photo.model_dump(mode="json") if m.photo else None
+    return [
+        (
+            m.ts_capture, m.id, m.alarm_id, m.source_kind, m.source_id, m.action, m.by,
+            m.device, m.note, m.to, m.reason, photo, refused, 0 if refused is None else 1,
+        )
+    ]  # fmt: skip
+
+
+def refused_action_rows(m: DeadLetter) -> list[Row]:
+    """The stream processor's refusal of a person's action, as a later word on its row."""
+    if m.stage != "streams":
+        return []
+    try:
+        action = decode_as(m.original, AlarmAction)
+    except DecodeError:
+        return []
+    return action_rows(action, refused=m.error)
 
 
 def notification_rows(m: Notification) -> list[Row]:
@@ -256,6 +323,23 @@ class TrackSampler:
         return True
 
 
+def all_rows_for(
+    message: Message, sampler: TrackSampler | None = None
+) -> list[tuple[Table, list[Row]]]:
+    """Every table a message goes to, with its rows: an alert is its alarm's latest state
+    and a line of its history; a refused action's dead letter also marks the action."""
+    if isinstance(message, Alert):
+        return [(ALERTS, alert_rows(message)), (ALARM_HISTORY, alarm_history_rows(message))]
+    if isinstance(message, AlarmAction):
+        return [(ALARM_ACTIONS, action_rows(message))]
+    if isinstance(message, DeadLetter):
+        return [
+            (DEAD_LETTERS, dead_letter_rows(message)),
+            (ALARM_ACTIONS, refused_action_rows(message)),
+        ]
+    return [rows_for(message, sampler)]
+
+
 def rows_for(message: Message, sampler: TrackSampler | None = None) -> tuple[Table, list[Row]]:
     """The table a message goes to and its rows (a frame without boxes has none)."""
     if isinstance(message, SensorReading):
@@ -276,4 +360,6 @@ def rows_for(message: Message, sampler: TrackSampler | None = None) -> tuple[Tab
         return ALERTS, alert_rows(message)
     if isinstance(message, Notification):
         return NOTIFICATIONS, notification_rows(message)
+    if isinstance(message, AlarmAction):
+        return ALARM_ACTIONS, action_rows(message)
     raise TypeError(f"the sink stores no {message.kind} messages")

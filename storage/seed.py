@@ -81,11 +81,16 @@ def seed(
         day = until
     run("alerts", _ALERTS, lo=plan.start, hi=plan.end)
     run("notifications", _NOTIFICATIONS, lo=plan.start, hi=plan.end)
+    run("alarm_history", _ALARM_HISTORY, lo=plan.start, hi=plan.end)
     conn.execute("ANALYZE")
     return written
 
 
 def _remove_previous(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "DELETE FROM alarm_history h USING alerts a "
+        "WHERE a.alarm_id = h.alarm_id AND a.source_id LIKE 'seed-%'"
+    )
     for table, column in (
         ("sensor_readings", "sensor_id"),
         ("sensor_readings_hourly", "sensor_id"),
@@ -333,6 +338,28 @@ SELECT t, gen_random_uuid(), 2, 'sensor', s.sensor_id,
 FROM sensors s
 CROSS JOIN generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz, interval '6 hours') AS t
 WHERE s.sensor_id LIKE 'seed-%%' AND abs(hashtext(s.sensor_id || t::text)) %% 10 = 0
+ON CONFLICT DO NOTHING
+"""
+
+# Each seeded alarm's versions: opened by the pipeline; acknowledged, dispatched and resolved
+# by a seeded operator where the alarm says so.
+_ALARM_HISTORY = """
+INSERT INTO alarm_history (opened_at, alarm_id, version, time, state, change, severity, count,
+                           message, by, device, note, dispatched_to)
+SELECT a.opened_at, a.alarm_id, v.version, v.time, v.state, v.change, a.severity, a.count,
+       a.message, v.by, v.device, v.note, v.dispatched_to
+FROM alerts a
+CROSS JOIN LATERAL (VALUES
+    (0, a.opened_at, 'OPEN', 'opened', '', '', '', NULL),
+    (1, a.acknowledged_at, 'ACK', 'acknowledged', 'seed-operator', 'console (desktop)', '', NULL),
+    (2, a.dispatched_at, 'DISPATCHED', 'dispatched', 'seed-operator', 'console (desktop)', '',
+     'Regu kebersihan'),
+    (3, a.resolved_at, a.state, lower(a.state), 'seed-field', 'console (phone)',
+     'sudah dibersihkan', NULL),
+    (4, a.cleared_at, 'CLEARED', 'cleared', '', '', '', NULL)
+) AS v (version, time, state, change, by, device, note, dispatched_to)
+WHERE a.source_id LIKE 'seed-%%' AND a.opened_at >= %(lo)s AND a.opened_at <= %(hi)s
+  AND v.time IS NOT NULL
 ON CONFLICT DO NOTHING
 """
 

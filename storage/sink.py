@@ -57,6 +57,7 @@ from pantau.poison import dead_letter, guard
 from pantau.runtime import alive
 from pantau.settings import Settings
 from pantau.topics import (
+    ALARM_ACTIONS,
     ALERTS,
     CAMERA_HEALTH,
     DETECTIONS,
@@ -75,8 +76,8 @@ from storage.rows import (
     Row,
     Table,
     TrackSampler,
+    all_rows_for,
     dead_letter_rows,
-    rows_for,
 )
 from storage.rows import NOTIFICATIONS as NOTIFICATIONS_TABLE
 
@@ -98,6 +99,7 @@ _KIND_BY_TOPIC = {
     CAMERA_HEALTH: "camera_heartbeat",
     DUMPING_EVENTS: "dumping_event",
     ALERTS: "alert",
+    ALARM_ACTIONS: "alarm_action",
     NOTIFICATIONS: "notification",
     METRICS: "metric",
 }
@@ -610,14 +612,15 @@ class Sink:
         )
         if converted is None:
             return
-        table, rows, captured = converted
-        batch.add(table, rows, record)
+        tables, captured = converted
+        for table, rows in tables:
+            if rows:
+                batch.add(table, rows, record)
         batch.captured.append(captured)
 
-    def _convert(self, record: Record) -> tuple[Table, list[Row], float]:
+    def _convert(self, record: Record) -> tuple[list[tuple[Table, list[Row]]], float]:
         message = self._decode(record)
-        table, rows = rows_for(message, self._sampler)
-        return table, rows, message.ts_capture.timestamp()
+        return all_rows_for(message, self._sampler), message.ts_capture.timestamp()
 
     def _decode(self, record: Record) -> Message:
         value = record.value or b""

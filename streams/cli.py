@@ -1,5 +1,5 @@
 """Subcommands of the streams stage: `streams` (the faust worker), `notify` (the notifier),
-`alarm ack|dispatch|resolve|false-positive` (operator decisions)."""
+`alarm ack|dispatch|resolve|false-positive|comment|assign` (operator decisions)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ _ACTIONS = {
     "dispatch": "dispatch",
     "resolve": "resolve",
     "false-positive": "false_positive",
+    "comment": "comment",
+    "assign": "assign",
 }
+_REASONS = ("not_rubbish", "belongs_there", "person_present", "camera_moved", "other")
 
 
 def register(sub: SubParsers) -> None:
@@ -47,7 +50,9 @@ def register(sub: SubParsers) -> None:
     alarm.add_argument("action", choices=sorted(_ACTIONS))
     alarm.add_argument("alarm_id", type=UUID)
     alarm.add_argument("--by", default="", help="who decided (shown in the alarm's history)")
-    alarm.add_argument("--note", default="")
+    alarm.add_argument("--note", default="", help="a note (a comment's text)")
+    alarm.add_argument("--to", default=None, help="dispatch: the team sent; assign: the user")
+    alarm.add_argument("--reason", choices=_REASONS, default=None, help="why a false positive")
     alarm.set_defaults(handler=_alarm)
 
 
@@ -128,6 +133,9 @@ def _alarm(args: argparse.Namespace, ctx: Context) -> int:
         alarm_id=args.alarm_id,
         by=args.by,
         note=args.note,
+        device="cli",
+        to=args.to,
+        reason=args.reason,
     )
     producer = kafka.producer(settings.kafka, "alarm-cli")
     try:

@@ -35,6 +35,8 @@ from uuid import UUID
 
 from pantau.ids import stable_id
 from pantau.messages import (
+    ACTION_APPLIES_TO,
+    ACTIVE_STATES,
     SEVERITY_RANK,
     AlarmAction,
     AlarmChange,
@@ -61,7 +63,7 @@ from pantau.settings import (
 
 State = dict[str, Any]
 
-ACTIVE: frozenset[str] = frozenset({"OPEN", "ACK", "DISPATCHED"})
+ACTIVE: frozenset[str] = ACTIVE_STATES
 CAMERA_OFFLINE = "camera-offline"
 DUMPING = "dumping"
 
@@ -78,17 +80,24 @@ class _Transition:
     notify: bool
 
 
-_SETTLEABLE = frozenset({"OPEN", "ACK", "DISPATCHED", "CLEARED"})
 _ACTIONS: dict[str, _Transition] = {
-    "ack": _Transition(frozenset({"OPEN"}), "ACK", "acknowledged", "acknowledged_at", False),
+    "ack": _Transition(ACTION_APPLIES_TO["ack"], "ACK", "acknowledged", "acknowledged_at", False),
     "dispatch": _Transition(
-        frozenset({"OPEN", "ACK"}), "DISPATCHED", "dispatched", "dispatched_at", True
+        ACTION_APPLIES_TO["dispatch"], "DISPATCHED", "dispatched", "dispatched_at", True
     ),
-    "resolve": _Transition(_SETTLEABLE, "RESOLVED", "resolved", "resolved_at", True),
+    "resolve": _Transition(
+        ACTION_APPLIES_TO["resolve"], "RESOLVED", "resolved", "resolved_at", True
+    ),
     "false_positive": _Transition(
-        _SETTLEABLE, "FALSE_POSITIVE", "false_positive", "resolved_at", False
+        ACTION_APPLIES_TO["false_positive"],
+        "FALSE_POSITIVE",
+        "false_positive",
+        "resolved_at",
+        False,
     ),
 }
+# Actions that leave the state as it is.
+_NOTES: dict[str, AlarmChange] = {"comment": "commented", "assign": "assigned"}
 
 UNITS = {
     "pm25": "µg/m³",
@@ -493,33 +502,49 @@ class Engine:
                 f"{action.action}: no alarm {action.alarm_id} on {action.source_id} "
                 "(unknown id, or a newer alarm replaced it)"
             )
-        move = _ACTIONS[action.action]
-        if current["state"] not in move.allowed:
-            raise ActionRejected(
-                f"{action.action}: alarm {action.alarm_id} is {current['state']}; "
-                f"{action.action} applies to {', '.join(sorted(move.allowed))}"
-            )
         alert = Alert.model_validate(current)
+        by = action.by or "operator"
         note = f" — {action.note}" if action.note else ""
-        self._emit(
-            state,
-            alarm_type,
-            alert.model_copy(
-                update={
-                    "version": alert.version + 1,
-                    "state": move.state,
-                    "change": move.change,
-                    "notify": move.notify,
-                    "updated_at": action.ts_capture,
-                    move.stamp: action.ts_capture,
-                    "message": f"{move.change} by {action.by or 'operator'}{note}",
-                    "ts_rule": ts_rule,
-                    "ts_ingest": None,
-                    "ts_capture": action.ts_capture,
-                }
-            ),
-            out,
+        update: dict[str, Any]
+        if action.action in _NOTES:
+            change = _NOTES[action.action]
+            self._refuse_unless(action, current["state"], ACTION_APPLIES_TO[action.action])
+            update = {"change": change, "notify": False}
+            if action.action == "assign":
+                update["assignee"] = action.to
+                update["message"] = f"assigned to {action.to} by {by}{note}"
+            else:
+                update["message"] = f"comment by {by}{note}"
+        else:
+            move = _ACTIONS[action.action]
+            self._refuse_unless(action, current["state"], move.allowed)
+            update = {
+                "state": move.state,
+                "change": move.change,
+                "notify": move.notify,
+                move.stamp: action.ts_capture,
+                "message": f"{move.change} by {by}{note}",
+            }
+            if action.action == "dispatch":
+                update["dispatched_to"] = action.to
+        update.update(
+            {
+                "version": alert.version + 1,
+                "updated_at": action.ts_capture,
+                "ts_rule": ts_rule,
+                "ts_ingest": None,
+                "ts_capture": action.ts_capture,
+            }
         )
+        self._emit(state, alarm_type, alert.model_copy(update=update), out, actor=action)
+
+    @staticmethod
+    def _refuse_unless(action: AlarmAction, current: str, allowed: frozenset[str]) -> None:
+        if current not in allowed:
+            raise ActionRejected(
+                f"{action.action}: alarm {action.alarm_id} is {current}; "
+                f"{action.action} applies to {', '.join(sorted(allowed))}"
+            )
 
     # ------------------------------------------------------------------ life-cycle
 
@@ -642,10 +667,29 @@ class Engine:
             update["last_value"] = value
         self._emit(state, alarm_type, alert.model_copy(update=update), out)
 
-    def _emit(self, state: State, alarm_type: str, alert: Alert, out: Output) -> None:
+    def _emit(
+        self,
+        state: State,
+        alarm_type: str,
+        alert: Alert,
+        out: Output,
+        *,
+        actor: AlarmAction | None = None,
+    ) -> None:
         # model_copy does not validate: give each version its own id and sequence number.
+        # Who acted belongs to the version they made, not to the ones the pipeline makes after.
         alert = alert.model_copy(
-            update={"id": stable_id("alert", alert.alarm_id, alert.version), "seq": alert.version}
+            update={
+                "id": stable_id("alert", alert.alarm_id, alert.version),
+                "seq": alert.version,
+                "schema_version": 2,
+                "action_id": actor.id if actor else None,
+                "by": actor.by if actor else "",
+                "device": actor.device if actor else "",
+                "note": actor.note if actor else "",
+                "reason": actor.reason if actor else None,
+                "photo": actor.photo if actor else None,
+            }
         )
         as_json = alert.model_dump(mode="json")
         state["alarms"][alarm_type] = as_json

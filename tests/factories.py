@@ -157,6 +157,7 @@ SAMPLES: dict[str, Message] = {
         updated_at=T0,
         ts_ingest=T0 + timedelta(milliseconds=40),
         ts_rule=T0 + timedelta(milliseconds=90),
+        assignee="siti",
     ),
     "notification": Notification(
         id=ID,
@@ -187,6 +188,7 @@ SAMPLES: dict[str, Message] = {
         alarm_id=ALARM_ID,
         by="Siti (DLH)",
         note="petugas menuju lokasi",
+        device="console",
     ),
     "metric": Metric(
         id=ID,

@@ -432,14 +432,14 @@ def test_whatever_decoding_raises_dead_letters_the_record_and_the_next_is_kept(
 def test_a_record_whose_rows_cannot_be_made_is_dead_lettered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = sink_module.rows_for
+    real = sink_module.all_rows_for
 
     def rows(message: Any, sampler: Any = None) -> Any:
         if message.seq == 813:
             raise ZeroDivisionError("division by zero")
         return real(message, sampler)
 
-    monkeypatch.setattr(sink_module, "rows_for", rows)
+    monkeypatch.setattr(sink_module, "all_rows_for", rows)
     _, consumer, producer, writer = run_sink(readings(OTHER, GOOD))
     assert [row[4] for row in writer.rows["sensor_readings"]] == [812, 812]
     [letter] = producer.letters(TOPICS.dead_letters(TOPICS.readings))

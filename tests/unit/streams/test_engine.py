@@ -721,6 +721,56 @@ def test_rejected_action_is_a_value_error() -> None:
     assert issubclass(ActionRejected, ValueError)
 
 
+def person(kind: str, seconds: float, alarm_id: UUID, **fields: Any) -> AlarmAction:
+    data = action("ack", seconds, alarm_id=alarm_id).model_dump()
+    data.update(action=kind, device="console", **fields)
+    return AlarmAction.model_validate(data)
+
+
+def test_each_version_a_person_made_says_who_from_where_and_what_they_wrote() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    steps = [
+        person("assign", 10, opened.alarm_id, to="budi", note=""),
+        person("dispatch", 20, opened.alarm_id, to="Regu Prajurit Kulon"),
+        person("comment", 30, opened.alarm_id, note="air mulai surut"),
+        person("false_positive", 40, opened.alarm_id, reason="camera_moved", note=""),
+        person("comment", 50, opened.alarm_id, note="dicek ulang besok"),
+    ]
+    made = [ENGINE.on_action(state, step, ts_rule=step.ts_capture).alerts[0] for step in steps[:2]]
+    # The pipeline's next version is nobody's action, but keeps who is on the alarm.
+    [again] = water(state, 25, 4.1)
+    assert (again.action_id, again.by, again.note) == (None, "", "")
+    assert (again.assignee, again.dispatched_to) == ("budi", "Regu Prajurit Kulon")
+    made += [ENGINE.on_action(state, step, ts_rule=step.ts_capture).alerts[0] for step in steps[2:]]
+
+    assert [(a.state, a.change, a.notify) for a in made] == [
+        ("OPEN", "assigned", False),
+        ("DISPATCHED", "dispatched", True),
+        ("DISPATCHED", "commented", False),
+        ("FALSE_POSITIVE", "false_positive", False),
+        ("FALSE_POSITIVE", "commented", False),
+    ]
+    assert [a.action_id for a in made] == [step.id for step in steps]
+    assert {(a.by, a.device) for a in made} == {("Siti (DLH)", "console")}
+    assert (made[-1].assignee, made[-1].dispatched_to) == ("budi", "Regu Prajurit Kulon")
+    assert made[2].note == "air mulai surut"
+    assert made[2].message == "comment by Siti (DLH) — air mulai surut"
+    assert made[3].reason == "camera_moved"
+
+
+def test_an_alarm_is_assigned_only_while_open_but_commented_on_at_any_time() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    act(state, "resolve", 10, opened.alarm_id)
+
+    with pytest.raises(ActionRejected, match="is RESOLVED; assign applies to ACK, DISPATCHED"):
+        ENGINE.on_action(state, person("assign", 20, opened.alarm_id, to="budi"), ts_rule=at(20))
+    note = person("comment", 30, opened.alarm_id, note="sudah bersih, foto terlampir")
+    [commented] = ENGINE.on_action(state, note, ts_rule=at(30)).alerts
+    assert (commented.state, commented.change) == ("RESOLVED", "commented")
+
+
 # --------------------------------------------------------------------------- dumping
 
 
