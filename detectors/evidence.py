@@ -16,26 +16,24 @@ be written (the store full, unwritable or gone) is left out, noted on the pack
 per camera and reason, not once per artefact.
 
 Layout: <root>/<camera_id>/<YYYY-MM-DD, UTC day of the alert>/<event_id>/
-    before.jpg  alert.jpg  owner.jpg  clip.mp4  [originals/{the same, SHA256SUMS}]
+    before.jpg  alert.jpg  owner.jpg  clip.webm  [originals/{the same, SHA256SUMS}]
+
+The clip is VP8 in WebM, which a browser's <video> plays and seeks (the muxer indexes it with
+Cues) when the file is served with Range requests.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import math
-import os
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import NamedTuple, Protocol
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
+from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -44,6 +42,7 @@ import numpy.typing as npt
 from detectors.detections import Detections
 from detectors.dumping import PERSON, DumpingRecord
 from pantau.codec import describe
+from pantau.evidence_store import FileStore, Store, sha256_hex
 from pantau.messages import EvidenceRef
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,7 @@ Box = tuple[float, float, float, float]
 KINDS = ("before", "alert", "owner", "clip")
 ORIGINALS_DIR = "originals"
 ALERT_LABEL = "dumping"
+CLIP_NAME = "clip.webm"
 # Red in BGR: the one colour on the alert still, so the object stands out at a glance.
 ALERT_COLOUR = (0, 0, 255)
 
@@ -71,6 +71,14 @@ _PIXEL_CELLS = 8
 # camera (5 fps on the detect stream) cannot have sent that many frames.
 _MIN_FPS, _MAX_FPS = 0.5, 30.0
 _FALLBACK_FPS = 5.0
+# The clip is for a browser's <video>: Chromium plays VP8 and VP9 in WebM, not MPEG-4 Part 2,
+# and OpenCV's FFmpeg has no H.264 encoder. VP8, because OpenCV runs libvpx at its default
+# (good-quality) deadline and passes it no speed setting: a 55 s clip (275 frames of the shared
+# sample footage, 640x360 at 5 fps) took 26 ms a frame to encode as VP8 and 190-210 ms as VP9,
+# on one core (mp4v, which no browser plays: 1.8 ms); `bench/evidence_clip.py` measures it.
+# OpenCV prints that tag 'VP80' "is not supported with ... format 'webm'" for every clip:
+# WebM names codecs rather than tags, and the track is VP8 all the same.
+_CLIP_CODEC, _CLIP_FOURCC = "VP8", "VP80"
 # A replayed "new" record of an event already packed is ignored; this many ids are kept.
 _DONE_IDS = 1024
 # How much of the reasons a pack's error keeps (the message field holds 4000 characters).
@@ -142,99 +150,7 @@ def failure_reason(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- store
 
 
-class Store(Protocol):
-    """Where artefacts go. An S3-compatible store returns s3:// (or https://) URIs."""
-
-    def put(self, relative_path: str, data: bytes) -> str:
-        """Store `data` under `relative_path` (POSIX separators) atomically; its URI."""
-        ...
-
-    def get(self, uri: str) -> bytes:
-        """The bytes stored under a URI this store returned."""
-        ...
-
-
-class FileStore:
-    """Artefacts as files under `root`; URIs are absolute file:// URIs."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.absolute()
-
-    def put(self, relative_path: str, data: bytes) -> str:
-        path = self._path(relative_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Same directory, so the rename is atomic: a reader sees the old file or the whole
-        # new one. uuid4 comes from os.urandom, not the clock.
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-        try:
-            # 0o666 less the umask, like any file the process writes.
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
-            raise
-        _fsync_dir(path.parent)
-        return path.as_uri()
-
-    def get(self, uri: str) -> bytes:
-        return file_uri_path(uri).read_bytes()
-
-    def _path(self, relative_path: str) -> Path:
-        parts = PurePosixPath(relative_path).parts
-        if (
-            not parts
-            or PurePosixPath(relative_path).is_absolute()
-            or any(p in ("", ".", "..") or "\\" in p for p in parts)
-        ):
-            raise ValueError(
-                f"evidence store {self.root}: expected a relative path without '..', "
-                f"got {relative_path!r}"
-            )
-        return self.root.joinpath(*parts)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename itself survives a power cut only once the directory entry is on disk.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def file_uri_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        raise ValueError(f"expected a file:// URI on this host, got {uri!r}")
-    return Path(url2pathname(unquote(parsed.path)))
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def verify(ref: EvidenceRef, store: Store | None = None) -> bool:
-    """Whether the artefact behind `ref` still has the digest `ref` recorded. Without a
-    store, `ref` must be a file:// URI. A missing artefact fails verification."""
-    try:
-        data = store.get(ref.uri) if store is not None else file_uri_path(ref.uri).read_bytes()
-    except FileNotFoundError:
-        log.warning("evidence %s (%s) is missing", ref.uri, ref.kind)
-        return False
-    ok = sha256_hex(data) == ref.sha256
-    if not ok:
-        log.warning("evidence %s (%s): SHA-256 does not match its reference", ref.uri, ref.kind)
-    return ok
+# The store itself lives in the spine (pantau.evidence_store): the console reads it too.
 
 
 # --------------------------------------------------------------------------- pictures
@@ -475,16 +391,19 @@ def _write_clips(
     variants: Sequence[Callable[[Image, BufferedFrame], Image]],
     what: str,
 ) -> list[bytes]:
-    """One mp4 (mp4v) per variant (e.g. redacted, original) in one decoding pass."""
+    """One WebM clip per variant (e.g. redacted, original) in one decoding pass."""
     fps, picks = clip_timing([f.t for f in frames])
     size = (frames[0].width, frames[0].height)
     with tempfile.TemporaryDirectory(prefix="pantau-clip-") as tmp:
-        paths = [Path(tmp) / f"clip{n}.mp4" for n in range(len(variants))]
-        fourcc = cv2.VideoWriter.fourcc(*"mp4v")
+        paths = [Path(tmp) / f"clip{n}.webm" for n in range(len(variants))]
+        fourcc = cv2.VideoWriter.fourcc(*_CLIP_FOURCC)
         writers = [cv2.VideoWriter(str(p), fourcc, fps, size) for p in paths]
         try:
             if not all(w.isOpened() for w in writers):
-                raise OSError(f"{what}: expected OpenCV to write mp4v, got no encoder")
+                raise OSError(
+                    f"{what}: expected OpenCV to write {_CLIP_CODEC} in WebM (fourcc "
+                    f"{_CLIP_FOURCC}), got no encoder"
+                )
             shown: list[Image] = []
             last = -1
             for index in picks:
@@ -501,7 +420,76 @@ def _write_clips(
         finally:
             for writer in writers:
                 writer.release()
-        return [p.read_bytes() for p in paths]
+        return [_fixed_track_uids(p.read_bytes(), what) for p in paths]
+
+
+# Matroska element ids on the way to the track UIDs.
+_SEGMENT, _TRACKS, _TRACK_ENTRY, _TRACK_UID = 0x18538067, 0x1654AE6B, 0xAE, 0x73C5
+_TAGS, _TAG, _TARGETS, _TAG_TRACK_UID = 0x1254C367, 0x7373, 0x63C0, 0x63C5
+
+
+def _fixed_track_uids(data: bytes, what: str) -> bytes:
+    """The clip with track UID n+1 for its n-th track, where FFmpeg's muxer draws them at
+    random: so a replay of the same frames writes the same bytes (and the same SHA-256).
+    FFmpeg numbers them the same way in its bit-exact mode. The UIDs only tie the tags to
+    their track, and every value keeps its length, so no offset in the file moves."""
+    out = bytearray(data)
+    uids: dict[bytes, int] = {}
+    try:
+        entries = _elements(data, 0, len(data), _SEGMENT, _TRACKS, _TRACK_ENTRY)
+        for n, (_, start, end) in enumerate(entries):
+            for _, uid_start, uid_end in _elements(data, start, end, _TRACK_UID):
+                uids[data[uid_start:uid_end]] = n + 1
+                out[uid_start:uid_end] = (n + 1).to_bytes(uid_end - uid_start)
+        tags = _elements(data, 0, len(data), _SEGMENT, _TAGS, _TAG, _TARGETS, _TAG_TRACK_UID)
+        for _, start, end in tags:
+            uid = uids.get(data[start:end])
+            if uid is not None:
+                out[start:end] = uid.to_bytes(end - start)
+        if not uids:
+            raise ValueError(f"no video track in its {len(data)} bytes")
+    except (IndexError, ValueError, OverflowError) as exc:
+        # A temporary folder that filled up while the clip was written leaves it cut short.
+        raise ValueError(f"{what}: expected a whole WebM clip from the encoder, got {exc}") from exc
+    return bytes(out)
+
+
+def _elements(data: bytes, start: int, end: int, *path: int) -> Iterator[tuple[int, int, int]]:
+    """The elements at `path` (ids, one level each) below data[start:end]."""
+    for ident, e_start, e_end in _ebml(data, start, end):
+        if ident == path[0]:
+            if len(path) == 1:
+                yield ident, e_start, e_end
+            else:
+                yield from _elements(data, e_start, e_end, *path[1:])
+
+
+def _ebml(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(id, payload start, payload end) of each EBML element in data[start:end]; an element
+    of unknown size (a live stream's) runs to `end`."""
+    pos = start
+    while pos < end:
+        ident, pos = _vint(data, pos, keep_marker=True)
+        size, after = _vint(data, pos, keep_marker=False)
+        unknown = size == (1 << (7 * (after - pos))) - 1
+        pos = after
+        stop = end if unknown else pos + size
+        if stop > end:
+            raise ValueError(f"element {ident:X} at {pos} runs past its parent's end {end}")
+        yield ident, pos, stop
+        pos = stop
+
+
+def _vint(data: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer at `pos`: (value, position after it)."""
+    first = data[pos]
+    length = 9 - first.bit_length()
+    if length > 8 or pos + length > len(data):
+        raise ValueError(f"no EBML number at byte {pos} of {len(data)}")
+    value = first if keep_marker else first & ((1 << (8 - length)) - 1)
+    for byte in data[pos + 1 : pos + length]:
+        value = value << 8 | byte
+    return value, pos + length
 
 
 # --------------------------------------------------------------------------- recorder
@@ -572,9 +560,11 @@ class EvidenceRecorder:
     with `ready`.
 
     `add_frame` costs about 0.7 ms (one JPEG encoding of a 640x360 frame). `ready` does
-    the decoding, blurring and writing, about 2 ms per clip frame on one core: 0.4 s for a
-    40 s clip, over a second for the longest (buffer_s + post-roll), so a caller on a tight
-    frame budget may run it on a worker. Not thread-safe: one thread at a time.
+    the decoding, blurring, encoding (VP8) and writing, about 25 ms per clip frame on one
+    core, twice that when the unblurred original is kept (`bench/evidence_clip.py`): 5 s for
+    a 40 s clip at 5 fps, 16 s for the longest (buffer_s + post-roll, 625 frames), so a
+    caller on a frame budget should run it on a worker. Not thread-safe: one thread at a
+    time.
     """
 
     def __init__(
@@ -859,7 +849,7 @@ class EvidenceRecorder:
             def write_clip() -> None:
                 variants = [writer.shared, writer.original] if writer.keep else [writer.shared]
                 clips = _write_clips(pack.frames, variants, what)
-                writer.put("clip", "clip.mp4", clips[0], clips[1] if writer.keep else None)
+                writer.put("clip", CLIP_NAME, clips[0], clips[1] if writer.keep else None)
 
             self._attempt(pack, "clip", write_clip)
         else:

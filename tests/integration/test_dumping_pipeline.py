@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from detectors.evidence import file_uri_path
 from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
+from pantau.evidence_store import file_uri_path
 from tests.integration.conftest import Pipeline
 
 

@@ -59,7 +59,7 @@ class FakeRecorder:
         for e in done:
             del self.started[e]
         still = EvidenceRef(kind="alert", uri="file:///e/alert.jpg", sha256="ab" * 32)
-        clip = EvidenceRef(kind="clip", uri="file:///e/clip.mp4", sha256="cd" * 32)
+        clip = EvidenceRef(kind="clip", uri="file:///e/clip.webm", sha256="cd" * 32)
         return [EvidencePack(e, (still, clip)) for e in done]
 
     def flush(self) -> list[EvidencePack]:

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import os
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -27,15 +28,13 @@ from detectors.evidence import (
     EvidenceConfig,
     EvidencePack,
     EvidenceRecorder,
-    FileStore,
     FrameBuffer,
     clip_timing,
     draw_alert,
-    file_uri_path,
     redact_bystanders,
-    verify,
 )
 from detectors.synthetic import SceneSpec, SyntheticScene
+from pantau.evidence_store import FileStore, file_uri_path, verify
 from pantau.messages import EvidenceRef
 
 CAMERA = "tps-gedeg"
@@ -188,6 +187,41 @@ def no_detections() -> Detections:
     return Detections.from_rows([])
 
 
+def ebml(data: bytes) -> list[tuple[int, bytes]]:
+    """(id, payload) of the EBML elements that make up `data` (Matroska / WebM)."""
+
+    def number(pos: int, marker: bool) -> tuple[int, int]:
+        length = 9 - data[pos].bit_length()
+        assert 1 <= length <= 8, f"no EBML number at byte {pos}"
+        value = data[pos] if marker else data[pos] & (0xFF >> length)
+        for byte in data[pos + 1 : pos + length]:
+            value = value << 8 | byte
+        return value, pos + length
+
+    elements, pos = [], 0
+    while pos < len(data):
+        ident, pos = number(pos, marker=True)
+        size, pos = number(pos, marker=False)
+        assert pos + size <= len(data), f"element {ident:X} runs past the end of its parent"
+        elements.append((ident, data[pos : pos + size]))
+        pos += size
+    return elements
+
+
+def child(elements: list[tuple[int, bytes]], ident: int) -> bytes:
+    found = [payload for i, payload in elements if i == ident]
+    assert len(found) == 1, f"expected one element {ident:X}, got {len(found)}"
+    return found[0]
+
+
+# Matroska / WebM element ids.
+EBML_HEADER, DOC_TYPE = 0x1A45DFA3, 0x4282
+SEGMENT, INFO, TIMESTAMP_SCALE, DURATION = 0x18538067, 0x1549A966, 0x2AD7B1, 0x4489
+TRACKS, TRACK_ENTRY, TRACK_TYPE, CODEC_ID = 0x1654AE6B, 0xAE, 0x83, 0x86
+VIDEO, PIXEL_WIDTH, PIXEL_HEIGHT = 0xE0, 0xB0, 0xBA
+CLUSTER, CUES, CUE_POINT = 0x1F43B675, 0x1C53BB6B, 0xBB
+
+
 # --------------------------------------------------------------------------- one drop, three ways
 
 
@@ -233,7 +267,7 @@ def test_a_pack_has_the_four_artefacts_in_the_documented_layout(drop: DropRun) -
     assert sorted(p.name for p in folder.iterdir()) == [
         "alert.jpg",
         "before.jpg",
-        "clip.mp4",
+        "clip.webm",
         "owner.jpg",
     ]
 
@@ -309,6 +343,41 @@ def test_the_clip_runs_from_pre_roll_before_the_drop_to_post_roll_after_the_aler
     assert size == (640, 360)
 
 
+@pytest.mark.parametrize("copy", ["shared", "original"])
+def test_the_clip_is_a_webm_a_browser_plays_and_seeks(drop: DropRun, copy: str) -> None:
+    path = file_uri_path(by_kind(drop.kept)["clip"].uri)
+    if copy == "original":
+        path = path.parent / ORIGINALS_DIR / path.name
+    data = path.read_bytes()
+    assert data[:4] == bytes.fromhex("1A45DFA3")
+    top = ebml(data)
+    assert [ident for ident, _ in top] == [EBML_HEADER, SEGMENT]
+    assert child(ebml(child(top, EBML_HEADER)), DOC_TYPE) == b"webm"
+    segment = ebml(child(top, SEGMENT))
+
+    # One video track, VP8 or VP9: what Chromium's <video> plays in WebM.
+    (track,) = [ebml(p) for i, p in ebml(child(segment, TRACKS)) if i == TRACK_ENTRY]
+    assert child(track, TRACK_TYPE) == b"\x01"
+    assert child(track, CODEC_ID) in (b"V_VP8", b"V_VP9")
+    video = ebml(child(track, VIDEO))
+    size = tuple(int.from_bytes(child(video, key)) for key in (PIXEL_WIDTH, PIXEL_HEIGHT))
+    assert size == (640, 360)
+
+    # Cues index the clusters: what a player seeks by, through Range requests.
+    assert any(i == CLUSTER for i, _ in segment)
+    cue_points = [p for i, p in ebml(child(segment, CUES)) if i == CUE_POINT]
+    assert cue_points
+
+    # The clip lasts as long as its frames at its frame rate: 196 frames at 5 fps.
+    count, fps, read_size = frames_of(path)
+    assert (count, read_size) == (CLIP_LAST_I - CLIP_FIRST_I + 1, (640, 360))
+    info = ebml(child(segment, INFO))
+    scale_ns = int.from_bytes(child(info, TIMESTAMP_SCALE))
+    (duration,) = struct.unpack(">d", child(info, DURATION))
+    assert duration * scale_ns / 1e9 == pytest.approx(count / fps, abs=0.002)
+    assert count / fps == pytest.approx(39.2)
+
+
 def test_the_clip_shows_the_frames_of_its_time_span(drop: DropRun) -> None:
     capture = cv2.VideoCapture(str(file_uri_path(by_kind(drop.shared)["clip"].uri)))
     try:
@@ -328,7 +397,7 @@ def test_no_originals_unless_configured(drop: DropRun) -> None:
     assert not list(drop.roots[0].rglob("originals"))
     folder = drop.roots[1] / CAMERA / DAY / str(drop.record.event_id) / "originals"
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["SHA256SUMS", "alert.jpg", "before.jpg", "clip.mp4", "owner.jpg"]
+    assert names == ["SHA256SUMS", "alert.jpg", "before.jpg", "clip.webm", "owner.jpg"]
     lines = (folder / "SHA256SUMS").read_text().splitlines()
     assert len(lines) == 4
     for line in lines:
@@ -381,7 +450,7 @@ def test_the_clip_blurs_bystanders_too(
     path = file_uri_path(by_kind(pack)["clip"].uri)
     shared, original = (
         cv2.VideoCapture(str(path)),
-        cv2.VideoCapture(str(path.parent / "originals" / "clip.mp4")),
+        cv2.VideoCapture(str(path.parent / "originals" / "clip.webm")),
     )
     try:
         # The clip starts at frame 29 - 4 s = frame 9; frame 29 is its 21st.
@@ -515,7 +584,7 @@ def test_a_failing_store_is_logged_and_keeps_what_was_written(
 ) -> None:
     class NoVideos(FileStore):
         def put(self, relative_path: str, data: bytes) -> str:
-            if relative_path.endswith(".mp4"):
+            if relative_path.endswith(".webm"):
                 raise OSError("disk full")
             return super().put(relative_path, data)
 
@@ -527,6 +596,35 @@ def test_a_failing_store_is_logged_and_keeps_what_was_written(
     assert [ref.kind for ref in packs[0][0].refs] == ["before", "alert", "owner"]
     assert packs[0][0].error == "clip missing: OSError: disk full"
     assert any(CAMERA in r.getMessage() and "disk full" in r.getMessage() for r in caplog.records)
+
+
+def test_without_the_video_encoder_the_clip_is_missing_and_says_which_codec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoEncoder:
+        fourcc = staticmethod(cv2.VideoWriter.fourcc)
+
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def isOpened(self) -> bool:
+            return False
+
+        def release(self) -> None:
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", NoEncoder)
+    scene = scene_of()
+    record = dumping_record(scene, alert_i=40)
+    recorder = EvidenceRecorder(CAMERA, config(tmp_path, post_roll_s=0.0))
+    packs, _ = run(scene, [recorder], record, until=40)
+    (pack,) = packs[0]
+    assert [ref.kind for ref in pack.refs] == ["before", "alert", "owner"]
+    assert pack.error == (
+        f"clip missing: OSError: camera {CAMERA}: event {record.event_id}: expected OpenCV to "
+        "write VP8 in WebM (fourcc VP80), got no encoder"
+    )
+    assert not list(tmp_path.rglob("*.webm"))
 
 
 class FullStore(FileStore):
