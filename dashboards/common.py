@@ -28,6 +28,10 @@ FOLDER_UID = "pantau"
 FOLDER_TITLE = "Pantau"
 TIMEZONE = "Asia/Jakarta"
 
+# The incident console's address as a hidden constant of each dashboard that links to it, set
+# from settings.console.public_url at export: links name it, so one setting moves them all.
+CONSOLE_VARIABLE = "console_url"
+
 # States of an alarm that still needs someone.
 OPEN_STATES = "('OPEN', 'ACK', 'DISPATCHED')"
 # Value of the desa variable for sources without a place, so "All" still includes them.
@@ -169,6 +173,48 @@ def sensor_type_variable() -> db.QueryVariable:
 
 def desa_filter(column: str) -> str:
     return f"coalesce({column}, '{NO_DESA}') IN ($desa)"
+
+
+def console_variable(settings: Settings) -> db.ConstantVariable:
+    return (
+        db.ConstantVariable(CONSOLE_VARIABLE)
+        .label("Konsol insiden")
+        .description("the incident console's address: links open alarms and evidence there")
+        .value(settings.console.public_url.rstrip("/"))
+    )
+
+
+def field_ref(column: str) -> str:
+    """The value of `column` in the row a data link is clicked on (or the map point)."""
+    return "${__data.fields." + column + "}"
+
+
+def console_link(title: str, path: str) -> dict[str, object]:
+    """A data link to `path` in the incident console, opened beside the dashboard.
+
+    Grafana 11 percent-encodes what it puts into a data link as encodeURI does, which leaves
+    a URL's `:`, `/`, `?`, `&` and `=` as they are: the console's address, alarm ids (UUIDs)
+    and the paths the queries build arrive intact.
+    """
+    return {"title": title, "url": "${" + CONSOLE_VARIABLE + "}" + path, "targetBlank": True}
+
+
+def incident_link(alarm_column: str) -> dict[str, object]:
+    """The console's page of the alarm in `alarm_column`."""
+    return console_link("Buka insiden di konsol", f"/incidents/{field_ref(alarm_column)}")
+
+
+def evidence_link(alarm_column: str, kind: str = "alert") -> dict[str, object]:
+    """One evidence artefact of the alarm in `alarm_column` (the alert still by default),
+    served by the console to those allowed to see it, after checking its SHA-256."""
+    return console_link(
+        "Buka foto bukti", f"/api/v1/alarms/{field_ref(alarm_column)}/evidence/{kind}"
+    )
+
+
+def links(*items: dict[str, object]) -> list[dm.DynamicConfigValue]:
+    """Override properties: these data links, in place of any an earlier override set."""
+    return [dm.DynamicConfigValue(id_val="links", value=list(items))]
 
 
 def timepicker() -> db.TimePicker:

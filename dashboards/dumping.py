@@ -1,5 +1,6 @@
 """Dumping analytics: where and when rubbish is dumped, how fast it is cleaned, how often the
-detector was wrong. Times of day and days of the week are WIB."""
+detector was wrong. Times of day and days of the week are WIB. A recurring site opens the
+incident console's list of its camera's alarms."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from dashboards.common import (
     TIMEZONE,
     Sql,
     camera_variable,
+    console_link,
+    console_variable,
     datasource,
     desa_filter,
     desa_variable,
+    field_ref,
+    links,
     stat_panel,
     threshold_override,
     thresholds,
@@ -97,12 +102,13 @@ RECURRENCE = """
            count(DISTINCT (e.appeared_at AT TIME ZONE 'Asia/Jakarta')::date) AS "Hari",
            round(extract(epoch FROM max(e.appeared_at) - min(e.appeared_at))::numeric
                  / 86400 / nullif(count(*) - 1, 0), 1) AS "Selang (hari)",
-           max(e.appeared_at) AS "Terakhir"
+           max(e.appeared_at) AS "Terakhir",
+           c.camera_id
     FROM dumping_events e
     JOIN cameras c USING (camera_id)
     LEFT JOIN zones z ON z.camera_id = e.camera_id AND z.zone_id = e.zone_id
     WHERE $__timeFilter(e.appeared_at) AND e.camera_id IN ($camera)
-    GROUP BY 1, 2, 3
+    GROUP BY c.camera_id, 1, 2, 3
     ORDER BY 4 DESC
     LIMIT 50
 """
@@ -131,7 +137,6 @@ def _bars(title: str, description: str, sql: str, x_field: str) -> barchart.Pane
 
 
 def build(settings: Settings) -> db.Dashboard:
-    del settings
     resolve = (
         stat_panel(
             "Waktu sampai selesai",
@@ -160,10 +165,20 @@ def build(settings: Settings) -> db.Dashboard:
         .title("Lokasi berulang")
         .description(
             "Sites by number of incidents in the range: on how many days, the mean gap "
-            "between incidents, and the latest."
+            "between incidents, and the latest. A row opens the alarms of its camera in the "
+            "incident console."
         )
         .datasource(datasource())
         .with_target(Sql(RECURRENCE))
+        .override_by_query(
+            "A",
+            links(
+                console_link(
+                    "Insiden kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
+                )
+            ),
+        )
+        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
         .override_by_name(
             "Insiden",
             [
@@ -187,6 +202,7 @@ def build(settings: Settings) -> db.Dashboard:
         .timepicker(timepicker())
         .with_variable(desa_variable())
         .with_variable(camera_variable())
+        .with_variable(console_variable(settings))
         .with_panel(
             _bars("Titik rawan per desa", "Incidents per desa in the range.", HOTSPOTS_DESA, "Desa")
         )

@@ -1,8 +1,13 @@
 """The command-center wall: one 1920x1080 screen, readable from across the room (kiosk mode).
 
 Top: four big numbers. Middle: the map of cameras, sensors and open incidents, next to the
-latest incidents. Bottom: alarms opened over time. A notification's incident link opens this
-dashboard with `var-alarm=<alarm id>`, which puts that alarm at the top of the table.
+latest incidents. Bottom: alarms opened over time.
+
+Incidents open in the incident console (`console_url`, from settings.console.public_url): a
+row of the table or a point of the map opens its page there, and the table's Bukti the alert
+still, which the console serves to those allowed to see it. The wall itself never reads
+evidence references. A link with `var-alarm=<alarm id>` still puts that alarm at the top of
+the table.
 """
 
 from __future__ import annotations
@@ -12,14 +17,21 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap, stat, table, timeseries
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models import geomap as gm
 
 from dashboards.common import (
     OPEN_STATES,
     TIMEZONE,
     Sql,
     coloured_states,
+    console_link,
+    console_variable,
     datasource,
+    evidence_link,
+    field_ref,
     fixed_color,
+    incident_link,
+    links,
     stat_panel,
     thresholds,
     time_bin,
@@ -70,9 +82,12 @@ SENSORS_REPORTING = """
 """
 
 # level: 0 normal, 1 silent or offline, 2 open alarm, 3 open dumping incident.
+# link: where the point leads in the incident console: an incident to its page, a camera or a
+# sensor to the list of its alarms.
 MAP = f"""
     SELECT 'kamera' AS kind, c.camera_id AS id, c.name, c.desa, c.lat, c.lon,
-           CASE WHEN a.n > 0 THEN 2 WHEN h.status = 'online' THEN 0 ELSE 1 END AS level
+           CASE WHEN a.n > 0 THEN 2 WHEN h.status = 'online' THEN 0 ELSE 1 END AS level,
+           '/incidents?source=' || c.camera_id AS link
     FROM cameras c{_CAMERA_STATUS}
     LEFT JOIN LATERAL (SELECT count(*) AS n FROM alerts
                        WHERE source_id = c.camera_id AND source_kind = 'camera'
@@ -80,7 +95,8 @@ MAP = f"""
     WHERE c.active AND c.lat IS NOT NULL
     UNION ALL
     SELECT 'sensor', s.sensor_id, s.name, s.desa, s.lat, s.lon,
-           CASE WHEN a.n > 0 THEN 2 WHEN r.reported THEN 0 ELSE 1 END
+           CASE WHEN a.n > 0 THEN 2 WHEN r.reported THEN 0 ELSE 1 END,
+           '/incidents?source=' || s.sensor_id
     FROM sensors s
     LEFT JOIN LATERAL (SELECT true AS reported FROM sensor_readings
                        WHERE sensor_id = s.sensor_id AND time >= now() - interval '15 minutes'
@@ -90,7 +106,8 @@ MAP = f"""
                          AND state IN {OPEN_STATES}) a ON true
     WHERE s.active AND s.lat IS NOT NULL
     UNION ALL
-    SELECT 'insiden', a.alarm_id::text, c.name, c.desa, c.lat, c.lon, 3
+    SELECT 'insiden', a.alarm_id::text, c.name, c.desa, c.lat, c.lon, 3,
+           '/incidents/' || a.alarm_id::text
     FROM alerts a
     JOIN cameras c ON c.camera_id = a.source_id
     WHERE a.source_kind = 'dumping' AND a.state IN {OPEN_STATES} AND c.lat IS NOT NULL
@@ -102,7 +119,7 @@ LATEST_INCIDENTS = """
            coalesce(nullif(c.name, ''), a.source_id) AS "Kamera",
            coalesce(z.name, e.zone_id, '-') AS "Zona",
            a.state AS "Status",
-           a.event_id::text AS "Kejadian",
+           CASE WHEN a.event_id IS NOT NULL THEN 'foto' END AS "Bukti",
            a.alarm_id::text AS "Alarm"
     FROM alerts a
     LEFT JOIN cameras c ON c.camera_id = a.source_id
@@ -147,7 +164,6 @@ def _big_number(title: str, sql: str, description: str) -> stat.Panel:
 
 
 def build(settings: Settings) -> db.Dashboard:
-    del settings  # the wall draws everything from the database
     severity = (
         _big_number(
             "Alarm terbuka per tingkat",
@@ -230,6 +246,18 @@ def build(settings: Settings) -> db.Dashboard:
             ]
         )
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(False))
+        # Hovering a point shows it; a click holds the tooltip, with the point's console link.
+        .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
+        .override_by_query("A", links(console_link("Buka di konsol insiden", field_ref("link"))))
+        .override_by_name(
+            "link",
+            [
+                dm.DynamicConfigValue(
+                    id_val="custom.hideFrom",
+                    value={"legend": False, "tooltip": True, "viz": False},
+                )
+            ],
+        )
         .mappings(_LEVELS)
         .thresholds(thresholds((None, "green"), (1, "orange"), (2, "red"), (3, "purple")))
         .height(13)
@@ -239,21 +267,21 @@ def build(settings: Settings) -> db.Dashboard:
         table.Panel()
         .title("Insiden terbaru")
         .description(
-            "Dumping incidents in the time range, newest first; the alarm named in the "
-            "link of a notification (var-alarm) comes first. Kejadian is the dumping event's "
-            "id: its evidence (stills, clip) is in the evidence store, in the folder of the "
-            "camera, the day and this id, for the people allowed to see it. The wall never "
-            "reads evidence references."
+            "Dumping incidents in the time range, newest first; the alarm named by var-alarm "
+            "comes first. A row opens the incident in the incident console; Bukti opens its "
+            "alert still there, for the people allowed to see it. The wall never reads "
+            "evidence references."
         )
         .datasource(datasource())
         .with_target(Sql(LATEST_INCIDENTS))
         .cell_height(cm.TableCellHeight.MD)
+        # Every cell of a row links to its incident; Bukti's link, set after, replaces it.
+        .override_by_query("A", links(incident_link("Alarm")))
         .override_by_name(
-            "Kejadian",
+            "Bukti",
             [
-                # Cut short in the cell; a click shows the whole id, to copy.
-                dm.DynamicConfigValue(id_val="custom.width", value=110),
-                dm.DynamicConfigValue(id_val="custom.inspect", value=True),
+                dm.DynamicConfigValue(id_val="custom.width", value=80),
+                *links(evidence_link("Alarm")),
             ],
         )
         .override_by_name("Alarm", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
@@ -310,6 +338,7 @@ def build(settings: Settings) -> db.Dashboard:
         .tooltip(dm.DashboardCursorSync.OFF)
         .readonly()
         .with_variable(alarm)
+        .with_variable(console_variable(settings))
         .with_panel(incidents)
         .with_panel(severity)
         .with_panel(cameras)

@@ -5,7 +5,8 @@ needs to draw something."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -57,6 +58,20 @@ def grafana(services: Settings, seeded: str) -> Iterator[psycopg.Connection[Any]
 def _default_range(dashboard: dict[str, Any], now: datetime) -> tuple[datetime, datetime]:
     span = parse_interval(dashboard["time"]["from"].removeprefix("now-"))
     return now - span, now
+
+
+def _link_columns(panel: Mapping[str, Any]) -> set[str]:
+    """The columns the panel's data links take from the clicked row."""
+    config = panel.get("fieldConfig", {})
+    links = list(config.get("defaults", {}).get("links", []))
+    for override in config.get("overrides", []):
+        links += [
+            link
+            for item in override["properties"]
+            if item["id"] == "links"
+            for link in item["value"]
+        ]
+    return {c for link in links for c in re.findall(r"\$\{__data\.fields\.([^}:]+)\}", link["url"])}
 
 
 def _run(
@@ -131,6 +146,10 @@ def test_panel_query_returns_what_its_panel_draws(
     for override in panel.get("fieldConfig", {}).get("overrides", []):
         if override["matcher"]["id"] == "byName":
             assert override["matcher"]["options"] in columns, override["matcher"]["options"]
+    # A data link puts the clicked row's value into the URL: a row without one links nowhere.
+    for column in _link_columns(panel):
+        assert column in columns, f"{query.name}: its links use {column}, not returned"
+        assert all(row[columns.index(column)] is not None for row in rows), column
 
 
 def test_no_query_changes_its_session() -> None:
@@ -167,6 +186,35 @@ def test_the_wall_brings_a_notified_alarm_to_the_top(grafana: psycopg.Connection
     first = cursor.fetchone()
     assert cursor.description is not None and first is not None
     assert first[[c.name for c in cursor.description].index("Alarm")] == oldest[0]
+
+
+def test_every_point_of_the_map_leads_to_its_place_in_the_console(
+    grafana: psycopg.Connection[Any],
+) -> None:
+    """An incident opens its page (keyed by the alarm id), a camera or sensor its alarms."""
+    query = next(q for q in panel_queries(DASHBOARDS["wall"]) if q.panel == "Peta")
+    columns, _types, rows = _run(grafana, query)
+    points = [dict(zip(columns, row, strict=True)) for row in rows]
+    assert {p["kind"] for p in points} >= {"kamera", "sensor"}
+    for point in points:
+        if point["kind"] == "insiden":
+            assert point["link"] == f"/incidents/{uuid.UUID(point['id'])}", point
+        else:
+            assert point["link"] == f"/incidents?source={point['id']}", point
+
+
+def test_the_walls_incident_rows_carry_their_alarm_id(grafana: psycopg.Connection[Any]) -> None:
+    query = next(q for q in panel_queries(DASHBOARDS["wall"]) if q.panel == "Insiden terbaru")
+    columns, _types, rows = _run(grafana, query)
+    alarms = [row[columns.index("Alarm")] for row in rows]
+    known = {
+        str(a)
+        for (a,) in grafana.execute(
+            "SELECT alarm_id FROM alerts WHERE source_kind = 'dumping'"
+        ).fetchall()
+    }
+    assert alarms and set(alarms) <= known
+    assert all(row[columns.index("Bukti")] == "foto" for row in rows)
 
 
 def test_filtering_by_desa_and_sensor_type_narrows_the_summary(
