@@ -490,7 +490,7 @@ def create_app(
     def detail(c: Console, who: Principal, row: Record) -> AlarmDetail:
         alarm_id = row["alarm_id"]
         history = []
-        for h in c.store.history(alarm_id):
+        for h in c.store.history(alarm_id, row["opened_at"]):
             photo_url = (
                 f"/api/v1/alarms/{alarm_id}/photos/{h['action_id']}"
                 if h.get("photo") and h.get("action_id")

@@ -164,11 +164,13 @@ class Store:
 
     def alarm(self, alarm_id: UUID) -> Record | None:
         return self._one(
-            sql.SQL(_ALARM_SELECT) + sql.SQL(" WHERE a.alarm_id = %s ORDER BY a.version DESC"),
+            # A replayed source can raise an alarm id again: the latest opening is the alarm.
+            sql.SQL(_ALARM_SELECT)
+            + sql.SQL(" WHERE a.alarm_id = %s ORDER BY a.opened_at DESC, a.version DESC LIMIT 1"),
             [alarm_id],
         )
 
-    def history(self, alarm_id: UUID) -> list[Record]:
+    def history(self, alarm_id: UUID, opened_at: datetime) -> list[Record]:
         """Every version of the alarm, and every action on it the stream processor refused,
         oldest first."""
         return self._all(
@@ -176,14 +178,14 @@ class Store:
             SELECT 'version' AS entry, time, version, state, change, severity, count,
                    last_value, message, assignee, dispatched_to, action_id, by, device, note,
                    reason, photo, NULL::text AS action, NULL::text AS refused
-            FROM alarm_history WHERE alarm_id = %s
+            FROM alarm_history WHERE alarm_id = %s AND opened_at = %s
             UNION ALL
             SELECT 'refused', time, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL,
                    action_id, by, device, note, reason, photo, action, refused
-            FROM alarm_actions WHERE alarm_id = %s AND refused IS NOT NULL
+            FROM alarm_actions WHERE alarm_id = %s AND refused IS NOT NULL AND time >= %s
             ORDER BY time, version NULLS LAST
             """,
-            [alarm_id, alarm_id],
+            [alarm_id, opened_at, alarm_id, opened_at],
         )
 
     def action_outcome(self, action_id: UUID) -> Record | None:

@@ -70,7 +70,7 @@ READERS = {
     "detections": {"sink"},
     "dumping_events": {"sink", "streams"},
     "alerts": {"sink", "notify"},
-    "alarm_actions": {"streams"},
+    "alarm_actions": {"sink", "streams"},
     "frames": {"detect"},
 }
 
