@@ -19,6 +19,7 @@ COPY detectors ./detectors
 COPY streams ./streams
 COPY storage ./storage
 COPY dashboards ./dashboards
+COPY console ./console
 
 # The CPU build of torch keeps the image a fraction of the size of the CUDA one; use the
 # default index instead for a GPU host.

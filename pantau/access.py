@@ -42,6 +42,7 @@ SECRETS: tuple[Secret, ...] = (
     Secret("PANTAU_WRITER_PASSWORD", "pantau_writer, the sink's role"),
     Secret("PANTAU_GRAFANA_DB_PASSWORD", "pantau_grafana, Grafana's read role"),
     Secret("PANTAU_ANALYST_PASSWORD", "pantau_analyst, read-only SQL for analysts"),
+    Secret("PANTAU_CONSOLE_DB_PASSWORD", "pantau_console, the incident console's role"),
     Secret("GRAFANA_ADMIN_PASSWORD", "Grafana's admin user"),
     Secret("PANTAU_KAFKA_PASSWORD", "the Pantau services' SCRAM user on Kafka"),
 )

@@ -8,6 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,13 @@ import pytest
 import yaml
 
 from pantau.access import SECRETS as ACCESS_SECRETS
-from pantau.settings import MIN_SECRET_CHARS, load_settings, read_env_file
+from pantau.settings import (
+    CONSOLE_ROLE,
+    MIN_SECRET_CHARS,
+    Settings,
+    load_settings,
+    read_env_file,
+)
 from tests.conftest import REPO
 
 
@@ -41,8 +50,12 @@ PANTAU_SERVICES = (
     "pantau-ingest-http",
     "pantau-streams",
     "pantau-notify",
+    "pantau-console",
     "pantau-maintain",
 )
+# The only services that get pantau_console's password: the one that sets it, the one using it.
+CONSOLE_DB_SECRET = "PANTAU_CONSOLE_DB_PASSWORD"
+CONSOLE_DB_USERS = {"pantau-migrate", "pantau-console"}
 
 
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -68,12 +81,26 @@ def secrets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return made_secrets(tmp_path_factory.mktemp("deploy"))
 
 
-@pytest.fixture(scope="module")
-def resolved(secrets: dict[str, str]) -> dict[str, Any]:
-    result = compose("config", env=secrets)
+def resolve(env: dict[str, str]) -> dict[str, Any]:
+    result = compose("config", env=env)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
+
+
+@pytest.fixture(scope="module")
+def resolved(secrets: dict[str, str]) -> dict[str, Any]:
+    return resolve(secrets)
+
+
+def container_settings(svc: dict[str, Any], shared_data: Path) -> Settings:
+    """The settings a Pantau service's container loads from its environment."""
+    env = {k: str(v) for k, v in svc["environment"].items()}
+    # Load the mounted config as the container would, with the data folder where it is here.
+    env["PANTAU_SHARED_DATA"] = str(shared_data)
+    # Only what the container gets: not the development secrets file of this checkout.
+    env["PANTAU_SECRETS_FILE"] = str(REPO / "no-secrets-file-here")
+    return load_settings(REPO / "configs" / "pantau.yaml", env)
 
 
 def test_compose_file_is_valid_and_uses_the_official_images(resolved: dict[str, Any]) -> None:
@@ -105,17 +132,12 @@ def test_nothing_starts_without_each_of_its_secrets(secrets: dict[str, str], mis
 
 @pytest.mark.parametrize("service", PANTAU_SERVICES)
 def test_each_pantau_service_gets_valid_settings_from_its_environment(
-    resolved: dict[str, Any], service: str, shared_data: Path
+    resolved: dict[str, Any], secrets: dict[str, str], service: str, shared_data: Path
 ) -> None:
     svc = resolved["services"][service]
-    env = {k: str(v) for k, v in svc["environment"].items()}
     config_mount = next(v for v in svc["volumes"] if str(v).endswith("/etc/pantau:ro"))
     assert config_mount.startswith(str(REPO / "configs"))
-    # Load the mounted config as the container would, with the data folder where it is here.
-    env["PANTAU_SHARED_DATA"] = str(shared_data)
-    # Only what the container gets: not the development secrets file of this checkout.
-    env["PANTAU_SECRETS_FILE"] = str(REPO / "no-secrets-file-here")
-    settings = load_settings(REPO / "configs" / "pantau.yaml", env)
+    settings = container_settings(svc, shared_data)
     assert settings.kafka.bootstrap_servers == "kafka:9092"
     assert settings.postgres.host == "timescaledb"
     assert settings.postgres.password is not None
@@ -123,10 +145,26 @@ def test_each_pantau_service_gets_valid_settings_from_its_environment(
     assert settings.postgres.grafana_password is not None
     assert settings.mqtt.host == "mosquitto"
     assert svc["command"][0] in {"migrate", "ingest", "detect", "sink", "streams", "notify",
-                                 "maintain"}  # fmt: skip
+                                 "console", "maintain"}  # fmt: skip
+    if service == "pantau-migrate":
+        # It sets every role's password: one it lacks would keep its old (or no) password.
+        unset = [
+            name
+            for name in type(settings.postgres).model_fields
+            if name.endswith("password") and getattr(settings.postgres, name) is None
+        ]
+        assert unset == []
+    # pantau_console's password only where it is set (migrate) and used (the console).
+    console_password = settings.postgres.console_password
+    if service in CONSOLE_DB_USERS:
+        assert console_password is not None
+        assert console_password.get_secret_value() == secrets[CONSOLE_DB_SECRET]
+    else:
+        assert console_password is None
+        assert secrets[CONSOLE_DB_SECRET] not in svc["environment"].values()
 
 
-@pytest.mark.parametrize("service", PANTAU_SERVICES)
+@pytest.mark.parametrize("service", [s for s in PANTAU_SERVICES if s != "pantau-console"])
 def test_each_long_running_service_is_health_checked_by_its_supervisor_status(
     resolved: dict[str, Any], service: str
 ) -> None:
@@ -146,7 +184,7 @@ def test_each_long_running_service_is_health_checked_by_its_supervisor_status(
 
 def test_dockerfile_copies_every_package_and_enters_through_pantau() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    for package in ("pantau", "ingest", "detectors", "streams", "storage", "dashboards"):
+    for package in ("pantau", "ingest", "detectors", "streams", "storage", "dashboards", "console"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["pantau"]' in dockerfile
     mosquitto = (REPO / "configs" / "mosquitto" / "mosquitto.conf").read_text()
@@ -185,3 +223,118 @@ def test_grafana_mounts_the_provisioning_and_gets_every_variable_it_names(
         grafana["environment"]["PANTAU_GRAFANA_DB_PASSWORD"]
         == (secrets["PANTAU_GRAFANA_DB_PASSWORD"])
     )
+
+
+CONSOLE_URL = "https://konsol.dlh.example.id"
+
+
+def published_port(entry: str | dict[str, Any]) -> tuple[str, int, int]:
+    """(host address, published port, container port) of a resolved `ports` entry: the long
+    form, or a "[ADDRESS:]PUBLISHED:TARGET[/tcp]" string (docker-compose writes one when an
+    address is given); "" is every address."""
+    if isinstance(entry, dict):
+        return str(entry.get("host_ip", "")), int(entry["published"]), int(entry["target"])
+    *address, published, target = entry.split("/")[0].rsplit(":", 2)
+    return (address[0] if address else ""), int(published), int(target)
+
+
+@pytest.fixture(scope="module")
+def with_console_url(secrets: dict[str, str]) -> dict[str, Any]:
+    return resolve({**secrets, "PANTAU_CONSOLE_URL": CONSOLE_URL})
+
+
+def test_the_console_listens_for_people_and_keeps_their_photos_with_the_evidence(
+    resolved: dict[str, Any], shared_data: Path
+) -> None:
+    console = resolved["services"]["pantau-console"]
+    settings = container_settings(console, shared_data)
+    assert console["command"] == ["console"]
+    # Every interface inside its container, so the published port reaches it ...
+    assert settings.console.host == "0.0.0.0"  # noqa: S104 - what is checked
+    [port] = [published_port(p) for p in console["ports"]]
+    assert port[1:] == (settings.console.port, settings.console.port)
+    # ... bound on the host as Grafana's is (every address, unless told otherwise).
+    [grafana_port] = [published_port(p) for p in resolved["services"]["grafana"]["ports"]]
+    assert port[0] == grafana_port[0]
+    # It logs in as its own role, after the migration set that role's password.
+    assert settings.postgres.connect_kwargs("console")["user"] == CONSOLE_ROLE
+    assert console["depends_on"]["pantau-migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    # The evidence store is on the shared state volume, writable: uploaded photos land there
+    # beside the packs pantau-detect writes.
+    evidence = settings.dumping.evidence.dir
+    for name in ("pantau-console", "pantau-detect", "pantau-notify"):
+        svc = resolved["services"][name]
+        assert container_settings(svc, shared_data).dumping.evidence.dir == evidence
+        [mount] = [v for v in svc["volumes"] if str(v).startswith("pantau-state:")]
+        _, target, mode = str(mount).split(":")
+        assert evidence.is_relative_to(target)
+        assert mode != "ro"
+
+
+def test_the_console_url_reaches_the_notifiers_links_and_the_console(
+    with_console_url: dict[str, Any], shared_data: Path
+) -> None:
+    console = container_settings(with_console_url["services"]["pantau-console"], shared_data)
+    notify = container_settings(with_console_url["services"]["pantau-notify"], shared_data)
+    assert console.console.public_url == CONSOLE_URL
+    # An https address: the session cookie is only ever sent over TLS.
+    assert console.console.cookies_secure
+    link = notify.notify.incident_url.format(alarm_id="a1")
+    assert link == console.console.incident_url("a1") == f"{CONSOLE_URL}/incidents/a1"
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        code = self.status if self.path == "/healthz" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_consoles_health_check_passes_only_while_healthz_answers_200(
+    resolved: dict[str, Any], shared_data: Path, health_server: ThreadingHTTPServer
+) -> None:
+    console = resolved["services"]["pantau-console"]
+    settings = container_settings(console, shared_data)
+    test = console["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    url = f"http://127.0.0.1:{settings.console.port}/healthz"
+    assert url in test[-1]
+    # The same command, pointed at a stand-in console on a free port of this machine.
+    port = health_server.server_address[1]
+    command = [
+        sys.executable,
+        *test[2:-1],
+        test[-1].replace(url, f"http://127.0.0.1:{port}/healthz"),
+    ]
+
+    def check() -> int:
+        return subprocess.run(command, capture_output=True, timeout=30).returncode
+
+    _Health.status = 200
+    assert check() == 0
+    # 503: the database or the live feed is down.
+    _Health.status = 503
+    assert check() != 0
+    health_server.shutdown()
+    health_server.server_close()
+    assert check() != 0, "passed with nothing listening"
