@@ -1,4 +1,5 @@
-"""Cost of a dumping event's evidence clip: VP8 against VP9 in WebM, and the recorder's clip step.
+"""Cost of a dumping event's evidence clip: the recorder's clip step (VP9 in WebM through PyAV,
+at libvpx's real-time deadline), against what OpenCV's own writer costs.
 
 Run: `.venv/bin/python bench/evidence_clip.py [--seconds 55] [--fps 5] [--skip-vp9]`.
 No services needed.
@@ -8,16 +9,15 @@ default) at the camera's sampled rate: here 275 frames of the shared clip (peopl
 sampled at `--fps` by their own times and scaled to 640x360, the detect stream's size.
 
 Figures:
-- the encoder alone (OpenCV's VideoWriter writing one clip from frames in memory), VP8 and
-  VP9 in WebM (what a browser's <video> plays), and mp4v in MP4 (which it does not) for
-  comparison: milliseconds per frame and the clip's size;
+- for comparison, OpenCV's VideoWriter writing one clip from frames in memory: VP8 and VP9
+  in WebM (what a browser's <video> plays) at libvpx's default deadline, which OpenCV cannot
+  change, and mp4v in MP4 (which no browser plays): milliseconds per frame and size;
 - the recorder's whole clip step (`EvidenceRecorder.ready`: decode each buffered JPEG,
   encode, write and hash) with the codec it ships with, without and with the unblurred
   original (two encodings): milliseconds per clip frame. The frames carry no people boxes,
   so nothing is pixelated (a few tenths of a millisecond a box).
 
-OpenCV runs libvpx at its default deadline and offers no speed setting, so VP9 takes about a
-minute per clip here.
+OpenCV's VP9 takes about a minute per clip here (`--skip-vp9` leaves it out).
 """
 
 from __future__ import annotations

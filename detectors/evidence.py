@@ -18,23 +18,25 @@ per camera and reason, not once per artefact.
 Layout: <root>/<camera_id>/<YYYY-MM-DD, UTC day of the alert>/<event_id>/
     before.jpg  alert.jpg  owner.jpg  clip.webm  [originals/{the same, SHA256SUMS}]
 
-The clip is VP8 in WebM, which a browser's <video> plays and seeks (the muxer indexes it with
+The clip is VP9 in WebM, which a browser's <video> plays and seeks (the muxer indexes it with
 Cues) when the file is served with Range requests.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import tempfile
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import av
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -71,14 +73,14 @@ _PIXEL_CELLS = 8
 # camera (5 fps on the detect stream) cannot have sent that many frames.
 _MIN_FPS, _MAX_FPS = 0.5, 30.0
 _FALLBACK_FPS = 5.0
-# The clip is for a browser's <video>: Chromium plays VP8 and VP9 in WebM, not MPEG-4 Part 2,
-# and OpenCV's FFmpeg has no H.264 encoder. VP8, because OpenCV runs libvpx at its default
-# (good-quality) deadline and passes it no speed setting: a 55 s clip (275 frames of the shared
-# sample footage, 640x360 at 5 fps) took 26 ms a frame to encode as VP8 and 190-210 ms as VP9,
-# on one core (mp4v, which no browser plays: 1.8 ms); `bench/evidence_clip.py` measures it.
-# OpenCV prints that tag 'VP80' "is not supported with ... format 'webm'" for every clip:
-# WebM names codecs rather than tags, and the track is VP8 all the same.
-_CLIP_CODEC, _CLIP_FOURCC = "VP8", "VP80"
+# The clip is for a browser's <video>: Chromium plays VP8 and VP9 in WebM, not MPEG-4 Part 2.
+# VP9 through PyAV's libvpx at its real-time deadline: OpenCV's writer runs libvpx at its
+# slow default and passes it no speed setting (VP8 26 ms a frame, VP9 about 200 ms, on one
+# core, for 640x360 sample footage); here VP9 takes about 4 ms a frame, at constant quality
+# (crf 32) and a fifth of the size. One thread, and FFmpeg's bit-exact muxing: the same
+# frames always make the same bytes. `bench/evidence_clip.py` measures it.
+_CLIP_CODEC = "libvpx-vp9"
+_CLIP_OPTIONS = {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"}
 # A replayed "new" record of an event already packed is ignored; this many ids are kept.
 _DONE_IDS = 1024
 # How much of the reasons a pack's error keeps (the message field holds 4000 characters).
@@ -391,36 +393,54 @@ def _write_clips(
     variants: Sequence[Callable[[Image, BufferedFrame], Image]],
     what: str,
 ) -> list[bytes]:
-    """One WebM clip per variant (e.g. redacted, original) in one decoding pass."""
+    """One WebM (VP9) clip per variant (e.g. redacted, original) in one decoding pass."""
     fps, picks = clip_timing([f.t for f in frames])
-    size = (frames[0].width, frames[0].height)
-    with tempfile.TemporaryDirectory(prefix="pantau-clip-") as tmp:
-        paths = [Path(tmp) / f"clip{n}.webm" for n in range(len(variants))]
-        fourcc = cv2.VideoWriter.fourcc(*_CLIP_FOURCC)
-        writers = [cv2.VideoWriter(str(p), fourcc, fps, size) for p in paths]
+    # 4:2:0 video has even sides.
+    size = (frames[0].width // 2 * 2, frames[0].height // 2 * 2)
+    rate = Fraction(fps).limit_denominator(1001)
+    outputs = [io.BytesIO() for _ in variants]
+    containers: list[Any] = []
+    streams: list[Any] = []
+    try:
         try:
-            if not all(w.isOpened() for w in writers):
-                raise OSError(
-                    f"{what}: expected OpenCV to write {_CLIP_CODEC} in WebM (fourcc "
-                    f"{_CLIP_FOURCC}), got no encoder"
-                )
-            shown: list[Image] = []
-            last = -1
-            for index in picks:
-                if index != last:
-                    frame = frames[index]
-                    image = _decode_jpeg(frame.jpeg, what)
-                    if (image.shape[1], image.shape[0]) != size:
-                        # The camera changed resolution mid-clip; a video has one size.
-                        image = np.asarray(cv2.resize(image, size), dtype=np.uint8)
-                    shown = [variant(image, frame) for variant in variants]
-                    last = index
-                for writer, picture in zip(writers, shown, strict=True):
-                    writer.write(picture)
-        finally:
-            for writer in writers:
-                writer.release()
-        return [_fixed_track_uids(p.read_bytes(), what) for p in paths]
+            for out in outputs:
+                container = av.open(out, "w", format="webm", options={"fflags": "+bitexact"})
+                containers.append(container)
+                stream: Any = container.add_stream(_CLIP_CODEC, rate=rate)
+                stream.width, stream.height = size
+                stream.pix_fmt = "yuv420p"
+                stream.options = dict(_CLIP_OPTIONS)
+                stream.codec_context.thread_count = 1
+                streams.append(stream)
+        except (av.FFmpegError, ValueError) as exc:
+            raise OSError(
+                f"{what}: expected PyAV to write VP9 in WebM ({_CLIP_CODEC}): {exc}"
+            ) from exc
+        shown: list[Image] = []
+        last = -1
+        for n, index in enumerate(picks):
+            if index != last:
+                frame = frames[index]
+                image = _decode_jpeg(frame.jpeg, what)
+                if (image.shape[1], image.shape[0]) != size:
+                    # The camera changed resolution mid-clip (a video has one size), or
+                    # its side is odd.
+                    image = np.asarray(cv2.resize(image, size), dtype=np.uint8)
+                shown = [variant(image, frame) for variant in variants]
+                last = index
+            for container, stream, picture in zip(containers, streams, shown, strict=True):
+                video = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="bgr24")
+                video.pts = n
+                video.time_base = 1 / rate
+                for packet in stream.encode(video):
+                    container.mux(packet)
+        for container, stream in zip(containers, streams, strict=True):
+            for packet in stream.encode():
+                container.mux(packet)
+    finally:
+        for container in containers:
+            container.close()
+    return [_fixed_track_uids(out.getvalue(), what) for out in outputs]
 
 
 # Matroska element ids on the way to the track UIDs.
@@ -560,11 +580,10 @@ class EvidenceRecorder:
     with `ready`.
 
     `add_frame` costs about 0.7 ms (one JPEG encoding of a 640x360 frame). `ready` does
-    the decoding, blurring, encoding (VP8) and writing, about 25 ms per clip frame on one
-    core, twice that when the unblurred original is kept (`bench/evidence_clip.py`): 5 s for
-    a 40 s clip at 5 fps, 16 s for the longest (buffer_s + post-roll, 625 frames), so a
-    caller on a frame budget should run it on a worker. Not thread-safe: one thread at a
-    time.
+    the decoding, blurring, encoding (VP9) and writing, about 4 ms per clip frame on one
+    core, twice that when the unblurred original is kept (`bench/evidence_clip.py`): under a
+    second for a 40 s clip at 5 fps, under 3 s for the longest (buffer_s + post-roll, 625
+    frames). Not thread-safe: one thread at a time.
     """
 
     def __init__(

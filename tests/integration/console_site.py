@@ -73,7 +73,7 @@ def sample_frames(first: int, count: int, step: int = 1) -> list[np.ndarray]:
 
 
 def clip_bytes(path: Path, fps: float = 5.0) -> None:
-    """A short clip in the format the detector writes (VP8 in WebM)."""
+    """A short clip in WebM, as the detector writes it (a browser plays VP8 and VP9 alike)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"VP80"), fps, (640, 360))
     assert writer.isOpened(), "OpenCV cannot write WebM (VP8) here"
     for frame in sample_frames(300, 40, step=2):

@@ -601,19 +601,7 @@ def test_a_failing_store_is_logged_and_keeps_what_was_written(
 def test_without_the_video_encoder_the_clip_is_missing_and_says_which_codec(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class NoEncoder:
-        fourcc = staticmethod(cv2.VideoWriter.fourcc)
-
-        def __init__(self, *args: object) -> None:
-            pass
-
-        def isOpened(self) -> bool:
-            return False
-
-        def release(self) -> None:
-            pass
-
-    monkeypatch.setattr(cv2, "VideoWriter", NoEncoder)
+    monkeypatch.setattr(evidence_module, "_CLIP_CODEC", "libvpx-vp99")
     scene = scene_of()
     record = dumping_record(scene, alert_i=40)
     recorder = EvidenceRecorder(CAMERA, config(tmp_path, post_roll_s=0.0))
@@ -621,8 +609,8 @@ def test_without_the_video_encoder_the_clip_is_missing_and_says_which_codec(
     (pack,) = packs[0]
     assert [ref.kind for ref in pack.refs] == ["before", "alert", "owner"]
     assert pack.error == (
-        f"clip missing: OSError: camera {CAMERA}: event {record.event_id}: expected OpenCV to "
-        "write VP8 in WebM (fourcc VP80), got no encoder"
+        f"clip missing: OSError: camera {CAMERA}: event {record.event_id}: expected PyAV to "
+        "write VP9 in WebM (libvpx-vp99): libvpx-vp99"
     )
     assert not list(tmp_path.rglob("*.webm"))
 
