@@ -83,7 +83,10 @@ def _console(args: argparse.Namespace, ctx: Context) -> int:
         port=port,
         log_config=None,
         access_log=False,
-        proxy_headers=False,
+        # Forwarded headers only from the proxies the settings name: anyone else could
+        # claim any address and slip past the login limits.
+        proxy_headers=bool(c.trusted_proxies),
+        forwarded_allow_ips=list(c.trusted_proxies) or None,
         ssl_certfile=str(c.tls_cert) if c.tls_cert else None,
         ssl_keyfile=str(c.tls_key) if c.tls_key else None,
         timeout_graceful_shutdown=5,

@@ -1006,6 +1006,12 @@ class ConsoleSettings(Section):
         None, description="certificate chain (PEM) served for HTTPS; set with tls_key"
     )
     tls_key: ConfigPath | None = Field(None, description="private key (PEM) of tls_cert")
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description="addresses of the TLS proxies in front of the console, whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed (the client's address then "
+        "counts for login limits and the audit log); empty: the connection's own address",
+    )
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="a login lasts this long without use"
     )

@@ -285,6 +285,8 @@ def site(services: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "PANTAU__CONSOLE__PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PANTAU__CONSOLE__LOGIN_ATTEMPTS": "3",
             "PANTAU__CONSOLE__LOGIN_WINDOW_S": "5",
+            # The tests stand in for a TLS proxy on this host.
+            "PANTAU__CONSOLE__TRUSTED_PROXIES": '["127.0.0.1"]',
             "PANTAU__RUNTIME__STATUS_DIR": str(tmp / "health"),
         }
         settings = load_settings(BASE_CONFIG, env)

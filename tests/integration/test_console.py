@@ -217,6 +217,27 @@ def test_logins_are_rate_limited_and_audited(site: Site) -> None:
     assert failed >= 3
 
 
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_login_count(
+    site: Site,
+) -> None:
+    def attempt(address: str, username: str) -> int:
+        client = site.client()
+        client.headers["X-Forwarded-For"] = address
+        client.get("/login")
+        csrf = client.cookies["pantau_login_csrf"]
+        return client.post(
+            "/login", data={"username": username, "password": "salah-lagi-1234", "csrf": csrf}
+        ).status_code
+
+    assert [attempt("10.20.0.5", f"nobody{n}") for n in range(4)] == [401, 401, 401, 429]
+    # Another field phone behind the same proxy is not locked out with it.
+    assert attempt("10.20.0.6", "nobody9") == 401
+    logged = site.pipeline.scalar(
+        "SELECT count(*) FROM console_audit WHERE event = 'login:failed' AND address = '10.20.0.5'"
+    )
+    assert logged == 3
+
+
 def test_evidence_is_served_while_it_matches_its_sha256_and_originals_only_to_operators(
     site: Site,
 ) -> None:
