@@ -122,19 +122,28 @@ def _read_password(from_stdin: bool) -> tuple[str, bool]:
     return new_password(), True
 
 
-def _add(args: argparse.Namespace, ctx: Context) -> int:
+def _new_password(args: argparse.Namespace, command: str) -> tuple[str, str, bool] | None:
+    """(password, its hash, whether it was made here); None after saying why it is refused."""
     from console.auth import PasswordTooWeak, hash_password
+
+    password, generated = _read_password(args.password_stdin)
+    try:
+        return password, hash_password(password), generated
+    except PasswordTooWeak as exc:
+        print(f"pantau users {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _add(args: argparse.Namespace, ctx: Context) -> int:
     from console.store import UserExists
 
     if args.role == "dlh_field" and not args.kecamatan:
         print("pantau users add: a dlh_field user needs --kecamatan", file=sys.stderr)
         return 2
-    password, generated = _read_password(args.password_stdin)
-    try:
-        hashed = hash_password(password)
-    except PasswordTooWeak as exc:
-        print(f"pantau users add: {exc}", file=sys.stderr)
+    made = _new_password(args, "add")
+    if made is None:
         return 2
+    password, hashed, generated = made
     store = _store(ctx)
     try:
         store.add_user(
@@ -186,15 +195,12 @@ def _disable(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _password(args: argparse.Namespace, ctx: Context) -> int:
-    from console.auth import PasswordTooWeak, hash_password
     from console.store import NoSuchUser
 
-    password, generated = _read_password(args.password_stdin)
-    try:
-        hashed = hash_password(password)
-    except PasswordTooWeak as exc:
-        print(f"pantau users password: {exc}", file=sys.stderr)
+    made = _new_password(args, "password")
+    if made is None:
         return 2
+    password, hashed, generated = made
     store = _store(ctx)
     try:
         store.set_password(args.username.lower(), hashed)
