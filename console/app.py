@@ -38,14 +38,13 @@ from fastapi.templating import Jinja2Templates
 from kafka import KafkaProducer
 from pydantic import BaseModel, Field
 
-from console import auth, roles
+from console import auth
 from console.chart import svg_chart
 from console.evidence import BadPhoto, EvidenceFiles, EvidenceUnavailable, refs
 from console.i18n import LANGUAGES, Language, when, words
 from console.live import Feed, Hub, Place
-from console.roles import AlarmScope, User
 from console.store import AlarmFilter, Record, Store
-from pantau import kafka
+from pantau import kafka, roles
 from pantau.ids import SeqCounter, utcnow, uuid7
 from pantau.messages import (
     ACTION_APPLIES_TO,
@@ -53,6 +52,7 @@ from pantau.messages import (
     EvidenceRef,
     FalsePositiveReason,
 )
+from pantau.roles import AlarmScope, User
 from pantau.runtime import alive
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -22,10 +22,10 @@ from uuid import UUID
 
 from kafka import TopicPartition
 
-from console.roles import AlarmScope, User, can_see
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import AlarmAction, Alert, DeadLetter
+from pantau.roles import AlarmScope, User, can_see
 from pantau.settings import Settings
 from pantau.topics import Topics
 

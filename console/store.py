@@ -21,8 +21,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from console.roles import FIELD_SENSOR_TYPES, FIELD_SOURCE_KINDS, User
 from pantau.ids import utcnow
+from pantau.roles import FIELD_SENSOR_TYPES, FIELD_SOURCE_KINDS, User
 from pantau.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -380,6 +380,15 @@ class Place(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
 
 
+class GeoPoint(BaseModel):
+    """A position on the earth (WGS 84), e.g. where a field worker stood."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+
+
 class Alert(Message):
     """One state of an alarm (one alarm per source and type); `version` orders the states.
 
@@ -431,6 +440,7 @@ class Alert(Message):
     note: Text = Field("", description="their note or comment")
     reason: FalsePositiveReason | None = None
     photo: EvidenceRef | None = Field(None, description="photo uploaded with the action")
+    location: GeoPoint | None = Field(None, description="where the person stood, if sent")
 
     @model_validator(mode="after")
     def verify_version(self) -> Self:
@@ -476,6 +486,7 @@ class AlarmAction(Message):
     to: Name | None = Field(None, description="dispatch: the team sent; assign: the user")
     reason: FalsePositiveReason | None = None
     photo: EvidenceRef | None = None
+    location: GeoPoint | None = Field(None, description="where the person stood, if sent")
 
     @model_validator(mode="after")
     def verify_fields(self) -> Self:
@@ -484,6 +495,7 @@ class AlarmAction(Message):
             or self.to is not None
             or self.reason is not None
             or self.photo is not None
+            or self.location is not None
             or self.device
         ):
             raise ValueError("comment, assign and their fields are schema_version 2")

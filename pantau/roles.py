@@ -1,4 +1,5 @@
-"""Who may see and do what in the console. Pure: no database, no HTTP.
+"""Who may see and do what with alarms (in the console, on Telegram). Pure: no database, no
+HTTP.
 
 - operator: sees every alarm and acts on every alarm.
 - dlh_field: DLH field staff; sees and acts on dumping alarms and waste-container (TPS)

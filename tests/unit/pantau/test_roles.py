@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.roles import AlarmScope, User, can_act, can_see, can_see_originals
+from pantau.roles import AlarmScope, User, can_act, can_see, can_see_originals
 
 FIELD = User("budi", "dlh_field", kecamatan=("Prajurit Kulon",))
 DUMPING_HERE = AlarmScope("dumping", None, "Prajurit Kulon")
