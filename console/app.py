@@ -154,6 +154,8 @@ class HistoryEntry(BaseModel):
     action: str | None = None
     refused: str | None = None
     photo_url: str | None = None
+    lat: float | None = Field(None, description="where the person stood, if they sent it")
+    lon: float | None = None
 
 
 class EventOut(BaseModel):

@@ -177,11 +177,11 @@ class Store:
             """
             SELECT 'version' AS entry, time, version, state, change, severity, count,
                    last_value, message, assignee, dispatched_to, action_id, by, device, note,
-                   reason, photo, NULL::text AS action, NULL::text AS refused
+                   reason, photo, NULL::text AS action, NULL::text AS refused, lat, lon
             FROM alarm_history WHERE alarm_id = %s AND opened_at = %s
             UNION ALL
             SELECT 'refused', time, NULL, NULL, NULL, NULL, NULL, NULL, '', NULL, NULL,
-                   action_id, by, device, note, reason, photo, action, refused
+                   action_id, by, device, note, reason, photo, action, refused, lat, lon
             FROM alarm_actions WHERE alarm_id = %s AND refused IS NOT NULL AND time >= %s
             ORDER BY time, version NULLS LAST
             """,

@@ -56,6 +56,12 @@ PRIVATE_TABLES = (
     "console_sessions",
     "console_tokens",
     "console_audit",
+    # Which Telegram account is whom, link codes, the bot's bookkeeping.
+    "telegram_links",
+    "telegram_link_codes",
+    "telegram_messages",
+    "telegram_state",
+    "telegram_pending",
 )
 # Rollup refresh window on plain PostgreSQL: late readings up to this old still count.
 _ROLLUP_LOOKBACK = timedelta(days=3)

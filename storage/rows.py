@@ -147,23 +147,23 @@ ALARM_HISTORY = Table(
     (
         "opened_at", "alarm_id", "version", "time", "state", "change", "severity", "count",
         "last_value", "message", "assignee", "dispatched_to", "action_id", "by", "device",
-        "note", "reason", "photo",
+        "note", "reason", "photo", "lat", "lon",
     ),
     (
         "timestamptz", "uuid", "int4", "timestamptz", "text", "text", "text", "int4",
         "float8", "text", "text", "text", "uuid", "text", "text",
-        "text", "text", "jsonb",
+        "text", "text", "jsonb", "float8", "float8",
     ),
 )  # fmt: skip
 ALARM_ACTIONS = Table(
     "alarm_actions",
     (
         "time", "action_id", "alarm_id", "source_kind", "source_id", "action", "by", "device",
-        "note", "to", "reason", "photo", "refused", "version",
+        "note", "to", "reason", "photo", "refused", "version", "lat", "lon",
     ),
     (
         "timestamptz", "uuid", "uuid", "text", "text", "text", "text", "text",
-        "text", "text", "text", "jsonb", "text", "int4",
+        "text", "text", "text", "jsonb", "text", "int4", "float8", "float8",
     ),
     # The stream processor's refusal (version 1) is a later word on the same action.
     Upsert(("action_id", "time"), "version"),
@@ -260,6 +260,7 @@ def alarm_history_rows(m: Alert) -> list[Row]:
             m.opened_at, m.alarm_id, m.version, m.updated_at, m.state, m.change, m.severity,
             m.count, m.last_value, m.message, m.assignee, m.dispatched_to, m.action_id, m.by,
             m.device, m.note, m.reason, photo,
+            m.location.lat if m.location else None, m.location.lon if m.location else None,
         )
     ]  # fmt: skip
 
@@ -273,6 +274,7 @@ def action_rows(m: AlarmAction, refused: str | None = None) -> list[Row]:
         (
             m.ts_capture, m.id, m.alarm_id, m.source_kind, m.source_id, m.action, m.by,
             m.device, m.note, m.to, m.reason, photo, refused, 0 if refused is None else 1,
+            m.location.lat if m.location else None, m.location.lon if m.location else None,
         )
     ]  # fmt: skip
 
