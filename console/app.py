@@ -40,11 +40,12 @@ from pydantic import BaseModel, Field
 
 from console import auth
 from console.chart import svg_chart
-from console.evidence import BadPhoto, EvidenceFiles, EvidenceUnavailable, refs
+from console.evidence import EvidenceFiles, EvidenceUnavailable, refs
 from console.i18n import LANGUAGES, Language, when, words
 from console.live import Feed, Hub, Place
 from console.store import AlarmFilter, Record, Store
 from pantau import kafka, roles
+from pantau.evidence_store import BadPhoto
 from pantau.ids import SeqCounter, utcnow, uuid7
 from pantau.messages import (
     ACTION_APPLIES_TO,
@@ -1142,6 +1143,23 @@ def create_app(
             reasons=FP_REASONS,
             tiles=c.settings.console.map_tiles_url,
         )
+
+    @app.get("/me/telegram", include_in_schema=False, response_class=HTMLResponse)
+    def telegram_page(request: Request, c: ConsoleDep, who: PageUser) -> HTMLResponse:
+        return render(request, c, "telegram.html", who, code=None)
+
+    @app.post("/me/telegram", include_in_schema=False, response_class=HTMLResponse)
+    def telegram_code(
+        request: Request,
+        c: ConsoleDep,
+        who: PageUser,
+        csrf: Annotated[str, Form(max_length=200)] = "",
+    ) -> HTMLResponse:
+        check_csrf(request, who, csrf)
+        ttl = c.settings.notify.telegram.link_code_ttl_s
+        code = c.store.link_code(who.user.username, ttl)
+        c.store.audit(who.user.username, "telegram:code", who.user.username, _client(request))
+        return render(request, c, "telegram.html", who, code=code, hours=f"{ttl / 3600:g}")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -46,6 +46,11 @@ def register(sub: SubParsers) -> None:
     password.add_argument("username")
     password.add_argument("--password-stdin", action="store_true")
     password.set_defaults(handler=_password)
+    link = which.add_parser(
+        "link", help="a one-time code that links the user's Telegram account (/start CODE)"
+    )
+    link.add_argument("username")
+    link.set_defaults(handler=_link)
     token = which.add_parser("token", help="a new API token for an integration (shown once)")
     token.add_argument("username")
     token.add_argument("--name", default="", help="what the token is for")
@@ -229,4 +234,19 @@ def _token(args: argparse.Namespace, ctx: Context) -> int:
     finally:
         store.close()
     print(token)
+    return 0
+
+
+def _link(args: argparse.Namespace, ctx: Context) -> int:
+    store = _store(ctx)
+    try:
+        if store.login_record(args.username.lower()) is None:
+            print(f"pantau users link: no user {args.username!r}", file=sys.stderr)
+            return 1
+        code = store.link_code(args.username.lower(), ctx.settings.notify.telegram.link_code_ttl_s)
+        store.audit(None, "telegram:code", args.username.lower(), "cli")
+    finally:
+        store.close()
+    hours = ctx.settings.notify.telegram.link_code_ttl_s / 3600
+    print(f"send this to the Pantau bot on Telegram within {hours:g} h: /start {code}")
     return 0

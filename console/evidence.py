@@ -8,14 +8,11 @@ import hashlib
 import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import cv2
-import numpy as np
-
-from pantau.evidence_store import FileStore
+from pantau.evidence_store import FileStore, store_photo
 from pantau.messages import EvidenceRef
 
 log = logging.getLogger(__name__)
@@ -28,10 +25,6 @@ MEDIA_TYPES = {
     ".mp4": "video/mp4",
 }
 ORIGINALS_DIR = "originals"
-PHOTOS_DIR = "photos"
-# A phone photo is re-encoded no larger than this on its long side: plenty to see that a spot
-# is clean, and small enough for a field connection.
-_PHOTO_SIDE = 2048
 
 
 class EvidenceUnavailable(Exception):
@@ -41,10 +34,6 @@ class EvidenceUnavailable(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-class BadPhoto(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -117,24 +106,7 @@ class EvidenceFiles:
         return digest
 
     def store_photo(self, alarm_id: UUID, action_id: UUID, data: bytes) -> EvidenceRef:
-        """A photo from a phone, re-encoded as JPEG (which drops its metadata, location
-        included) and stored; its reference."""
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BadPhoto("the photo is not an image we can read (JPEG, PNG or WebP)")
-        height, width = image.shape[:2]
-        scale = min(1.0, _PHOTO_SIDE / max(height, width))
-        if scale < 1.0:
-            image = cv2.resize(
-                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
-            )
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            raise BadPhoto("the photo could not be encoded")
-        jpeg = encoded.tobytes()
-        relative = str(PurePosixPath(PHOTOS_DIR, str(alarm_id), f"{action_id}.jpg"))
-        uri = self.store.put(relative, jpeg)
-        return EvidenceRef(kind="photo", uri=uri, sha256=hashlib.sha256(jpeg).hexdigest())
+        return store_photo(self.store, alarm_id, action_id, data)
 
 
 def refs(value: Any) -> list[EvidenceRef]:

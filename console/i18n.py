@@ -80,6 +80,18 @@ _WORDS: dict[str, tuple[str, str]] = {
     "threshold": ("Ambang", "Threshold"),
     "coordinates": ("Koordinat", "Coordinates"),
     "language": ("English", "Bahasa Indonesia"),
+    "telegram": ("Telegram", "Telegram"),
+    "telegram_intro": (
+        "Hubungkan akun Telegram Anda untuk menekan tombol Terima, Berangkat, Selesai dan "
+        "Alarm keliru langsung di pesan alarm.",
+        "Link your Telegram account to press Acknowledge, Dispatch, Resolve and False "
+        "positive right on the alarm messages.",
+    ),
+    "telegram_make": ("Buat kode", "Make a code"),
+    "telegram_send": (
+        "Kirim pesan ini ke bot Pantau di Telegram dalam {h} jam:",
+        "Send this to the Pantau bot on Telegram within {h} hours:",
+    ),
     # States
     "OPEN": ("Baru", "Open"),
     "ACK": ("Diterima", "Acknowledged"),

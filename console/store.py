@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from pantau.credentials import link_code_digest, new_link_code
 from pantau.ids import utcnow
 from pantau.roles import FIELD_SENSOR_TYPES, FIELD_SOURCE_KINDS, User
 from pantau.settings import Settings
@@ -449,6 +450,17 @@ class Store:
                     [token_id],
                 )
         return None if row is None else (_user(row), row["token_hash"])
+
+    def link_code(self, username: str, ttl_s: float) -> str:
+        """A one-time code that links `username`'s Telegram account (/start CODE)."""
+        code = new_link_code()
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO telegram_link_codes (code_hash, username, expires_at) "
+                "VALUES (%s, %s, %s)",
+                [link_code_digest(code), username, utcnow() + timedelta(seconds=ttl_s)],
+            )
+        return code
 
     # ------------------------------------------------------------------ audit
 

@@ -111,3 +111,17 @@ def acl_file(ingest_user: str, read: str, writes: Iterable[tuple[str, Iterable[s
         lines += ["", f"user {user}"]
         lines += [f"topic write {topic}" for topic in topics]
     return "\n".join(lines) + "\n"
+
+
+# One-time codes that link a Telegram account to a Pantau user: eight characters people can
+# read off a screen and type on a phone (no 0/O, 1/I).
+_LINK_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_link_code() -> str:
+    return "".join(secrets.choice(_LINK_ALPHABET) for _ in range(8))
+
+
+def link_code_digest(code: str) -> str:
+    """What is stored of a link code (it is typed back, so case and spaces do not matter)."""
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()

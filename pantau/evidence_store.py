@@ -14,6 +14,9 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+import cv2
+import numpy as np
+
 from pantau.messages import EvidenceRef
 
 log = logging.getLogger(__name__)
@@ -121,3 +124,34 @@ def verify(ref: EvidenceRef, store: Store | None = None) -> bool:
     if not ok:
         log.warning("evidence %s (%s): SHA-256 does not match its reference", ref.uri, ref.kind)
     return ok
+
+
+PHOTOS_DIR = "photos"
+# A phone photo is re-encoded no larger than this on its long side: plenty to see that a spot
+# is clean, and small enough for a field connection.
+_PHOTO_SIDE = 2048
+
+
+class BadPhoto(ValueError):
+    pass
+
+
+def store_photo(store: FileStore, alarm_id: object, action_id: object, data: bytes) -> EvidenceRef:
+    """A photo people sent with an action (from the console or Telegram), re-encoded as JPEG,
+    which drops its metadata (the phone's location included), and stored beside the evidence
+    packs; its reference."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadPhoto("the photo is not an image we can read (JPEG, PNG or WebP)")
+    height, width = image.shape[:2]
+    scale = min(1.0, _PHOTO_SIDE / max(height, width))
+    if scale < 1.0:
+        image = cv2.resize(
+            image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise BadPhoto("the photo could not be encoded")
+    jpeg = encoded.tobytes()
+    uri = store.put(f"{PHOTOS_DIR}/{alarm_id}/{action_id}.jpg", jpeg)
+    return EvidenceRef(kind="photo", uri=uri, sha256=sha256_hex(jpeg))

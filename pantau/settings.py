@@ -959,6 +959,46 @@ class Route(Section):
 class TelegramSettings(Section):
     base_url: str = Field("https://api.telegram.org", description="Bot API base URL")
     token: SecretStr | None = Field(None, description="bot token (from the environment)")
+    buttons: bool = Field(
+        True,
+        description="alarm messages carry buttons (Terima, Berangkat, Selesai, Alarm keliru) "
+        "that `pantau telegram` answers",
+    )
+    updates: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="how `pantau telegram` receives button presses: long polling (getUpdates, "
+        "works behind NAT) or a webhook Telegram calls",
+    )
+    poll_timeout_s: int = Field(25, ge=1, le=50, description="long-polling wait per request")
+    webhook_host: str = Field("127.0.0.1", description="webhook mode: listen address")
+    webhook_port: int = Field(8443, ge=1, le=65535, description="webhook mode: listen port")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="webhook mode: the secret Telegram sends back in "
+        "X-Telegram-Bot-Api-Secret-Token (setWebhook's secret_token); required there",
+    )
+    action_wait_s: float = Field(
+        8.0,
+        gt=0,
+        le=14,
+        description="how long a button press waits for the stream processor's decision "
+        "before it is answered as sent (Telegram wants an answer within 15 s)",
+    )
+    photo_wait_s: float = Field(
+        3600.0, gt=0, description="after Selesai, how long the bot waits for the photo"
+    )
+    link_code_ttl_s: float = Field(
+        86400.0, gt=0, description="a one-time link code (`pantau users link`) lasts this long"
+    )
+
+    @model_validator(mode="after")
+    def verify_webhook(self) -> Self:
+        if self.updates == "webhook" and self.webhook_secret is None:
+            raise ValueError(
+                "notify.telegram.updates: webhook needs notify.telegram.webhook_secret (from "
+                "the environment), or anyone could send the bot button presses"
+            )
+        return self
 
 
 class EmailSettings(Section):

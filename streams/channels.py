@@ -33,6 +33,7 @@ from uuid import UUID
 from pantau.logs import scrub
 from pantau.messages import Alert, EvidenceRef
 from pantau.settings import NotifySettings
+from streams.buttons import keyboard
 from streams.routing import Delivery, redact_recipient
 from streams.templates import Rendered, incident_link
 
@@ -92,6 +93,15 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@dataclass(frozen=True)
+class SentMessage:
+    """A Telegram message as sent: `pantau telegram` edits it when the alarm moves on."""
+
+    chat_id: int
+    message_id: int
+    with_photo: bool
+
+
 class Channels:
     """Sends deliveries; holds only configuration, every call opens its own connection."""
 
@@ -101,13 +111,15 @@ class Channels:
 
     def send(
         self, delivery: Delivery, alert: Alert, rendered: Rendered, *, notification_id: UUID
-    ) -> None:
-        """Deliver once; raises DeliveryError when the receiver did not take it."""
+    ) -> SentMessage | None:
+        """Deliver once; raises DeliveryError when the receiver did not take it. A Telegram
+        message comes back with its ids."""
+        sent: SentMessage | None = None
         match delivery.channel:
             case "webhook":
                 self._send_webhook(delivery, alert, rendered, notification_id)
             case "telegram":
-                self._send_telegram(delivery, alert, rendered)
+                sent = self._send_telegram(delivery, alert, rendered)
             case "email":
                 self._send_email(delivery, rendered, notification_id)
             case _:
@@ -119,6 +131,7 @@ class Channels:
             redact_recipient(delivery),
             delivery.route,
         )
+        return sent
 
     # ------------------------------------------------------------------ webhook
 
@@ -149,18 +162,23 @@ class Channels:
 
     # ------------------------------------------------------------------ telegram
 
-    def _send_telegram(self, delivery: Delivery, alert: Alert, rendered: Rendered) -> None:
+    def _send_telegram(
+        self, delivery: Delivery, alert: Alert, rendered: Rendered
+    ) -> SentMessage | None:
         token = self._notify.telegram.token
         secret = token.get_secret_value().strip() if token is not None else ""
         what = _describe(delivery)
         if not secret:
             raise DeliveryError(f"{what}: no Telegram bot token is configured", retryable=False)
         base = f"{self._notify.telegram.base_url.rstrip('/')}/bot{secret}"
+        markup = keyboard(alert) if self._notify.telegram.buttons else None
         photo = _photo_of(alert)
         if photo is not None:
             try:
-                self._telegram_photo(base, delivery, rendered, photo, what=what, secret=secret)
-                return
+                answer = self._telegram_photo(
+                    base, delivery, rendered, photo, markup, what=what, secret=secret
+                )
+                return _sent(answer, with_photo=True)
             except DeliveryError as exc:
                 if exc.retryable:
                     raise
@@ -173,6 +191,8 @@ class Channels:
             "parse_mode": "HTML",
             "disable_web_page_preview": True,
         }
+        if markup is not None:
+            fields["reply_markup"] = markup
         body = json.dumps(fields, ensure_ascii=False).encode("utf-8")
         response = self._post(
             f"{base}/sendMessage",
@@ -181,7 +201,7 @@ class Channels:
             what=what,
             secret=secret,
         )
-        _check_telegram(what, response)
+        return _sent(_check_telegram(what, response), with_photo=False)
 
     def _telegram_photo(
         self,
@@ -189,15 +209,18 @@ class Channels:
         delivery: Delivery,
         rendered: Rendered,
         photo: Path,
+        markup: dict[str, Any] | None,
         *,
         what: str,
         secret: str,
-    ) -> None:
+    ) -> dict[str, Any]:
         fields = {
             "chat_id": delivery.recipient,
             "caption": fit_html(rendered.html, TELEGRAM_CAPTION_LIMIT),
             "parse_mode": "HTML",
         }
+        if markup is not None:
+            fields["reply_markup"] = json.dumps(markup)
         content_type = mimetypes.guess_type(photo.name)[0] or "application/octet-stream"
         try:
             data = photo.read_bytes()
@@ -209,7 +232,7 @@ class Channels:
         response = self._post(
             f"{base}/sendPhoto", body, {"Content-Type": multipart_type}, what=what, secret=secret
         )
-        _check_telegram(what, response)
+        return _check_telegram(what, response)
 
     # ------------------------------------------------------------------ e-mail
 
@@ -310,7 +333,21 @@ class Channels:
             raise DeliveryError(f"{what}: {text}", retryable=True) from (None if leaks else exc)
 
 
-def _check_telegram(what: str, response: _Response) -> None:
+def _sent(answer: dict[str, Any], *, with_photo: bool) -> SentMessage | None:
+    """The chat and message ids of what the Bot API sent (None if it did not say)."""
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        return None
+    chat = result.get("chat")
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    message_id = result.get("message_id")
+    if not isinstance(chat_id, int) or not isinstance(message_id, int):
+        return None
+    return SentMessage(chat_id, message_id, with_photo)
+
+
+def _check_telegram(what: str, response: _Response) -> dict[str, Any]:
+    """The Bot API's answer, if it took the message."""
     try:
         answer = json.loads(response.body)
     except ValueError:
@@ -318,7 +355,7 @@ def _check_telegram(what: str, response: _Response) -> None:
     if not isinstance(answer, dict):
         answer = {}
     if 200 <= response.status < 300 and answer.get("ok") is True:
-        return
+        return answer
     description = answer.get("description")
     reason = _short(description) if isinstance(description, str) else ""
     parameters = answer.get("parameters")

@@ -1,5 +1,6 @@
 """Subcommands of the streams stage: `streams` (the faust worker), `notify` (the notifier),
-`alarm ack|dispatch|resolve|false-positive|comment|assign` (operator decisions)."""
+`telegram` (the bot DLH staff answer on), `alarm ack|dispatch|resolve|false-positive|comment|
+assign` (operator decisions)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ def register(sub: SubParsers) -> None:
     supervised(notify, "notify")
     notify.set_defaults(handler=_notify)
 
+    telegram = sub.add_parser(
+        "telegram",
+        help="the Telegram bot: DLH staff press Terima, Berangkat, Selesai, Alarm keliru",
+    )
+    telegram.add_argument("--duration", type=float, help="stop after this many seconds")
+    supervised(telegram, "telegram")
+    telegram.set_defaults(handler=_telegram)
+
     alarm = sub.add_parser("alarm", help="record an operator's decision on an alarm")
     alarm.add_argument("action", choices=sorted(_ACTIONS))
     alarm.add_argument("alarm_id", type=UUID)
@@ -83,6 +92,15 @@ def _streams(args: argparse.Namespace, ctx: Context) -> int:
     tune_gc_for_throughput()
     worker.execute_from_commandline()
     return 0
+
+
+def _telegram(args: argparse.Namespace, ctx: Context) -> int:
+    from pantau.runtime import stop_after, stop_on_signals
+    from streams.telegram import run
+
+    stop = stop_on_signals()
+    stop_after(stop, args.duration)
+    return run(ctx.settings, stop)
 
 
 def _notify(args: argparse.Namespace, ctx: Context) -> int:

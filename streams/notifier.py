@@ -45,7 +45,7 @@ from pantau.poison import guard
 from pantau.runtime import alive
 from pantau.settings import Settings
 from pantau.topics import Topics
-from streams.channels import Channels, DeliveryError
+from streams.channels import Channels, DeliveryError, SentMessage
 from streams.routing import Delivery, deliveries_for, redact_recipient
 from streams.templates import render
 
@@ -223,6 +223,7 @@ class Notifier:
             delivery = Delivery(route=row["route"], channel=row["channel"], recipient=row["target"])
             attempts = row["attempts"] + 1
             error: DeliveryError | None = None
+            sent: SentMessage | None = None
             try:
                 rendered = render(
                     alert,
@@ -230,7 +231,7 @@ class Notifier:
                     tz=self._tz,
                     incident_url=self._notify.incident_url,
                 )
-                self._channels.send(
+                sent = self._channels.send(
                     delivery, alert, rendered, notification_id=row["notification_id"]
                 )
             except DeliveryError as exc:
@@ -254,6 +255,13 @@ class Notifier:
                     "last_error = NULL WHERE notification_id = %s",
                     (attempts, now, row["notification_id"]),
                 )
+                if sent is not None:
+                    # `pantau telegram` edits it in place as the alarm moves on.
+                    conn.execute(
+                        "INSERT INTO telegram_messages (chat_id, message_id, alarm_id, "
+                        "with_photo) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (sent.chat_id, sent.message_id, alert.alarm_id, sent.with_photo),
+                    )
                 self.stats.sent += 1
                 log.info(
                     "sent %s %s to %s (%s %s)",
