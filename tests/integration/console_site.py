@@ -23,7 +23,7 @@ import pytest
 
 from pantau import kafka
 from pantau.ids import stable_id
-from pantau.messages import Box, DumpingEvent, EvidenceRef, SensorReading
+from pantau.messages import AlarmAction, Box, DumpingEvent, EvidenceRef, SensorReading
 from pantau.settings import Settings, load_settings
 from pantau.topics import Topics
 from tests.conftest import SAMPLE_CLIP
@@ -168,9 +168,37 @@ class Site:
         )
         return tuple(refs)
 
+    def settle_dumping_alarm(self) -> None:
+        """Resolve the camera's dumping alarm if one is still open: a new event would only
+        update it (one alarm per source and type)."""
+        with self.pipeline.db() as conn:
+            row = conn.execute(
+                "SELECT alarm_id FROM alerts WHERE source_id = %s AND alarm_type = 'dumping' "
+                "AND state IN ('OPEN', 'ACK', 'DISPATCHED') ORDER BY opened_at DESC LIMIT 1",
+                (DUMPING_CAMERA,),
+            ).fetchone()
+        if row is None:
+            return
+        self.seq += 1
+        self.publish(
+            self.topics.alarm_actions,
+            AlarmAction(
+                id=uuid.uuid4(),
+                ts_capture=datetime.now(UTC),
+                seq=self.seq,
+                action="resolve",
+                source_kind="dumping",
+                source_id=DUMPING_CAMERA,
+                alarm_id=row[0],
+                by="test-setup",
+            ),
+        )
+        self.wait_for_alarm("alarm_id = %s AND state = 'RESOLVED'", row[0])
+
     def raise_dumping_alarm(self) -> uuid.UUID:
         """A new dumping event on the Sooko camera, evidence and all; the alarm's id once
-        the sink stored it."""
+        the sink stored it (a fresh alarm: one still open on the camera is resolved first)."""
+        self.settle_dumping_alarm()
         event_id = uuid.uuid4()
         now = datetime.now(UTC)
         self.seq += 1
