@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,4 +163,77 @@ def test_on_a_phone_the_list_and_the_incident_fit_the_screen(browser: Browser, s
     # The device column is left out on a phone screen, not from the page.
     assert "console (phone)" in (page.locator("#history").text_content() or "")
     shot(page, "incident-phone.png")
+    context.close()
+
+
+def test_the_telegram_message_with_its_buttons_as_a_phone_shows_it(browser: Browser) -> None:
+    """The notifier's own rendering (template, caption limit, buttons) drawn the way
+    Telegram lays a photo message out; the picture in the README comes from here."""
+    import base64
+    import html as html_lib
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from pantau.messages import Alert, Place
+    from streams.buttons import keyboard
+    from streams.channels import TELEGRAM_CAPTION_LIMIT, fit_html
+    from streams.templates import render
+    from tests.integration.console_site import still_bytes
+
+    now = datetime(2026, 12, 7, 11, 15, tzinfo=UTC)
+    alert = Alert(
+        id=uuid.UUID(int=1),
+        ts_capture=now,
+        seq=0,
+        alarm_id=uuid.UUID("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"),
+        version=0,
+        source_kind="dumping",
+        source_id="tps-sooko",
+        alarm_type="dumping",
+        severity="major",
+        state="OPEN",
+        count=1,
+        last_value=0.81,
+        message="dumping at Jl. Raya Sooko (zone tepi-jalan)",
+        place=Place(
+            name="Jl. Raya Sooko", desa="Sooko", kecamatan="Sooko", lat=-7.4920, lon=112.4290
+        ),
+        opened_at=now,
+        updated_at=now,
+    )
+    rendered = render(
+        alert,
+        language="id",
+        tz=ZoneInfo("Asia/Jakarta"),
+        incident_url="https://pantau.mojokertokab.go.id/incidents/{alarm_id}",
+    )
+    markup = keyboard(alert)
+    assert markup is not None
+    photo = base64.b64encode(still_bytes(380, "")).decode()
+    rows = "".join(
+        '<div class="row">'
+        + "".join(f'<div class="btn">{html_lib.escape(b["text"])}</div>' for b in row)
+        + "</div>"
+        for row in markup["inline_keyboard"]
+    )
+    caption = fit_html(rendered.html, TELEGRAM_CAPTION_LIMIT).replace("\n", "<br>")
+    page_html = f"""<!doctype html><meta charset="utf-8"><style>
+      body {{ margin: 0; background: #0e1621; font: 15px/1.35 system-ui, sans-serif; }}
+      .chat {{ padding: 14px 10px; }}
+      .bubble {{ background: #182533; color: #f5f5f5; border-radius: 12px; overflow: hidden;
+                max-width: 370px; }}
+      .bubble img {{ width: 100%; display: block; }}
+      .caption {{ padding: 8px 10px 10px; }} a {{ color: #6ab3f3; }}
+      .row {{ display: flex; gap: 4px; margin-top: 4px; max-width: 370px; }}
+      .btn {{ flex: 1; text-align: center; background: #2b5278; color: #fff; padding: 9px 4px;
+             border-radius: 8px; font-size: 14px; }}
+    </style><div class="chat"><div class="bubble"><img src="data:image/jpeg;base64,{photo}">
+    <div class="caption">{caption}</div></div>{rows}</div>"""
+    context = browser.new_context(viewport={"width": 390, "height": 700}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_content(page_html)
+    for label in ("Terima", "Berangkat", "Selesai", "Alarm keliru"):
+        expect(page.get_by_text(label)).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".chat").screenshot(path=str(ARTIFACTS / "telegram-message.png"))
     context.close()
