@@ -51,11 +51,13 @@ PANTAU_SERVICES = (
     "pantau-streams",
     "pantau-notify",
     "pantau-console",
+    "pantau-telegram",
     "pantau-maintain",
 )
-# The only services that get pantau_console's password: the one that sets it, the one using it.
+# The only services that get pantau_console's password: the one that sets it, and the console
+# with its door on Telegram.
 CONSOLE_DB_SECRET = "PANTAU_CONSOLE_DB_PASSWORD"
-CONSOLE_DB_USERS = {"pantau-migrate", "pantau-console"}
+CONSOLE_DB_USERS = {"pantau-migrate", "pantau-console", "pantau-telegram"}
 
 
 def compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -145,7 +147,7 @@ def test_each_pantau_service_gets_valid_settings_from_its_environment(
     assert settings.postgres.grafana_password is not None
     assert settings.mqtt.host == "mosquitto"
     assert svc["command"][0] in {"migrate", "ingest", "detect", "sink", "streams", "notify",
-                                 "console", "maintain"}  # fmt: skip
+                                 "console", "telegram", "maintain"}  # fmt: skip
     if service == "pantau-migrate":
         # It sets every role's password: one it lacks would keep its old (or no) password.
         unset = [
