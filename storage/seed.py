@@ -301,7 +301,10 @@ SELECT t, gen_random_uuid(), c.camera_id, 'tepi-jalan',
 FROM cameras c
 CROSS JOIN generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '1 microsecond',
                            interval '1 hour') AS t
-CROSS JOIN LATERAL (SELECT random() AS r) AS rr
+-- Each event draws its own fate (cleaned, expired or still there) and time to clean: a
+-- random() in a subquery of its own would be drawn once for the whole day.
+CROSS JOIN LATERAL (SELECT (abs(hashtext('fate/' || c.camera_id || t::text)) %% 10000)
+                           / 10000.0 AS r) AS rr
 WHERE c.camera_id LIKE 'seed-%%'
   -- About three a day per camera, more in the evening and at night (WIB).
   AND abs(hashtext(c.camera_id || t::text)) %% 24 < CASE

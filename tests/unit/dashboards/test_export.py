@@ -175,3 +175,23 @@ def test_alert_rule_sql_survives_grafanas_environment_expansion() -> None:
 def test_dashboard_json_is_plain_json(dashboards: dict[str, dict[str, Any]]) -> None:
     for model in dashboards.values():
         assert json.loads(json.dumps(model)) == model
+
+
+def test_time_to_clean_is_in_minutes_and_coloured_at_the_service_levels(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    panels = {p["title"]: p for p in dashboards["dumping"]["panels"]}
+    series, table = panels["Waktu sampai bersih"], panels["Waktu respons per desa"]
+    for panel in (series, table):
+        assert "FROM alarm_response r" in panel["targets"][0]["rawSql"]
+    assert series["type"] == "timeseries" and series["fieldConfig"]["defaults"]["unit"] == "m"
+    steps = series["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    # Four hours is good, a day the limit.
+    assert [s["value"] for s in steps] == [None, 240, 1440]
+    overrides = {
+        o["matcher"]["options"]: o["properties"] for o in table["fieldConfig"]["overrides"]
+    }
+    for column in ("Diterima", "Dikirim", "Bersih", "Bersih P90"):
+        assert {"id": "unit", "value": "m"} in overrides[column], column
+    clean = next(p["value"] for p in overrides["Bersih"] if p["id"] == "thresholds")
+    assert [s["value"] for s in clean["steps"]] == [None, 240, 1440]
