@@ -347,6 +347,8 @@ AlarmChange = Literal[
     "false_positive",
     "commented",
     "assigned",
+    "unacknowledged",
+    "confirmed",
 ]
 # Why a person called an alarm false; the console offers exactly these.
 FalsePositiveReason = Literal[
@@ -398,7 +400,10 @@ class Alert(Message):
 
     Version 2 adds who is on it (`assignee`, `dispatched_to`) and, for a version a person
     made, the action behind it (`action_id`, `by`, `device`, `note`, `reason`, `photo`);
-    version 1 messages still decode.
+    version 1 messages still decode. Also version 2: `escalation`, the level an alarm nobody
+    acknowledged in time was passed on to (change `unacknowledged`), and the camera's word on
+    a clean-up (change `confirmed`; a resolved dumping alarm the camera still sees comes back
+    `reopened` with its `resolved_at`).
     """
 
     KIND: ClassVar[str] = "alert"
@@ -441,6 +446,13 @@ class Alert(Message):
     reason: FalsePositiveReason | None = None
     photo: EvidenceRef | None = Field(None, description="photo uploaded with the action")
     location: GeoPoint | None = Field(None, description="where the person stood, if sent")
+    escalation: int = Field(
+        0,
+        ge=0,
+        le=INT16_MAX,
+        description="how far the alarm was passed on because nobody acknowledged it in time: "
+        "0 not at all, 1 the next level (e.g. the kecamatan coordinator)",
+    )
 
     @model_validator(mode="after")
     def verify_version(self) -> Self:
@@ -448,7 +460,8 @@ class Alert(Message):
             self.action_id is not None
             or self.assignee is not None
             or self.dispatched_to is not None
-            or self.change in ("commented", "assigned")
+            or self.escalation != 0
+            or self.change in ("commented", "assigned", "unacknowledged", "confirmed")
         ):
             raise ValueError("action fields are schema_version 2; this message says 1")
         return self

@@ -937,6 +937,18 @@ class StreamsSettings(Section):
     )
     camera_severity: Severity = "major"
     dumping_severity: Severity = "major"
+    escalate_after_s: dict[Severity, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="an alarm still OPEN (nobody acknowledged it) this long after it opened, "
+        "by severity, is sent once more, to the routes of escalation_level 1; a severity not "
+        "listed is never passed on",
+    )
+    cleanup_confirm_s: float = Field(
+        600.0,
+        gt=0,
+        description="a dumping alarm resolved while its object is still on camera this long "
+        "after the resolve is re-opened (once); the camera seeing the spot cleaned confirms it",
+    )
     rules: tuple[Rule, ...] = ()
 
 
@@ -946,6 +958,17 @@ class Route(Section):
     name: str = Field(description="shown in logs and the delivery log")
     alarm_types: tuple[str, ...] = Field((), description="only these alarm types (empty: all)")
     desa: tuple[str, ...] = Field((), description="only alarms in these desa (empty: all)")
+    kecamatan: tuple[str, ...] = Field(
+        (), description="only alarms in these kecamatan (empty: all)"
+    )
+    escalation_level: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="0: the alarms as they happen; 1: the next level (e.g. the kecamatan "
+        "coordinator), which hears of an alarm only once nobody acknowledged it within "
+        "streams.escalate_after_s, and of its later changes",
+    )
     min_severity: Severity = "info"
     telegram_chat_ids: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()

@@ -20,6 +20,14 @@ State is a JSON-able dict, because faust writes it to the table's changelog topi
     alarms      {alarm type: Alert as JSON}   the latest version of each alarm
     silent      {alarm type: bool}  re-opened within the cool-down without telling anyone
     online_ts   camera: last heartbeat that said online
+    open_since  {alarm type: epoch}  when the alarm last became OPEN (escalation counts from it)
+    action_ids  [action id, ...]     the newest actions decided, so a repeat changes nothing
+    live        camera: {dumping event id: epoch last seen} events that have not ended
+    cleanup     camera: the resolved dumping alarm whose clean-up the camera has yet to confirm:
+                {alarm_id, resolved (epoch, None once re-opened), events, reopened}
+
+Keys added after the first release are read with defaults: a state from the changelog of an
+older version goes on where it was.
 """
 
 from __future__ import annotations
@@ -66,6 +74,14 @@ State = dict[str, Any]
 ACTIVE: frozenset[str] = ACTIVE_STATES
 CAMERA_OFFLINE = "camera-offline"
 DUMPING = "dumping"
+# Dumping events that end with the object gone.
+GONE: frozenset[str] = frozenset({"cleaned", "picked_up", "removed"})
+# A repeated action (a bot or a console retrying a press) follows its original within
+# moments, and the list travels to the changelog with every change of the source's state.
+ACTION_IDS_KEPT = 32
+# Dumping events a camera follows at once; an event whose end never came (a detector that
+# restarted) must not grow the state for ever.
+LIVE_EVENTS_KEPT = 32
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,10 @@ def new_state(kind: str, source_id: str) -> State:
         "alarms": {},
         "silent": {},
         "online_ts": None,
+        "open_since": {},
+        "action_ids": [],
+        "live": {},
+        "cleanup": None,
     }
 
 
@@ -197,6 +217,10 @@ class Engine:
         self.offline_after_s = streams.camera_offline_after_s
         self.camera_severity: Severity = streams.camera_severity
         self.dumping_severity: Severity = streams.dumping_severity
+        self.escalate_after_s: dict[str, float] = {
+            str(severity): s for severity, s in streams.escalate_after_s.items()
+        }
+        self.cleanup_confirm_s = streams.cleanup_confirm_s
         self.sensors: dict[str, SensorSettings] = settings.sensor_registry()
         self.cameras: dict[str, CameraSettings] = {c.id: c for c in settings.cameras}
         self._thresholds: dict[str, list[_Threshold]] = {}
@@ -420,14 +444,117 @@ class Engine:
         ctx = self._camera_ctx(event.camera_id, str(event.event_id), event.ts_capture, ts_rule)
         ctx.evidence = event.evidence
         ctx.event_id = event.event_id
+        t = _epoch(event.ts_capture)
+        key = str(event.event_id)
+        live: dict[str, float] = state.setdefault("live", {})
+        if event.phase == "end":
+            live.pop(key, None)
+        else:
+            live[key] = max(t, live.get(key, t))
+            if len(live) > LIVE_EVENTS_KEPT:
+                del live[min(live, key=live.__getitem__)]
         if event.phase == "new":
             self._raise(
                 state, "dumping", event.camera_id, DUMPING, self.dumping_severity, ctx, out,
                 value=event.confidence, zone=event.zone_id,
             )  # fmt: skip
-        elif event.phase == "end" and event.state in {"cleaned", "picked_up", "removed"}:
+        elif event.phase == "end" and event.state in GONE:
             self._clear(state, "dumping", event.camera_id, DUMPING, ctx, out)
+        self._follow_cleanup(state, event, t, ts_rule, out)
         return out
+
+    def _cleanup_alarm(self, state: State) -> dict[str, Any] | None:
+        """The resolved dumping alarm waiting for the camera's word, if there still is one
+        (a newer alarm, or a re-open by hand, ends the wait)."""
+        cleanup: dict[str, Any] | None = state.get("cleanup")
+        if cleanup is None or cleanup["resolved"] is None:
+            return None
+        current = state["alarms"].get(DUMPING)
+        if (
+            current is None
+            or current["alarm_id"] != cleanup["alarm_id"]
+            or current["state"] != "RESOLVED"
+        ):
+            return None
+        return cleanup
+
+    def _follow_cleanup(
+        self, state: State, event: DumpingEvent, t: float, ts_rule: datetime, out: Output
+    ) -> None:
+        """What a dumping event says about a clean-up people declared: gone confirms it; still
+        there `cleanup_confirm_s` after the resolve re-opens the alarm."""
+        cleanup = self._cleanup_alarm(state)
+        key = str(event.event_id)
+        if cleanup is None or key not in cleanup["events"]:
+            return
+        if event.phase == "end" and event.state in GONE:
+            cleanup["events"].remove(key)
+            if not cleanup["events"]:
+                state["cleanup"] = None
+                self._pipeline_version(
+                    state, DUMPING, event.ts_capture, ts_rule, out,
+                    change="confirmed", notify=False,
+                    message=f"camera confirmed the clean-up: the object is gone ({event.state})",
+                )  # fmt: skip
+        elif t >= cleanup["resolved"] + self.cleanup_confirm_s:
+            self._reopen_uncleaned(state, cleanup, event.ts_capture, ts_rule, out)
+        elif event.phase == "end":
+            # No longer followed (expired): the camera will say nothing more about it.
+            cleanup["events"].remove(key)
+            if not cleanup["events"]:
+                state["cleanup"] = None
+
+    def _uncleaned_due(self, state: State, now: float) -> dict[str, Any] | None:
+        """The clean-up to take back at `now`: past its deadline, an object of it not reported
+        gone, and the camera online since the deadline (it was watching)."""
+        cleanup = self._cleanup_alarm(state)
+        if cleanup is None or cleanup["reopened"]:
+            return None
+        deadline = cleanup["resolved"] + self.cleanup_confirm_s
+        online = state["online_ts"]
+        if now < deadline or online is None or online < deadline:
+            return None
+        live = state.get("live", {})
+        if not any(key in live for key in cleanup["events"]):
+            return None
+        return cleanup
+
+    def _reopen_uncleaned(
+        self,
+        state: State,
+        cleanup: dict[str, Any],
+        ts: datetime,
+        ts_rule: datetime,
+        out: Output,
+    ) -> None:
+        if cleanup["reopened"]:
+            return
+        minutes = int((_epoch(ts) - cleanup["resolved"]) // 60)
+        # Once per alarm: an object the detector lost track of must not re-open it after
+        # every resolve.
+        cleanup["reopened"] = True
+        cleanup["resolved"] = None
+        state["silent"][DUMPING] = False
+        state.setdefault("open_since", {})[DUMPING] = _epoch(ts)
+        self._pipeline_version(
+            state, DUMPING, ts, ts_rule, out,
+            change="reopened", notify=True, alarm_state="OPEN", escalation=0,
+            message=f"object still seen {minutes} min after it was marked resolved",
+        )  # fmt: skip
+
+    def _watch_cleanup(self, state: State, alert: Alert, now: float) -> None:
+        """A dumping alarm resolved while the camera still follows its object: wait for the
+        camera's word."""
+        live = sorted(state.get("live", {}))
+        prior: dict[str, Any] | None = state.get("cleanup")
+        reopened = (
+            prior is not None and prior["alarm_id"] == str(alert.alarm_id) and prior["reopened"]
+        )
+        state["cleanup"] = (
+            {"alarm_id": str(alert.alarm_id), "resolved": now, "events": live, "reopened": reopened}
+            if live
+            else None
+        )
 
     # ------------------------------------------------------------------ silence and actions
 
@@ -436,9 +563,30 @@ class Engine:
         windows = state["windows"]
         if windows and min(float(k) for k in windows) + self.window_s + self.grace_s <= now:
             return True
+        if self.escalate_after_s and self._unacknowledged(state, now):
+            return True
         if state["kind"] == "camera":
+            if self._uncleaned_due(state, now) is not None:
+                return True
             return self._offline_for(state, now) is not None and not _active(state, CAMERA_OFFLINE)
         return self._stale_due(state, now) is not None
+
+    def _unacknowledged(self, state: State, now: float) -> list[str]:
+        """The alarms still OPEN past their severity's escalation delay, not yet passed on."""
+        due: list[str] = []
+        since_by_type: dict[str, float] = state.get("open_since", {})
+        for alarm_type, alarm in state["alarms"].items():
+            if alarm["state"] != "OPEN" or alarm.get("escalation", 0) >= 1:
+                continue
+            after = self.escalate_after_s.get(alarm["severity"])
+            if after is None:
+                continue
+            since = since_by_type.get(alarm_type)
+            if since is None:
+                since = _epoch(datetime.fromisoformat(alarm["opened_at"]))
+            if now - since >= after:
+                due.append(alarm_type)
+        return due
 
     def _offline_for(self, state: State, now: float) -> float | None:
         """How long a camera has not been online, once that is long enough for an alarm."""
@@ -460,6 +608,7 @@ class Engine:
         now = _epoch(action.ts_capture)
         if action.action == "check":
             self._close_windows(state, action.source_id, now, out)
+            self._checked(state, action, now, ts_rule, out)
             if state["kind"] == "camera":
                 offline_s = self._offline_for(state, now)
                 if offline_s is not None:
@@ -485,8 +634,36 @@ class Engine:
                             value=now - state["last_ts"],
                         )  # fmt: skip
             return out
+        # The same action again (its id): a bot or a console that retried a press. Decided
+        # once, refused or applied, and then never again.
+        decided: list[str] = state.setdefault("action_ids", [])
+        action_id = str(action.id)
+        if action_id in decided:
+            return out
+        decided.append(action_id)
+        if len(decided) > ACTION_IDS_KEPT:
+            del decided[:-ACTION_IDS_KEPT]
         self._operator(state, action, ts_rule, out)
         return out
+
+    def _checked(
+        self, state: State, action: AlarmAction, now: float, ts_rule: datetime, out: Output
+    ) -> None:
+        """What time alone changes on a check: alarms nobody acknowledged in time are passed
+        on, and a clean-up the camera never saw is taken back."""
+        if self.escalate_after_s:
+            for alarm_type in self._unacknowledged(state, now):
+                after = self.escalate_after_s[state["alarms"][alarm_type]["severity"]]
+                self._pipeline_version(
+                    state, alarm_type, action.ts_capture, ts_rule, out,
+                    change="unacknowledged", notify=True, escalation=1,
+                    message=f"not acknowledged within {_duration(after)}; "
+                    "passed on to the next level",
+                )  # fmt: skip
+        if state["kind"] == "camera":
+            cleanup = self._uncleaned_due(state, now)
+            if cleanup is not None:
+                self._reopen_uncleaned(state, cleanup, action.ts_capture, ts_rule, out)
 
     def _operator(self, state: State, action: AlarmAction, ts_rule: datetime, out: Output) -> None:
         alarm_type, current = next(
@@ -527,6 +704,8 @@ class Engine:
             }
             if action.action == "dispatch":
                 update["dispatched_to"] = action.to
+            if action.action == "resolve" and alarm_type == DUMPING:
+                self._watch_cleanup(state, alert, _epoch(action.ts_capture))
         update.update(
             {
                 "version": alert.version + 1,
@@ -601,6 +780,7 @@ class Engine:
             # Flapping: the same alarm again, quietly; its clear will be quiet too.
             alert = Alert.model_validate(current)
             state["silent"][alarm_type] = True
+            state.setdefault("open_since", {})[alarm_type] = t
             update = {
                 **common,
                 "version": alert.version + 1,
@@ -610,10 +790,13 @@ class Engine:
                 "notify": False,
                 "severity": severity,
                 "cleared_at": None,
+                # A re-open that carries `resolved_at` is the camera's (see templates).
+                "resolved_at": None,
             }
             self._emit(state, alarm_type, alert.model_copy(update=update), out)
             return
         state["silent"][alarm_type] = False
+        state.setdefault("open_since", {})[alarm_type] = t
         alarm_id = stable_id("alarm", source_id, alarm_type, ctx.trigger_id)
         message = f"{alarm_type} at {ctx.place.name}" + (f" (zone {zone})" if zone else "")
         alert = Alert(
@@ -667,6 +850,38 @@ class Engine:
             update["last_value"] = value
         self._emit(state, alarm_type, alert.model_copy(update=update), out)
 
+    def _pipeline_version(
+        self,
+        state: State,
+        alarm_type: str,
+        ts: datetime,
+        ts_rule: datetime,
+        out: Output,
+        *,
+        change: AlarmChange,
+        notify: bool,
+        message: str,
+        alarm_state: AlarmState | None = None,
+        escalation: int | None = None,
+    ) -> None:
+        """A new version of an alarm that time or the camera made, not a person."""
+        alert = Alert.model_validate(state["alarms"][alarm_type])
+        update: dict[str, Any] = {
+            "version": alert.version + 1,
+            "change": change,
+            "notify": notify,
+            "message": message,
+            "updated_at": ts,
+            "ts_capture": ts,
+            "ts_ingest": None,
+            "ts_rule": ts_rule,
+        }
+        if alarm_state is not None:
+            update["state"] = alarm_state
+        if escalation is not None:
+            update["escalation"] = escalation
+        self._emit(state, alarm_type, alert.model_copy(update=update), out)
+
     def _emit(
         self,
         state: State,
@@ -689,6 +904,7 @@ class Engine:
                 "note": actor.note if actor else "",
                 "reason": actor.reason if actor else None,
                 "photo": actor.photo if actor else None,
+                "location": actor.location if actor else None,
             }
         )
         as_json = alert.model_dump(mode="json")
@@ -698,6 +914,13 @@ class Engine:
 
 _at = itemgetter(0)
 _value = itemgetter(1)
+
+
+def _duration(seconds: float) -> str:
+    """e.g. "10 min", "90 s", for the messages kept in the alarm's history."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"
 
 
 @dataclass

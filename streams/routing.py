@@ -68,16 +68,32 @@ def deliveries_for(
 
 
 def route_matches(route: Route, alert: Alert) -> bool:
-    """The route's filters (alarm types, desa, minimum severity) admit the alert."""
+    """The route's filters (escalation level, alarm types, desa, kecamatan, minimum severity)
+    admit the alert.
+
+    A route of escalation level N hears of an alarm once it was passed on to level N (its
+    `unacknowledged` version) and of every change people should hear about after that; the
+    routes below N were told when it opened and are not told again that nobody answered.
+    """
+    if route.escalation_level > alert.escalation:
+        return False
+    if alert.change == "unacknowledged" and route.escalation_level != alert.escalation:
+        return False
     if route.alarm_types and alert.alarm_type not in route.alarm_types:
         return False
-    if route.desa:
-        desa = alert.place.desa if alert.place is not None else None
-        if desa is None or desa.strip().casefold() not in {
-            d.strip().casefold() for d in route.desa
-        }:
-            return False
+    place = alert.place
+    if route.desa and not _named_in(place.desa if place else None, route.desa):
+        return False
+    if route.kecamatan and not _named_in(place.kecamatan if place else None, route.kecamatan):
+        return False
     return SEVERITY_RANK[alert.severity] >= SEVERITY_RANK[route.min_severity]
+
+
+def _named_in(name: str | None, names: tuple[str, ...]) -> bool:
+    """Place names compare without case and surrounding blanks (YAML written by hand)."""
+    if name is None:
+        return False
+    return name.strip().casefold() in {n.strip().casefold() for n in names}
 
 
 def in_quiet_hours(route: Route, local_time: time) -> bool:

@@ -59,6 +59,10 @@ class Wording(TypedDict):
     generic: str
     # Headline per change: emoji and pattern around {what}, {severity}.
     changes: dict[AlarmChange, tuple[str, str]]
+    # The note of a version the pipeline made, instead of its (English) message:
+    # "unacknowledged", "confirmed", and "still_present" for a dumping alarm the camera
+    # still saw {minutes} after it was resolved.
+    pipeline_notes: dict[str, str]
     source_kinds: dict[str, str]
     labels: dict[str, str]
     times: str
@@ -114,6 +118,14 @@ WORDING: dict[Language, Wording] = {
             "dispatched": ("🚚", "Petugas menuju lokasi: {what}"),
             "resolved": ("✅", "Alarm selesai ditangani: {what}"),
             "false_positive": ("❎", "Alarm palsu: {what}"),
+            "unacknowledged": ("⏰", "Belum ditanggapi: {what}"),
+            "confirmed": ("✅", "Kamera memastikan lokasi sudah bersih: {what}"),
+        },
+        "pipeline_notes": {
+            "unacknowledged": "Belum ada petugas yang menerima alarm ini; diteruskan ke "
+            "tingkat berikutnya",
+            "confirmed": "Kamera melihat lokasi sudah bersih setelah dinyatakan selesai",
+            "still_present": "Objek masih terlihat {minutes} menit setelah dinyatakan selesai",
         },
         "source_kinds": {"sensor": "sensor", "camera": "kamera", "dumping": "kamera"},
         "labels": {
@@ -181,6 +193,13 @@ WORDING: dict[Language, Wording] = {
             "dispatched": ("🚚", "Crew dispatched: {what}"),
             "resolved": ("✅", "Alarm resolved: {what}"),
             "false_positive": ("❎", "False alarm: {what}"),
+            "unacknowledged": ("⏰", "Not acknowledged: {what}"),
+            "confirmed": ("✅", "Camera confirmed the clean-up: {what}"),
+        },
+        "pipeline_notes": {
+            "unacknowledged": "Nobody has acknowledged this alarm; passed on to the next level",
+            "confirmed": "The camera saw the spot clean after it was marked resolved",
+            "still_present": "Object still seen {minutes} minutes after it was marked resolved",
         },
         "source_kinds": {"sensor": "sensor", "camera": "camera", "dumping": "camera"},
         "labels": {
@@ -261,8 +280,9 @@ def render(alert: Alert, *, language: Language = "id", tz: ZoneInfo, incident_ur
     lines.append(_Line(format_time(changed_at, language, tz), labels["time"]))
     if alert.opened_at != changed_at:
         lines.append(_Line(format_time(alert.opened_at, language, tz), labels["opened"]))
-    if alert.message.strip():
-        lines.append(_Line(alert.message.strip(), labels["note"]))
+    note = pipeline_note(alert, language) or alert.message.strip()
+    if note:
+        lines.append(_Line(note, labels["note"]))
     source_kind = words["source_kinds"].get(alert.source_kind, alert.source_kind)
     lines.append(_Line(f"{source_kind} {alert.source_id}", labels["source"]))
     link = incident_link(alert, incident_url)
@@ -292,6 +312,21 @@ def describe(alert: Alert, language: Language) -> str:
     if alert.quantity is not None and alert.quantity in words["by_quantity"]:
         return words["by_quantity"][alert.quantity]
     return words["generic"].format(alarm_type=alert.alarm_type)
+
+
+def pipeline_note(alert: Alert, language: Language) -> str | None:
+    """The note of a version the pipeline made for people to read (passed on, confirmed or
+    re-opened by the camera), in the language; None for any other version."""
+    if alert.by:
+        return None
+    notes = WORDING[language]["pipeline_notes"]
+    if alert.change in ("unacknowledged", "confirmed"):
+        return notes[alert.change]
+    if alert.change == "reopened" and alert.resolved_at is not None:
+        # Only the camera re-opens a resolved alarm; the minutes since the resolve.
+        minutes = int((alert.updated_at - alert.resolved_at).total_seconds() // 60)
+        return notes["still_present"].format(minutes=minutes)
+    return None
 
 
 def measured_value(alert: Alert, language: Language) -> str:

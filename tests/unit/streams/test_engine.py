@@ -19,6 +19,7 @@ from pantau.messages import (
 )
 from pantau.settings import settings_from_mapping
 from streams.engine import (
+    ACTION_IDS_KEPT,
     CAMERA_OFFLINE,
     DUMPING,
     ActionRejected,
@@ -39,74 +40,72 @@ COOLDOWN_S = 300.0
 STALE_AFTER_S = 900.0
 OFFLINE_AFTER_S = 30.0
 
-SETTINGS = settings_from_mapping(
-    {
-        "sensors": [
-            {
-                "id": "wl-lengkong",
-                "type": "water_level",
-                "name": "Brantas Lengkong",
-                "location": {"lat": -7.4496, "lon": 112.415, "desa": "Lengkong"},
-                "thresholds": {"waterLevel": {"raise_above": 3.0, "clear_below": 2.7}},
-            },
-            {"id": "wl-ploso", "type": "water_level"},
-            {"id": "bin-tps-sooko", "type": "waste_container", "tps": True},
-            {"id": "bin-pasar", "type": "waste_container", "tps": False},
-            {"id": "aq-alun-alun", "type": "air_quality"},
-        ],
-        "cameras": [
-            {
-                "id": "tps-gedeg",
-                "name": "TPS Gedeg",
-                "url": "rtsp://10.0.0.5/stream",
-                "location": {"lat": -7.43, "lon": 112.39, "desa": "Gedeg"},
-            }
-        ],
-        "streams": {
-            "cooldown_s": COOLDOWN_S,
-            "camera_offline_after_s": OFFLINE_AFTER_S,
-            "window_s": 60,
-            "window_grace_s": 10,
-            "rules": [
-                {
-                    # wl-lengkong overrides these levels with its own 3.0 / 2.7.
-                    "id": "water-high",
-                    "type": "threshold",
-                    "sensors": ["wl-lengkong"],
-                    "quantity": "waterLevel",
-                    "raise_above": 3.5,
-                    "clear_below": 3.2,
-                    "critical_above": 4.0,
-                },
-                {
-                    "id": "water-rising",
-                    "type": "rate_of_change",
-                    "sensors": ["wl-ploso"],
-                    "quantity": "waterLevel",
-                    "rise": 0.5,
-                    "period_s": 600,
-                },
-                {
-                    "id": "bin-full",
-                    "type": "threshold",
-                    "sensor_type": "waste_container",
-                    "tps_only": True,
-                    "quantity": "fillingLevel",
-                    "raise_above": 0.9,
-                    "clear_below": 0.7,
-                },
-                {
-                    "id": "sensor-silent",
-                    "type": "stale",
-                    "sensors": ["wl-lengkong"],
-                    "after_s": STALE_AFTER_S,
-                    "severity": "minor",
-                },
-            ],
+CONFIG: dict[str, Any] = {
+    "sensors": [
+        {
+            "id": "wl-lengkong",
+            "type": "water_level",
+            "name": "Brantas Lengkong",
+            "location": {"lat": -7.4496, "lon": 112.415, "desa": "Lengkong"},
+            "thresholds": {"waterLevel": {"raise_above": 3.0, "clear_below": 2.7}},
         },
+        {"id": "wl-ploso", "type": "water_level"},
+        {"id": "bin-tps-sooko", "type": "waste_container", "tps": True},
+        {"id": "bin-pasar", "type": "waste_container", "tps": False},
+        {"id": "aq-alun-alun", "type": "air_quality"},
+    ],
+    "cameras": [
+        {
+            "id": "tps-gedeg",
+            "name": "TPS Gedeg",
+            "url": "rtsp://10.0.0.5/stream",
+            "location": {"lat": -7.43, "lon": 112.39, "desa": "Gedeg"},
+        }
+    ],
+    "streams": {
+        "cooldown_s": COOLDOWN_S,
+        "camera_offline_after_s": OFFLINE_AFTER_S,
+        "window_s": 60,
+        "window_grace_s": 10,
+        "rules": [
+            {
+                # wl-lengkong overrides these levels with its own 3.0 / 2.7.
+                "id": "water-high",
+                "type": "threshold",
+                "sensors": ["wl-lengkong"],
+                "quantity": "waterLevel",
+                "raise_above": 3.5,
+                "clear_below": 3.2,
+                "critical_above": 4.0,
+            },
+            {
+                "id": "water-rising",
+                "type": "rate_of_change",
+                "sensors": ["wl-ploso"],
+                "quantity": "waterLevel",
+                "rise": 0.5,
+                "period_s": 600,
+            },
+            {
+                "id": "bin-full",
+                "type": "threshold",
+                "sensor_type": "waste_container",
+                "tps_only": True,
+                "quantity": "fillingLevel",
+                "raise_above": 0.9,
+                "clear_below": 0.7,
+            },
+            {
+                "id": "sensor-silent",
+                "type": "stale",
+                "sensors": ["wl-lengkong"],
+                "after_s": STALE_AFTER_S,
+                "severity": "minor",
+            },
+        ],
     },
-    base_dir=Path("."),
-)
+}
+SETTINGS = settings_from_mapping(CONFIG, base_dir=Path("."))
 ENGINE = Engine(SETTINGS)
 SENSOR_TYPES = {s.id: s.type for s in SETTINGS.sensors}
 
@@ -825,3 +824,377 @@ def test_dumping_alarm_clears_only_when_the_waste_is_gone(
     else:
         assert alerts == []
         assert state["alarms"][DUMPING]["state"] == "OPEN"
+
+
+# --------------------------------------------------------------------------- escalation
+
+ESCALATE_AFTER_S = {"critical": 600.0, "major": 1800.0}
+
+
+def _escalating_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    if rule["type"] == "stale":
+        # Out of the way: only the alarms under test are open.
+        return {**rule, "after_s": 10**7}
+    if rule["type"] == "rate_of_change":
+        return {**rule, "severity": "warning"}
+    return rule
+
+
+ESCALATING = Engine(
+    settings_from_mapping(
+        {
+            **CONFIG,
+            "streams": {
+                **CONFIG["streams"],
+                "escalate_after_s": ESCALATE_AFTER_S,
+                "rules": [_escalating_rule(r) for r in CONFIG["streams"]["rules"]],
+            },
+        },
+        base_dir=Path("."),
+    )
+)
+
+
+def open_water(engine: Engine, state: State, level: float, seconds: float = 10) -> Alert:
+    engine.on_reading(state, reading("wl-lengkong", seconds - 10, waterLevel=2.5), ts_rule=at(0))
+    [alert] = engine.on_reading(
+        state, reading("wl-lengkong", seconds, waterLevel=level), ts_rule=at(seconds)
+    ).alerts
+    # Closes the readings' window: from here on only time passes.
+    assert escalating_check(state, seconds + 70) == []
+    return alert
+
+
+def escalating_check(state: State, seconds: float) -> list[Alert]:
+    return ESCALATING.on_action(
+        state, action("check", seconds, "wl-lengkong"), ts_rule=at(seconds)
+    ).alerts
+
+
+@pytest.mark.parametrize(
+    ("level", "severity", "after_s"),
+    [(3.1, "major", 1800.0), (4.1, "critical", 600.0)],
+)
+def test_alarm_nobody_acknowledged_is_passed_on_once_after_its_severity_delay(
+    level: float, severity: str, after_s: float
+) -> None:
+    state = sensor_state()
+    opened = open_water(ESCALATING, state, level, seconds=10)
+    assert (opened.severity, opened.escalation) == (severity, 0)
+
+    assert ESCALATING.due(state, epoch(10 + after_s - 1)) is False
+    assert escalating_check(state, 10 + after_s - 1) == []
+    assert ESCALATING.due(state, epoch(10 + after_s)) is True
+    [passed_on] = escalating_check(state, 10 + after_s)
+
+    assert (passed_on.alarm_id, passed_on.version) == (opened.alarm_id, 1)
+    assert (passed_on.state, passed_on.change, passed_on.notify) == (
+        "OPEN",
+        "unacknowledged",
+        True,
+    )
+    assert passed_on.escalation == 1
+    assert passed_on.updated_at == at(10 + after_s)
+    assert passed_on.message == (
+        f"not acknowledged within {int(after_s // 60)} min; passed on to the next level"
+    )
+    # Once: later checks, however late, pass nothing on again.
+    assert ESCALATING.due(state, epoch(10 + after_s + 1)) is False
+    assert [escalating_check(state, 10 + after_s + s) for s in (1, 600, 86_400)] == [[], [], []]
+    # Who is told later (dispatch, resolve) keeps hearing at the escalated level.
+    dispatched = ESCALATING.on_action(
+        state, action("dispatch", 10 + after_s + 5, alarm_id=opened.alarm_id), ts_rule=at(0)
+    ).alerts[0]
+    assert (dispatched.change, dispatched.escalation) == ("dispatched", 1)
+
+
+@pytest.mark.parametrize(
+    ("taken_by", "escalates"),
+    [
+        ("ack", False),
+        ("dispatch", False),
+        ("resolve", False),
+        ("false_positive", False),
+        # Neither takes the alarm: it is still nobody's.
+        ("comment", True),
+        ("assign", True),
+    ],
+)
+def test_only_an_alarm_still_open_is_passed_on(taken_by: str, escalates: bool) -> None:
+    state = sensor_state()
+    opened = open_water(ESCALATING, state, 3.1, seconds=10)
+    taken = person(taken_by, 60, opened.alarm_id, to="budi" if taken_by == "assign" else None)
+    ESCALATING.on_action(state, taken, ts_rule=at(60))
+
+    got = escalating_check(state, 10 + 1800)
+
+    assert [a.change for a in got] == (["unacknowledged"] if escalates else [])
+
+
+def test_severity_without_a_delay_is_never_passed_on() -> None:
+    state = sensor_state("wl-ploso")
+    for seconds, level in [(0, 1.0), (60, 1.6)]:
+        out = ESCALATING.on_reading(
+            state, reading("wl-ploso", seconds, waterLevel=level), ts_rule=at(seconds)
+        )
+    [rising] = out.alerts
+    assert (rising.alarm_type, rising.severity) == ("water-rising", "warning")
+    ESCALATING.on_action(state, action("check", 200, "wl-ploso"), ts_rule=at(200))
+
+    assert ESCALATING.due(state, epoch(100_000)) is False
+    later = ESCALATING.on_action(state, action("check", 100_000, "wl-ploso"), ts_rule=at(0))
+    assert later.alerts == []
+
+
+def test_without_escalation_settings_nothing_is_passed_on() -> None:
+    state = sensor_state()
+    opened_water_alarm(state)
+
+    # The sensor went silent meanwhile: that alarm opens; the first one is passed on nowhere.
+    later = check(state, 100_000, "wl-lengkong").alerts
+    assert [(a.alarm_type, a.change) for a in later] == [("sensor-silent", "opened")]
+
+
+def test_quietly_reopened_alarm_counts_from_its_reopening() -> None:
+    state = sensor_state()
+    open_water(ESCALATING, state, 3.1, seconds=10)
+    ESCALATING.on_reading(state, reading("wl-lengkong", 20, waterLevel=2.5), ts_rule=at(20))
+    [reopened] = ESCALATING.on_reading(
+        state, reading("wl-lengkong", 80, waterLevel=3.3), ts_rule=at(80)
+    ).alerts
+    assert reopened.change == "reopened"
+
+    assert escalating_check(state, 10 + 1800) == []
+    assert [a.change for a in escalating_check(state, 80 + 1800)] == ["unacknowledged"]
+
+
+@pytest.mark.parametrize("older_state", [False, True])
+def test_escalation_survives_a_restart_and_fires_once(older_state: bool) -> None:
+    state = sensor_state()
+    open_water(ESCALATING, state, 4.1, seconds=10)
+    stored = load_state(dump_state(state))
+    if older_state:
+        # A state written before escalation existed: counted from the alarm's opening.
+        for key in ("open_since", "action_ids", "live", "cleanup"):
+            del stored[key]
+
+    [passed_on] = escalating_check(stored, 610)
+    again = load_state(dump_state(stored))
+
+    assert passed_on.change == "unacknowledged"
+    assert ESCALATING.due(again, epoch(700)) is False
+    assert escalating_check(again, 700) == []
+
+
+# --------------------------------------------------------------------------- clean-up on camera
+
+CONFIRM_S = 600.0
+
+
+def camera_story(steps: list[tuple[float, str]]) -> tuple[State, list[Alert]]:
+    """Dumping events, heartbeats, checks and a person's actions on one camera, in order;
+    every version of the dumping alarm that came of them."""
+    state = camera_state()
+    alerts: list[Alert] = []
+    for seconds, step in steps:
+        if step in ("new", "update"):
+            out = ENGINE.on_dumping(state, dumping(seconds, step, "alerted"), ts_rule=at(seconds))
+        elif step in ("cleaned", "picked_up", "expired"):
+            out = ENGINE.on_dumping(state, dumping(seconds, "end", step), ts_rule=at(seconds))
+        elif step == "online":
+            out = beat(state, seconds, "online")
+        elif step == "check":
+            out = camera_check(state, seconds)
+        else:
+            alarm_id = UUID(state["alarms"][DUMPING]["alarm_id"])
+            taken = action(step, seconds, "tps-gedeg", alarm_id=alarm_id, source_kind="dumping")
+            out = ENGINE.on_action(state, taken, ts_rule=at(seconds))
+        alerts += [a for a in out.alerts if a.alarm_type == DUMPING]
+    return state, alerts
+
+
+# The dumping alarm opens at 0 s; what follows, and the changes it makes to the alarm.
+CLEANUP_STORIES: list[tuple[str, list[tuple[float, str]], list[str]]] = [
+    ("camera sees it cleaned", [(60, "resolve"), (300, "cleaned")], ["resolved", "confirmed"]),
+    ("picked up counts too", [(60, "resolve"), (300, "picked_up")], ["resolved", "confirmed"]),
+    ("cleaned late, still cleaned", [(60, "resolve"), (900, "cleaned")], ["resolved", "confirmed"]),
+    (
+        "still reported after the deadline",
+        [(60, "resolve"), (60 + CONFIRM_S, "update")],
+        ["resolved", "reopened"],
+    ),
+    ("reported just before it", [(60, "resolve"), (59 + CONFIRM_S, "update")], ["resolved"]),
+    (
+        "camera online past the deadline, no word of a clean-up",
+        [(60, "resolve"), (60 + CONFIRM_S, "online"), (60 + CONFIRM_S, "check")],
+        ["resolved", "reopened"],
+    ),
+    (
+        "checked before the deadline",
+        [(60, "resolve"), (650, "online"), (59 + CONFIRM_S, "check")],
+        ["resolved"],
+    ),
+    (
+        "camera not watching since the deadline",
+        [(60, "resolve"), (650, "online"), (700, "check")],
+        ["resolved"],
+    ),
+    (
+        "cleaned before the check",
+        [(60, "resolve"), (500, "cleaned"), (700, "online"), (700, "check")],
+        ["resolved", "confirmed"],
+    ),
+    (
+        "re-opened once; the camera may still confirm the second resolve",
+        [
+            (60, "resolve"),
+            (660, "online"),
+            (660, "check"),
+            (700, "resolve"),
+            (1400, "online"),
+            (1400, "check"),
+            (1500, "update"),
+            (1600, "cleaned"),
+        ],
+        ["resolved", "reopened", "resolved", "confirmed"],
+    ),
+    (
+        "cleared by the camera before the resolve: nothing to confirm",
+        [(30, "cleaned"), (60, "resolve"), (700, "online"), (700, "check")],
+        ["cleared", "resolved"],
+    ),
+    (
+        "no longer followed (expired) before the deadline",
+        [(60, "resolve"), (300, "expired"), (700, "online"), (700, "check")],
+        ["resolved"],
+    ),
+    (
+        "expired after the deadline: still there then",
+        [(60, "resolve"), (60 + CONFIRM_S, "expired")],
+        ["resolved", "reopened"],
+    ),
+    (
+        "a false alarm is not a clean-up",
+        [(60, "false_positive"), (700, "online"), (700, "check"), (800, "cleaned")],
+        ["false_positive"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("steps", "changes"),
+    [pytest.param(steps, changes, id=name) for name, steps, changes in CLEANUP_STORIES],
+)
+def test_camera_confirms_a_clean_up_or_takes_it_back(
+    steps: list[tuple[float, str]], changes: list[str]
+) -> None:
+    _, alerts = camera_story([(0, "new"), *steps])
+
+    assert [a.change for a in alerts[1:]] == changes
+    assert len({a.alarm_id for a in alerts}) == 1
+
+
+def test_confirmed_clean_up_stays_resolved_and_quiet() -> None:
+    _, alerts = camera_story([(0, "new"), (60, "resolve"), (300, "cleaned")])
+    confirmed = alerts[-1]
+
+    assert (confirmed.state, confirmed.notify, confirmed.by) == ("RESOLVED", False, "")
+    assert confirmed.updated_at == at(300)
+    assert confirmed.resolved_at == at(60)
+    assert confirmed.message == "camera confirmed the clean-up: the object is gone (cleaned)"
+
+
+def test_object_still_seen_after_the_resolve_reopens_the_alarm_for_everyone() -> None:
+    state, alerts = camera_story([(0, "new"), (60, "resolve")])
+    beat(state, 660, "online")
+    assert ENGINE.due(state, epoch(659)) is False
+    assert ENGINE.due(state, epoch(660)) is True
+    [reopened] = [a for a in camera_check(state, 660).alerts if a.alarm_type == DUMPING]
+
+    assert (reopened.alarm_id, reopened.version) == (alerts[0].alarm_id, alerts[-1].version + 1)
+    assert (reopened.state, reopened.change, reopened.notify) == ("OPEN", "reopened", True)
+    assert reopened.message == "object still seen 10 min after it was marked resolved"
+    # Kept, so that readers know it had been declared clean.
+    assert reopened.resolved_at == at(60)
+    assert reopened.escalation == 0
+    assert ENGINE.due(state, epoch(670)) is False
+    # It is open again: people act on it as on any open alarm.
+    assert act(state, "ack", 700, reopened.alarm_id).state == "ACK"
+
+
+def test_reopened_alarm_can_be_passed_on_again() -> None:
+    state = camera_state()
+    [opened] = ESCALATING.on_dumping(state, dumping(0, "new", "alerted"), ts_rule=at(0)).alerts
+    [passed_on] = ESCALATING.on_action(
+        state, action("check", 1800, "tps-gedeg", source_kind="camera"), ts_rule=at(1800)
+    ).alerts
+    resolve = action("resolve", 1900, "tps-gedeg", alarm_id=opened.alarm_id, source_kind="dumping")
+    ESCALATING.on_action(state, resolve, ts_rule=at(1900))
+    [reopened] = ESCALATING.on_dumping(
+        state, dumping(1900 + CONFIRM_S, "update", "alerted"), ts_rule=at(0)
+    ).alerts
+
+    assert (passed_on.escalation, reopened.escalation) == (1, 0)
+    later = ESCALATING.on_action(
+        state, action("check", 2500 + 1800, "tps-gedeg", source_kind="camera"), ts_rule=at(0)
+    ).alerts
+    assert [(a.change, a.escalation) for a in later] == [("unacknowledged", 1)]
+
+
+# --------------------------------------------------------------------------- repeated actions
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("ack", {}),
+        ("dispatch", {"to": "Regu Sooko"}),
+        ("resolve", {}),
+        ("false_positive", {"reason": "not_rubbish"}),
+        ("comment", {"note": "sudah dicek"}),
+        ("assign", {"to": "budi"}),
+    ],
+)
+def test_the_same_action_twice_is_decided_once(kind: str, fields: dict[str, Any]) -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    pressed = person(kind, 20, opened.alarm_id, **fields)
+    [first] = ENGINE.on_action(state, pressed, ts_rule=at(20)).alerts
+    after_first = load_state(dump_state(state))
+
+    # Again, also after a restart: no new version, and no refusal either.
+    assert ENGINE.on_action(state, pressed, ts_rule=at(21)).alerts == []
+    assert ENGINE.on_action(after_first, pressed, ts_rule=at(21)).alerts == []
+    assert state["alarms"] == after_first["alarms"]
+    assert first.action_id == pressed.id
+
+
+def test_another_action_of_the_same_kind_is_still_decided() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    first = person("comment", 20, opened.alarm_id, note="air naik")
+    second = person("comment", 30, opened.alarm_id, note="air naik lagi")
+
+    made = [ENGINE.on_action(state, a, ts_rule=at(0)).alerts for a in (first, second, first)]
+
+    assert [[a.note for a in m] for m in made] == [["air naik"], ["air naik lagi"], []]
+
+
+def test_a_refused_action_sent_again_is_not_refused_twice() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    act(state, "resolve", 20, opened.alarm_id)
+    late_ack = action("ack", 30, alarm_id=opened.alarm_id)
+
+    with pytest.raises(ActionRejected):
+        ENGINE.on_action(state, late_ack, ts_rule=at(30))
+    assert ENGINE.on_action(state, late_ack, ts_rule=at(31)).alerts == []
+
+
+def test_remembered_action_ids_stay_bounded() -> None:
+    state = sensor_state()
+    opened = opened_water_alarm(state)
+    for i in range(200):
+        ENGINE.on_action(state, person("comment", 20 + i, opened.alarm_id), ts_rule=at(0))
+
+    assert len(state["action_ids"]) == ACTION_IDS_KEPT

@@ -84,6 +84,97 @@ def test_desa_filter_compares_names_case_insensitively(
     assert recipients(got) == (["dlh@localhost"] if delivered else [])
 
 
+def in_kecamatan(kecamatan: str | None) -> dict[str, Any]:
+    return {"name": "TPS Sooko", "desa": "Sooko", "kecamatan": kecamatan}
+
+
+@pytest.mark.parametrize(
+    ("route_kecamatan", "alert_place", "delivered"),
+    [
+        ([], None, True),
+        ([], in_kecamatan("Gedeg"), True),
+        (["Sooko"], in_kecamatan("Sooko"), True),
+        (["prajurit kulon"], in_kecamatan(" Prajurit Kulon"), True),
+        (["Sooko", "Gedeg"], in_kecamatan("Gedeg"), True),
+        (["Sooko"], in_kecamatan("Gedeg"), False),
+        (["Sooko"], in_kecamatan(None), False),
+        (["Sooko"], None, False),
+    ],
+)
+def test_kecamatan_filter_compares_names_case_insensitively(
+    route_kecamatan: list[str], alert_place: dict[str, Any] | None, delivered: bool
+) -> None:
+    settings = notify({"kecamatan": route_kecamatan, "emails": ["camat@localhost"]})
+    got = deliveries_for(alert(place=alert_place), settings, now=MORNING, tz=WIB)
+    assert recipients(got) == (["camat@localhost"] if delivered else [])
+
+
+def test_desa_and_kecamatan_must_both_match() -> None:
+    settings = notify({"desa": ["Sooko"], "kecamatan": ["Gedeg"], "emails": ["x@localhost"]})
+    got = deliveries_for(alert(place=in_kecamatan("Sooko")), settings, now=MORNING, tz=WIB)
+    assert got == []
+
+
+@pytest.mark.parametrize(
+    ("route_level", "escalation", "change", "delivered"),
+    [
+        # As it happens: the first level only.
+        (0, 0, "opened", True),
+        (1, 0, "opened", False),
+        (1, 0, "dispatched", False),
+        # Nobody acknowledged it: the next level is told, the first is not told again.
+        (0, 1, "unacknowledged", False),
+        (1, 1, "unacknowledged", True),
+        # From then on both hear of what people should hear about.
+        (0, 1, "dispatched", True),
+        (1, 1, "dispatched", True),
+        (1, 1, "resolved", True),
+        (1, 1, "reopened", True),
+    ],
+)
+def test_escalation_level_decides_who_hears_of_an_alarm_nobody_took(
+    route_level: int, escalation: int, change: str, delivered: bool
+) -> None:
+    settings = notify({"escalation_level": route_level, "emails": ["camat@localhost"]})
+    passed_on = alert(escalation=escalation, change=change)
+    got = deliveries_for(passed_on, settings, now=MORNING, tz=WIB)
+    assert recipients(got) == (["camat@localhost"] if delivered else [])
+
+
+def test_unacknowledged_alarm_reaches_the_coordinator_of_its_kecamatan_only() -> None:
+    settings = notify(
+        {"name": "command-center", "telegram_chat_ids": ["-1001"]},
+        {"name": "dlh-sooko", "desa": ["Sooko"], "emails": ["dlh-sooko@localhost"]},
+        {
+            "name": "koordinator-sooko",
+            "escalation_level": 1,
+            "kecamatan": ["Sooko"],
+            "telegram_chat_ids": ["-2002"],
+        },
+        {
+            "name": "koordinator-gedeg",
+            "escalation_level": 1,
+            "kecamatan": ["Gedeg"],
+            "emails": ["koordinator-gedeg@localhost"],
+        },
+    )
+    sooko = in_kecamatan("Sooko")
+
+    opened = deliveries_for(alert(place=sooko), settings, now=MORNING, tz=WIB)
+    passed_on = deliveries_for(
+        alert(place=sooko, change="unacknowledged", escalation=1), settings, now=MORNING, tz=WIB
+    )
+
+    assert [d.route for d in opened] == ["command-center", "dlh-sooko"]
+    assert passed_on == [Delivery("koordinator-sooko", "telegram", "-2002")]
+
+
+@pytest.mark.parametrize("level", [-1, 2])
+def test_escalation_levels_beyond_the_one_there_is_are_refused(level: int) -> None:
+    with pytest.raises(ValueError, match="escalation_level"):
+        notify({"escalation_level": level})
+
+
 @pytest.mark.parametrize(
     ("alarm_types", "alarm_type", "delivered"),
     [

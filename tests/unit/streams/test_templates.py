@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -99,6 +99,14 @@ def test_headline_says_what_happened(changes: dict[str, Any], language: str, exp
         ("dispatched", "id", "🚚 Petugas menuju lokasi: Tinggi muka air melewati batas"),
         ("resolved", "en", "✅ Alarm resolved: Water level above threshold"),
         ("false_positive", "id", "❎ Alarm palsu: Tinggi muka air melewati batas"),
+        ("unacknowledged", "id", "⏰ Belum ditanggapi: Tinggi muka air melewati batas"),
+        ("unacknowledged", "en", "⏰ Not acknowledged: Water level above threshold"),
+        (
+            "confirmed",
+            "id",
+            "✅ Kamera memastikan lokasi sudah bersih: Tinggi muka air melewati batas",
+        ),
+        ("confirmed", "en", "✅ Camera confirmed the clean-up: Water level above threshold"),
     ],
 )
 def test_headline_says_what_changed(change: str, language: str, expected: str) -> None:
@@ -271,3 +279,49 @@ def test_text_and_html_say_the_same() -> None:
     assert plain.splitlines()[0] == r.text.splitlines()[0]
     assert plain.splitlines()[-1] == r.text.splitlines()[-1]
     assert "Peta: Google Maps" in plain.splitlines()
+
+
+def note_line(r: Rendered) -> str:
+    [line] = [line for line in r.text.splitlines() if line.startswith(("Keterangan:", "Note:"))]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("changes", "language", "expected"),
+    [
+        (
+            {"change": "unacknowledged", "escalation": 1},
+            "id",
+            "Keterangan: Belum ada petugas yang menerima alarm ini; diteruskan ke tingkat "
+            "berikutnya",
+        ),
+        (
+            {"change": "unacknowledged", "escalation": 1},
+            "en",
+            "Note: Nobody has acknowledged this alarm; passed on to the next level",
+        ),
+        (
+            {"change": "confirmed", "state": "RESOLVED"},
+            "id",
+            "Keterangan: Kamera melihat lokasi sudah bersih setelah dinyatakan selesai",
+        ),
+        (
+            {"change": "reopened", "resolved_at": T0 - timedelta(minutes=10, seconds=20)},
+            "id",
+            "Keterangan: Objek masih terlihat 10 menit setelah dinyatakan selesai",
+        ),
+        (
+            {"change": "reopened", "resolved_at": T0 - timedelta(minutes=12)},
+            "en",
+            "Note: Object still seen 12 minutes after it was marked resolved",
+        ),
+        # A quiet re-open after a clear is no news of a clean-up: its own message stays.
+        ({"change": "reopened"}, "en", "Note: water-high at Brantas"),
+        ({"change": "opened"}, "id", "Keterangan: water-high at Brantas"),
+    ],
+)
+def test_what_the_pipeline_did_reads_in_the_language(
+    changes: dict[str, Any], language: str, expected: str
+) -> None:
+    a = alert(message="water-high at Brantas", updated_at=T0, by="", **changes)
+    assert note_line(rendered(a, language)) == expected
