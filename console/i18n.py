@@ -110,6 +110,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "resolved": ("selesai", "resolved"),
     "commented": ("komentar", "comment"),
     "assigned": ("ditugaskan", "assigned"),
+    "unacknowledged": ("belum diterima, diteruskan", "not acknowledged, escalated"),
+    "confirmed": ("bersih, dikonfirmasi kamera", "clean, confirmed by the camera"),
     # False-positive reasons
     "not_rubbish": ("bukan sampah", "not rubbish"),
     "belongs_there": ("benda memang di situ", "object belongs there"),

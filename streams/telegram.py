@@ -570,7 +570,7 @@ class Editor:
 # The changes the templates word (and people want to see in the message).
 _EDITABLE = frozenset(
     {"opened", "escalated", "reopened", "cleared", "acknowledged", "dispatched", "resolved",
-     "false_positive"}
+     "false_positive", "unacknowledged", "confirmed"}
 )  # fmt: skip
 
 

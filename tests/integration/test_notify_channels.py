@@ -358,6 +358,19 @@ def test_telegram_message_goes_to_the_bots_send_message(receiver: Receiver) -> N
         "text": rendered(a).html,
         "parse_mode": "HTML",
         "disable_web_page_preview": True,
+        # The buttons `pantau telegram` answers, fitting the open alarm.
+        "reply_markup": {
+            "inline_keyboard": [
+                [
+                    {"text": "✅ Terima", "callback_data": f"a:{a.alarm_id}"},
+                    {"text": "🚚 Berangkat", "callback_data": f"d:{a.alarm_id}"},
+                ],
+                [
+                    {"text": "🧹 Selesai", "callback_data": f"r:{a.alarm_id}"},
+                    {"text": "❎ Alarm keliru", "callback_data": f"f:{a.alarm_id}"},
+                ],
+            ]
+        },
     }
 
 
@@ -384,6 +397,10 @@ def test_telegram_sends_the_evidence_photo_with_the_alert_as_caption(
     assert form["photo"].get_content_type() == "image/jpeg"
     assert form["photo"].get_filename() == "bukti sampah.jpg"
     assert form["photo"].get_content() == photo.read_bytes()
+    assert json.loads(part_text(form["reply_markup"]))["inline_keyboard"][0][0] == {
+        "text": "✅ Terima",
+        "callback_data": f"a:{a.alarm_id}",
+    }
 
 
 def test_a_long_caption_is_shortened_keeping_headline_and_link(
