@@ -156,6 +156,13 @@ def live_latency(
     done = threading.Event()
 
     def page() -> None:
+        try:
+            read_page()
+        except httpx.HTTPError:
+            if not done.is_set():
+                raise
+
+    def read_page() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.stream(
             "GET", f"{url}/api/v1/stream", headers=headers, timeout=httpx.Timeout(30, read=60)
