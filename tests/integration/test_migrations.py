@@ -30,6 +30,9 @@ TIME_SERIES = {
     "alerts",
     "notifications",
     "sensor_readings_hourly",
+    # Every version of every alarm, and people's actions (the incident console).
+    "alarm_history",
+    "alarm_actions",
 }
 
 
