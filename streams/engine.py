@@ -458,6 +458,15 @@ class Engine:
                 state, "dumping", event.camera_id, DUMPING, self.dumping_severity, ctx, out,
                 value=event.confidence, zone=event.zone_id,
             )  # fmt: skip
+            # Which objects this alarm stands for: a clean-up is the camera's to confirm for
+            # them, not for an older object of another (settled) alarm still in view.
+            alarm_id = state["alarms"][DUMPING]["alarm_id"]
+            mine: dict[str, Any] = state.get("alarm_events") or {}
+            if mine.get("alarm_id") != alarm_id:
+                mine = {"alarm_id": alarm_id, "events": []}
+            if key not in mine["events"]:
+                mine["events"] = [*mine["events"], key][-LIVE_EVENTS_KEPT:]
+            state["alarm_events"] = mine
         elif event.phase == "end" and event.state in GONE:
             self._clear(state, "dumping", event.camera_id, DUMPING, ctx, out)
         self._follow_cleanup(state, event, t, ts_rule, out)
@@ -545,7 +554,10 @@ class Engine:
     def _watch_cleanup(self, state: State, alert: Alert, now: float) -> None:
         """A dumping alarm resolved while the camera still follows its object: wait for the
         camera's word."""
-        live = sorted(state.get("live", {}))
+        mine: dict[str, Any] = state.get("alarm_events") or {}
+        ours = mine.get("alarm_id") == str(alert.alarm_id)
+        events = set(mine.get("events", ())) if ours else set()
+        live = sorted(k for k in state.get("live", {}) if k in events)
         prior: dict[str, Any] | None = state.get("cleanup")
         reopened = (
             prior is not None and prior["alarm_id"] == str(alert.alarm_id) and prior["reopened"]

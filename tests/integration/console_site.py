@@ -102,6 +102,8 @@ class Site:
     settings: Settings
     seq: int = 0
     tokens: dict[str, str] = field(default_factory=dict)
+    # The dumping event behind each alarm raised, as the detector first sent it.
+    events: dict[uuid.UUID, DumpingEvent] = field(default_factory=dict)
 
     @property
     def topics(self) -> Topics:
@@ -228,7 +230,31 @@ class Site:
             evidence=self.evidence_pack(event_id),
         )
         self.publish(self.topics.dumping_events, event)
-        return self.wait_for_alarm("event_id = %s", event_id)
+        alarm_id = self.wait_for_alarm("event_id = %s", event_id)
+        self.events[alarm_id] = event
+        return alarm_id
+
+    def dumping_step(
+        self, alarm_id: uuid.UUID, phase: str, state: str, after_s: float = 0.0
+    ) -> None:
+        """The detector's next word on the alarm's event, `after_s` after now."""
+        first = self.events[alarm_id]
+        self.seq += 1
+        at = datetime.now(UTC) + timedelta(seconds=after_s)
+        self.publish(
+            self.topics.dumping_events,
+            first.model_copy(
+                update={
+                    "id": uuid.uuid4(),
+                    "seq": self.seq,
+                    "ts_capture": at,
+                    "phase": phase,
+                    "state": state,
+                    "version": first.version + self.seq,
+                    "ended_at": at if phase == "end" else None,
+                }
+            ),
+        )
 
     def raise_water_alarm(self, level: float = 3.6) -> uuid.UUID:
         now = datetime.now(UTC)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
-from tests.integration.console_site import Site
+from tests.integration.console_site import Site, free_port
 from tests.integration.fake_telegram import TOKEN, FakeTelegram, Sent, fake_telegram
 
 pytestmark = pytest.mark.integration
@@ -201,3 +202,99 @@ def test_a_restart_in_the_middle_of_presses_loses_and_repeats_none(bot: Bot) -> 
         alarm_id,
     )
     assert actions == 3
+
+
+def test_the_camera_confirms_a_clean_up_or_reopens_the_alarm_when_the_object_stays(
+    bot: Bot,
+) -> None:
+    confirmed = bot.site.raise_dumping_alarm()
+    message = bot.message_of(confirmed)
+    bot.fake.answer(bot.fake.press(FIELD_USER, message, f"rn:{confirmed}"))
+    bot.stored_versions(confirmed, "field-sooko", ["resolved"])
+    # The camera sees the spot empty: the clean-up is confirmed, quietly.
+    bot.site.dumping_step(confirmed, "end", "cleaned")
+
+    def changes(alarm_id: uuid.UUID) -> list[str]:
+        with bot.site.pipeline.db() as conn:
+            rows = conn.execute(
+                "SELECT change FROM alarm_history WHERE alarm_id = %s ORDER BY version",
+                (alarm_id,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    bot.site.pipeline.wait_for(
+        "the clean-up confirmed",
+        lambda: changes(confirmed)[-1:] == ["confirmed"],
+        timeout=60,
+    )
+    state = bot.site.pipeline.scalar("SELECT state FROM alerts WHERE alarm_id = %s", confirmed)
+    assert state == "RESOLVED"
+
+    # Resolved, but the object is still there after streams.cleanup_confirm_s (600 s): the
+    # alarm opens again, and its message offers the buttons again.
+    stays = bot.site.raise_dumping_alarm()
+    message = bot.message_of(stays)
+    bot.fake.answer(bot.fake.press(FIELD_USER, message, f"rn:{stays}"))
+    bot.stored_versions(stays, "field-sooko", ["resolved"])
+    bot.site.dumping_step(stays, "update", "alerted", after_s=601)
+    bot.site.pipeline.wait_for(
+        "the alarm re-opened",
+        lambda: changes(stays)[-1:] == ["reopened"],
+        timeout=60,
+    )
+    assert bot.site.pipeline.scalar("SELECT state FROM alerts WHERE alarm_id = %s", stays) == (
+        "OPEN"
+    )
+    bot.fake.wait_for("the buttons back", lambda: f"a:{stays}" in message.buttons())
+
+
+def test_in_webhook_mode_only_telegram_is_heard_and_an_update_sent_again_counts_once(
+    bot: Bot,
+) -> None:
+    # Last in this file: the webhook bot takes over the stored update offset.
+    for entry in [p for p in bot.site.pipeline.processes if p[0] == "telegram"]:
+        bot.site.pipeline.stop(entry[1])
+        bot.site.pipeline.processes.remove(entry)
+    port = free_port()
+    secret = "webhook-secret-for-the-tests"
+    bot.site.pipeline.start(
+        "telegram-webhook",
+        "telegram",
+        env={
+            **bot.env,
+            "PANTAU__NOTIFY__TELEGRAM__UPDATES": "webhook",
+            "PANTAU__NOTIFY__TELEGRAM__WEBHOOK_PORT": str(port),
+            "PANTAU__NOTIFY__TELEGRAM__WEBHOOK_SECRET": secret,
+        },
+    )
+    url = f"http://127.0.0.1:{port}/"
+
+    def listening() -> bool:
+        try:
+            return httpx.post(url, json={}, timeout=2).status_code == 401
+        except httpx.HTTPError:
+            return False
+
+    bot.site.pipeline.wait_for("the webhook to listen", listening, timeout=60)
+    alarm_id = bot.site.raise_dumping_alarm()
+    message = bot.message_of(alarm_id)
+    update = {
+        "update_id": 900_000,
+        "callback_query": {
+            "id": "webhook-press",
+            "from": {"id": FIELD_USER, "is_bot": False, "first_name": "petugas"},
+            "message": {"message_id": message.message_id, "chat": {"id": message.chat_id}},
+            "data": f"a:{alarm_id}",
+        },
+    }
+    assert httpx.post(url, json=update, timeout=30).status_code == 401
+    wrong = {"X-Telegram-Bot-Api-Secret-Token": "not-the-secret"}
+    assert httpx.post(url, json=update, headers=wrong, timeout=30).status_code == 401
+    right = {"X-Telegram-Bot-Api-Secret-Token": secret}
+    answers = bot.fake.calls.count("answerCallbackQuery")
+    assert httpx.post(url, json=update, headers=right, timeout=30).status_code == 200
+    assert bot.fake.answer("webhook-press")["text"] == "Tercatat: Diterima."
+    # Telegram sends an update again when it did not hear the 200: it is handled once.
+    assert httpx.post(url, json=update, headers=right, timeout=30).status_code == 200
+    bot.stored_versions(alarm_id, "field-sooko", ["acknowledged"])
+    assert bot.fake.calls.count("answerCallbackQuery") == answers + 1

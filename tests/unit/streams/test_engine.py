@@ -1094,6 +1094,28 @@ def test_camera_confirms_a_clean_up_or_takes_it_back(
     assert len({a.alarm_id for a in alerts}) == 1
 
 
+def test_an_older_object_of_a_settled_alarm_does_not_hold_up_the_next_confirmation() -> None:
+    state = camera_state()
+
+    def step(seconds: float, event_id: UUID, phase: str, what: str) -> list[Alert]:
+        event = dumping(seconds, phase, what).model_copy(update={"event_id": event_id})
+        return ENGINE.on_dumping(state, event, ts_rule=at(seconds)).alerts
+
+    def resolve(seconds: float) -> None:
+        alarm_id = UUID(state["alarms"][DUMPING]["alarm_id"])
+        taken = action("resolve", seconds, "tps-gedeg", alarm_id=alarm_id, source_kind="dumping")
+        ENGINE.on_action(state, taken, ts_rule=at(seconds))
+
+    older, newer = UUID(int=1), UUID(int=2)
+    step(0, older, "new", "alerted")
+    resolve(30)  # the first alarm is settled; its object is still followed
+    [opened] = step(100, newer, "new", "alerted")
+    resolve(160)
+    [confirmed] = step(300, newer, "end", "cleaned")
+
+    assert (confirmed.alarm_id, confirmed.change) == (opened.alarm_id, "confirmed")
+
+
 def test_confirmed_clean_up_stays_resolved_and_quiet() -> None:
     _, alerts = camera_story([(0, "new"), (60, "resolve"), (300, "cleaned")])
     confirmed = alerts[-1]
