@@ -43,7 +43,7 @@ from console.chart import svg_chart
 from console.evidence import EvidenceFiles, EvidenceUnavailable, refs
 from console.i18n import LANGUAGES, Language, when, words
 from console.live import Feed, Hub, Place
-from console.store import AlarmFilter, Record, Store
+from console.store import AlarmFilter, NoSuchUser, Record, Store, UserExists
 from pantau import kafka, roles
 from pantau.evidence_store import BadPhoto
 from pantau.ids import SeqCounter, utcnow, uuid7
@@ -857,8 +857,6 @@ def create_app(
         admin(who)
         if body.role == "dlh_field" and not body.kecamatan:
             raise HTTPException(400, "a dlh_field user needs at least one kecamatan")
-        from console.store import UserExists
-
         try:
             c.store.add_user(
                 body.username,
@@ -884,8 +882,6 @@ def create_app(
     def disable_user(username: str, request: Request, c: ConsoleDep, who: ApiUser) -> Response:
         check_csrf(request, who)
         admin(who)
-        from console.store import NoSuchUser
-
         try:
             c.store.disable_user(username)
         except NoSuchUser as exc:

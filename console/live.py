@@ -25,6 +25,7 @@ from kafka import TopicPartition
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import AlarmAction, Alert, DeadLetter
+from pantau.poison import guard
 from pantau.roles import AlarmScope, User, can_see
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -215,11 +216,20 @@ class Feed:
                 batches = consumer.poll(timeout_ms=200, max_records=500)
                 for tp, records in batches.items():
                     for record in records:
-                        event = self._event(tp.topic, record.value or b"")
+                        # A record the feed cannot show (or a registry lookup that fails)
+                        # is skipped, never the end of every open page's feed.
+                        event = self._guarded(tp.topic, record.value or b"")
                         if event is not None:
                             self._hub.loop.call_soon_threadsafe(self._hub.publish, event)
         finally:
             consumer.close()
+
+    def _guarded(self, topic: str, value: bytes) -> LiveEvent | None:
+        return guard(
+            lambda: self._event(topic, value),
+            lambda reason: log.warning("live feed: skipped a record: %s", reason),
+            where=topic,
+        )
 
     def _event(self, topic: str, value: bytes) -> LiveEvent | None:
         try:

@@ -5,12 +5,14 @@ CSRF, and evidence served only while it matches its SHA-256."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 import cv2
 import numpy as np
 import pytest
 
+from pantau.credentials import link_code_digest
 from tests.integration.console_site import (
     DUMPING_CAMERA,
     PASSWORD,
@@ -309,3 +311,19 @@ def test_sources_show_each_camera_and_sensor_with_its_latest_status(site: Site) 
     assert sources[DUMPING_CAMERA]["kind"] == "camera"
     field = site.login("field-gedeg")
     assert {s["kecamatan"] for s in field.get("/api/v1/sources").json()} == {"Gedeg"}
+
+
+def test_the_telegram_page_gives_a_one_time_code_kept_only_as_a_digest(site: Site) -> None:
+    field = site.login("field-sooko")
+    # The page's form sends the token as a field, not a header.
+    token = field.headers.pop("X-CSRF-Token")
+    assert field.post("/me/telegram", data={"csrf": "wrong"}).status_code == 403
+    page = field.post("/me/telegram", data={"csrf": token})
+    code = re.search(r"/start ([A-Z0-9]{8})", page.text)
+    assert page.status_code == 200 and code, page.text
+    with site.pipeline.db() as conn:
+        rows = conn.execute(
+            "SELECT code_hash FROM telegram_link_codes WHERE username = 'field-sooko'"
+        ).fetchall()
+    assert code.group(1) not in {r[0] for r in rows}
+    assert link_code_digest(code.group(1)) in {r[0] for r in rows}
