@@ -81,8 +81,31 @@ def fresh_database(services: Settings, prefix: str) -> Iterator[str]:
         run_pantau(name, "migrate", timeout=120)
         yield name
     finally:
-        with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(services, name)
+
+
+def drop_database(services: Settings, name: str, *, wait_s: float = 30.0) -> None:
+    """Drop a test database once the sessions of other roles have gone.
+
+    The owner is not a superuser, so `WITH (FORCE)` may end only its own sessions. A
+    process of another role (the sink, an analyst's connection) that has just been stopped
+    still has a backend for a moment after its client closed; dropping then would fail.
+    """
+    owner = services.postgres.connect_kwargs("owner")
+    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
+        deadline = time.monotonic() + wait_s
+        while True:
+            others = conn.execute(
+                "SELECT usename, application_name FROM pg_stat_activity"
+                " WHERE datname = %s AND usename <> current_user",
+                (name,),
+            ).fetchall()
+            if not others or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if others:
+            pytest.fail(f"database {name} still has sessions of other roles: {others}")
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

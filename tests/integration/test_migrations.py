@@ -17,7 +17,7 @@ from pantau.ids import utcnow
 from pantau.settings import Settings
 from storage.migrate import MigrationError, apply, discover
 from tests.conftest import REPO
-from tests.integration.conftest import BASE_CONFIG, base_environ
+from tests.integration.conftest import BASE_CONFIG, base_environ, drop_database
 
 TIME_SERIES = {
     "sensor_readings",
@@ -43,8 +43,7 @@ def empty_database(services: Settings) -> Iterator[str]:
     with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute(f'CREATE DATABASE "{name}"')
     yield name
-    with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    drop_database(services, name)
 
 
 def migrate(dbname: str, **env: str) -> str:

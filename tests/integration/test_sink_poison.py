@@ -24,7 +24,7 @@ from pantau.topics import Topics
 from storage.rows import ALERTS, DETECTIONS, SENSOR_READINGS, Row, Table, rows_for
 from storage.sink import DatabaseRefused, PostgresWriter, sink_topics
 from tests.factories import SAMPLES
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, drop_database
 
 
 def unique_start() -> datetime:
@@ -433,8 +433,7 @@ def database_without_schema(pipeline: Pipeline) -> Iterator[str]:
     try:
         yield name
     finally:
-        with pipeline.db() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(pipeline.settings, name)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
