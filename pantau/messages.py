@@ -235,6 +235,44 @@ class CameraHeartbeat(Message):
         return self.camera_id.encode()
 
 
+class CameraView(Message):
+    """The detector's judgement of a camera's picture: it stopped being usable (`start`) or
+    is usable again (`end`). While it is not, the camera raises no dumping event.
+
+    - `moved`: most of the scene changed at once and stayed so (the camera was turned,
+      bumped or refocused onto another view). The scene models start over and relearn
+      quietly for `relearn_s`; `end` comes when they watch again. The zones may no longer
+      fit the picture: a person should look.
+    - `covered`: the picture is near-uniform (lens covered, sprayed, a cloth, no signal).
+    - `blurred`: the picture lost most of its detail (fogged or smeared lens, defocused).
+    """
+
+    KIND: ClassVar[str] = "camera_view"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["camera_view"] = "camera_view"
+    schema_version: Literal[1] = 1
+    camera_id: SourceId
+    condition: Literal["moved", "covered", "blurred"]
+    phase: Literal["start", "end"]
+    changed_frac: float = Field(
+        ge=0, le=1, description="share of the scene's outline no longer where it was"
+    )
+    brightness_spread: float = Field(
+        ge=0, le=256, description="standard deviation of the picture's grey levels"
+    )
+    sharpness_ratio: float = Field(
+        ge=0, le=1_000, description="detail in the picture relative to the camera's usual"
+    )
+    relearn_s: float = Field(
+        0.0, ge=0, le=86_400, description="for `moved`: how long the scene is relearnt quietly"
+    )
+
+    @property
+    def key(self) -> bytes:
+        return self.camera_id.encode()
+
+
 class DeadLetter(Message):
     """Input that could not be processed, kept whole with the reason."""
 
@@ -582,6 +620,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Detections,
     SensorReading,
     CameraHeartbeat,
+    CameraView,
     DeadLetter,
     SensorWindow,
     DumpingEvent,

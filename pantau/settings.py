@@ -128,7 +128,7 @@ class TopicPartitions(Section):
     frames: int = Field(12, ge=1, description="cctv.frames.v1: bounds detector parallelism")
     detections: int = Field(12, ge=1, description="detections.v1")
     readings: int = Field(6, ge=1, description="sensors.readings.v1")
-    camera_health: int = Field(3, ge=1, description="cameras.health.v1")
+    camera_health: int = Field(3, ge=1, description="cameras.health.v1 and cameras.view.v1")
     events: int = Field(3, ge=1, description="events.dumping.v1, alerts.v1, notifications.v1")
     metrics: int = Field(1, ge=1, description="pipeline.metrics.v1")
     dead_letters: int = Field(1, ge=1, description="every *.dlq.v1 topic")

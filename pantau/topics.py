@@ -17,6 +17,8 @@ DETECTIONS = "detections.v1"
 READINGS = "sensors.readings.v1"
 READING_WINDOWS = "sensors.readings.1m.v1"
 CAMERA_HEALTH = "cameras.health.v1"
+# The detector's word on each camera's picture (moved, covered, blurred): see CameraView.
+CAMERA_VIEW = "cameras.view.v1"
 DUMPING_EVENTS = "events.dumping.v1"
 ALERTS = "alerts.v1"
 # Operator decisions and the streams' silence checks; partitioned like the readings, so each
@@ -81,6 +83,10 @@ class Topics:
         return self.name(CAMERA_HEALTH)
 
     @property
+    def camera_view(self) -> str:
+        return self.name(CAMERA_VIEW)
+
+    @property
     def reading_windows(self) -> str:
         return self.name(READING_WINDOWS)
 
@@ -126,6 +132,7 @@ class Topics:
             TopicSpec(self.detections, parts.detections, week),
             TopicSpec(self.readings, parts.readings, week),
             TopicSpec(self.camera_health, parts.camera_health, week),
+            TopicSpec(self.camera_view, parts.camera_health, week),
             TopicSpec(self.reading_windows, parts.readings, week),
             TopicSpec(self.dumping_events, parts.events, week),
             TopicSpec(self.alerts, parts.events, week),
