@@ -576,16 +576,75 @@ class TrackerSettings(Section):
         return self
 
 
+# What the dumping logic looks at, by COCO name, with the least confidence a box needs.
+# Vehicles stand higher: parked-car false positives (shadows, stalls) would be taken for owners.
+# Carriables lower: a bag on the ground is small and often half hidden, and a missed one is a
+# missed event, while a false one only raises the confidence of an object already static.
+_KEPT_CLASSES: dict[str, float] = {
+    "person": 0.35,
+    "bicycle": 0.4,
+    "car": 0.4,
+    "motorcycle": 0.4,
+    "bus": 0.4,
+    "truck": 0.4,
+    "backpack": 0.25,
+    "handbag": 0.25,
+    "suitcase": 0.25,
+    "bottle": 0.25,
+}
+
+ClassName = Annotated[str, Field(min_length=1)]
+ClassThreshold = Annotated[float, Field(gt=0, lt=1)]
+
+
 class _DetectorBase(Section):
     model: ConfigPath = Field(description="local model path; weights are never downloaded")
     imgsz: Annotated[Literal[320, 640], BeforeValidator(_number_from_text)] = Field(
         640, description="network input size"
     )
-    confidence: float = Field(0.25, gt=0, lt=1)
+    confidence: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="the network's own floor: boxes below it never leave the network, "
+        "whatever `classes` says",
+    )
     iou: float = Field(0.45, gt=0, lt=1, description="NMS: overlap above which boxes merge")
     device: str = Field("cpu", description="cpu, cuda:0, ...")
     max_batch: int = Field(4, ge=1, le=64, description="frames per inference call")
+    classes: dict[ClassName, ClassThreshold] = Field(
+        default_factory=lambda: dict(_KEPT_CLASSES),
+        min_length=1,
+        description="class name -> least confidence: only these classes are tracked, "
+        "stored and used by the dumping logic; every other box is dropped before tracking "
+        "(the trash-bag class of dumping.trash_bag_class is kept as well). A name the model "
+        "does not know stops the detector at start-up",
+    )
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+
+    @model_validator(mode="after")
+    def verify_class_thresholds(self) -> Self:
+        """A threshold written below the network's floor would never apply: say so rather
+        than let the file promise boxes that never come (the defaults are left alone)."""
+        if "classes" not in self.model_fields_set:
+            return self
+        below = [f"{n} ({v:g})" for n, v in self.classes.items() if v < self.confidence]
+        if below:
+            raise ValueError(
+                f"detector.classes: {', '.join(below)} {'is' if len(below) == 1 else 'are'} "
+                f"below detector.confidence ({self.confidence:g}), which the network applies "
+                "first; lower detector.confidence or raise the threshold"
+            )
+        return self
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def verify_classes_mapping(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            raise ValueError(
+                "expected class name -> least confidence (e.g. person: 0.35), got a list"
+            )
+        return value
 
 
 class UltralyticsDetector(_DetectorBase):
@@ -665,6 +724,14 @@ class DetectSettings(Section):
     snapshot_interval_s: float = Field(
         10.0, gt=0, description="at most one snapshot per camera per (a PNG costs about 8 ms)"
     )
+    state_interval_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="each camera's detector state (background, objects, open cases) is "
+        "written to detect.state.v1 at least this often, and after every frame batch that "
+        "moved one of its events on; a restarted detector resumes from the latest",
+    )
     max_frame_age_s: float = Field(
         3.0,
         ge=0,
@@ -712,6 +779,46 @@ class EvidenceSettings(Section):
 _CONFIRM_AND_LEAVE_S = 20.0
 
 
+class ViewSettings(Section):
+    """The camera-view check: a moved, covered or blurred camera raises a camera-health alarm
+    instead of dumping alarms, and the scene models relearn the new view quietly."""
+
+    enabled: bool = Field(True, description="watch every camera's view in `pantau detect`")
+    relearn_s: float = Field(
+        30.0, gt=0, le=600, description="after a move, seconds the scene models relearn quietly"
+    )
+    moved_after_s: float = Field(
+        3.0,
+        ge=0,
+        le=60,
+        description="seconds the view must stay changed to count as moved (a bus passing in "
+        "front of the lens only holds the frames)",
+    )
+    tamper_after_s: float = Field(
+        2.0, ge=0, le=60, description="seconds covered or blurred before the tamper alarm"
+    )
+    moved_frac: float = Field(
+        0.6,
+        gt=0,
+        lt=1,
+        description="share of the scene's outline (strong edges) no longer where it was, above "
+        "which the view has moved",
+    )
+    uniform_spread: float = Field(
+        6.0,
+        ge=0,
+        lt=128,
+        description="grey-level standard deviation (0-255) below which the picture is covered",
+    )
+    blur_ratio: float = Field(
+        0.4,
+        ge=0,
+        lt=1,
+        description="detail below this share of the camera's usual detail: the picture is "
+        "blurred (out of focus, smeared lens)",
+    )
+
+
 class DumpingSettings(Section):
     """Thresholds of the dumping logic (distances in multiples of the owner's box size)."""
 
@@ -726,6 +833,7 @@ class DumpingSettings(Section):
         None, ge=0, description="class id of a trash-bag class, when the model has one"
     )
     evidence: EvidenceSettings = _section()
+    view: ViewSettings = _section()
 
 
 class IngestSettings(Section):
@@ -936,6 +1044,16 @@ class StreamsSettings(Section):
         "without a new notification",
     )
     camera_severity: Severity = "major"
+    camera_view_severity: Severity = Field(
+        "major",
+        description="camera_view_changed: the detector saw the camera turned onto another "
+        "view; its zones must be checked",
+    )
+    camera_tamper_severity: Severity = Field(
+        "major",
+        description="camera_tampered: the picture is covered or blurred (a fogged lens at "
+        "dawn too, hence not critical by default: critical ignores quiet hours)",
+    )
     dumping_severity: Severity = "major"
     escalate_after_s: dict[Severity, Annotated[float, Field(gt=0)]] = Field(
         default_factory=dict,

@@ -26,6 +26,10 @@ ALERTS = "alerts.v1"
 ALARM_ACTIONS = "alerts.actions.v1"
 NOTIFICATIONS = "notifications.v1"
 METRICS = "pipeline.metrics.v1"
+# Each camera's detector state (background, objects, open cases), compacted: the latest per
+# camera is what a restarted or rebalanced detector resumes from. Not a data topic: nothing
+# stores it, and it has no dead-letter twin.
+DETECT_STATE = "detect.state.v1"
 
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
@@ -110,6 +114,10 @@ class Topics:
     def metrics(self) -> str:
         return self.name(METRICS)
 
+    @property
+    def detect_state(self) -> str:
+        return self.name(DETECT_STATE)
+
     def dead_letters(self, topic: str) -> str:
         return dead_letter_name(topic)
 
@@ -145,7 +153,19 @@ class Topics:
         """Every topic the pipeline uses, each data topic with its dead-letter twin."""
         limit = str(self._kafka.max_message_bytes + 64 * 1024)
         data = self._data_specs()
-        return data + [
+        state = TopicSpec(
+            self.detect_state,
+            self._kafka.partitions.camera_health,
+            {
+                "cleanup.policy": "compact",
+                # Snapshots come every few seconds per camera; only the latest counts, so
+                # the log is compacted often and stays about one snapshot per camera.
+                "segment.ms": str(10 * 60 * 1000),
+                "min.cleanable.dirty.ratio": "0.1",
+                "max.message.bytes": limit,
+            },
+        )
+        return [*data, state] + [
             TopicSpec(
                 dead_letter_name(spec.name),
                 self._kafka.partitions.dead_letters,

@@ -182,3 +182,60 @@ def test_evidence_buffer_must_reach_back_past_the_drop(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"buffer_s \(120 s\).*130 s for camera tps-1"):
         load_settings(config, {})
     assert load_settings(config, {"PANTAU__DUMPING__EVIDENCE__BUFFER_S": "130"}).cameras
+
+
+def test_without_a_class_list_people_vehicles_and_carriables_are_kept(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "detector:\n  model: yolo11n.pt\n"), {})
+    assert settings.detector is not None
+    classes = settings.detector.classes
+    assert set(classes) == {
+        "person", "bicycle", "car", "motorcycle", "bus", "truck",
+        "backpack", "handbag", "suitcase", "bottle",
+    }  # fmt: skip
+    assert classes["person"] == 0.35 and classes["truck"] == 0.4 and classes["handbag"] == 0.25
+    # No default asks for less than the network's default floor.
+    assert min(classes.values()) >= settings.detector.confidence
+
+
+def test_a_class_list_replaces_the_default_one_and_takes_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "detector:\n  model: m.pt\n  classes:\n    person: 0.5\n    dog: 0.6\n")
+    settings = load_settings(path, {})
+    assert settings.detector is not None and settings.detector.classes == {
+        "person": 0.5,
+        "dog": 0.6,
+    }
+    overridden = load_settings(path, {"PANTAU__DETECTOR__CLASSES__PERSON": "0.45"})
+    assert overridden.detector is not None
+    assert overridden.detector.classes == {"person": 0.45, "dog": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("  classes: {}\n", "detector.classes: Dictionary should have at least 1 item"),
+        ("  classes:\n    person: 1.5\n", "detector.classes.person: Input should be less than 1"),
+        ("  classes:\n    person: 0\n", "detector.classes.person: Input should be greater than 0"),
+        ("  classes:\n    person: high\n", "detector.classes.person: Input should be a valid"),
+        ("  classes: [person, car]\n", "detector.classes: Value error, expected class name ->"),
+        (
+            "  confidence: 0.3\n  classes:\n    person: 0.35\n    handbag: 0.25\n",
+            "detector.classes: handbag (0.25) is below detector.confidence (0.3)",
+        ),
+    ],
+)
+def test_a_wrong_class_list_names_the_file_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, "detector:\n  model: m.pt\n" + text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path, {})
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_the_shipped_config_keeps_people_vehicles_and_carriables_only() -> None:
+    settings = load_settings(REPO / "configs" / "pantau.yaml", {})
+    assert settings.detector is not None
+    classes = settings.detector.classes
+    assert {"person", "car", "motorcycle", "truck", "backpack", "handbag"} <= set(classes)
+    assert not {"skateboard", "frisbee", "cat", "dog"} & set(classes)
