@@ -32,6 +32,7 @@ from pantau.kafka import publish
 from pantau.logs import redact_url
 from pantau.messages import CameraHeartbeat, Frame
 from pantau.motion import MotionGate
+from pantau.sampling import FileClock
 from pantau.settings import CameraSettings, IngestSettings
 from pantau.topics import Topics
 
@@ -65,6 +66,7 @@ class VideoSource:
         self._capture: cv2.VideoCapture | None = None
         self._wall0 = 0.0
         self._pos0 = 0.0
+        self._clock: FileClock | None = None
 
     @property
     def safe_name(self) -> str:
@@ -83,6 +85,8 @@ class VideoSource:
         self._capture = capture
         self._wall0 = time.monotonic()
         self._pos0 = self._start_s if self.is_file else 0.0
+        if self.is_file:
+            self._clock = FileClock(capture.get(cv2.CAP_PROP_FPS), name=self.safe_name)
 
     def grab(self) -> float | None:
         """Advance one frame; returns its time in seconds, or None at the end of a file."""
@@ -100,7 +104,8 @@ class VideoSource:
                 # hands out a frame it had buffered, which is old. Reconnect instead.
                 raise CameraError(f"{self.safe_name} stalled for {now - started:.0f} s")
             return now
-        t = float(self._capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+        assert self._clock is not None
+        t = self._clock.time(float(self._capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
         if self._realtime:
             # Play a file at its own pace, as a camera would deliver it.
             ahead = (t - self._pos0) - (time.monotonic() - self._wall0)
