@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from detectors.detections import Detections
+from detectors.detections import Detections, UnknownClassError, class_thresholds
 from pantau.settings import DetectorSettings, OnnxDetector, OpenVinoDetector, UltralyticsDetector
 
 log = logging.getLogger(__name__)
@@ -546,10 +546,19 @@ def export_model(
 
 
 def load_backend(config: DetectorSettings) -> Backend:
+    """The configured backend, loaded; a class in `detector.classes` that the model does not
+    know is a DetectorError here, before any frame is read."""
+    backend: Backend
     if isinstance(config, OnnxDetector):
-        return OnnxBackend(config)
-    if isinstance(config, OpenVinoDetector):
-        return OpenVinoBackend(config)
-    if isinstance(config, UltralyticsDetector):
-        return UltralyticsBackend(config)
-    raise DetectorError(f"unknown detector type {config.type!r}")
+        backend = OnnxBackend(config)
+    elif isinstance(config, OpenVinoDetector):
+        backend = OpenVinoBackend(config)
+    elif isinstance(config, UltralyticsDetector):
+        backend = UltralyticsBackend(config)
+    else:
+        raise DetectorError(f"unknown detector type {config.type!r}")
+    try:
+        class_thresholds(config.classes, backend.names)
+    except UnknownClassError as exc:
+        raise DetectorError(f"detector model {config.model}: {exc}") from exc
+    return backend

@@ -10,6 +10,10 @@ import numpy as np
 import numpy.typing as npt
 
 from pantau.messages import Box
+from pantau.settings import DetectorSettings, DumpingSettings
+
+# How many of the model's names an error about an unknown class lists.
+_NAMES_SHOWN = 12
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,53 @@ class Detections:
             )
             for i in range(len(self))
         )
+
+
+class UnknownClassError(ValueError):
+    """A configured class name the loaded model does not know."""
+
+
+def class_thresholds(wanted: Mapping[str, float], names: Mapping[int, str]) -> dict[int, float]:
+    """Class id -> least confidence for the classes named in `wanted`, in the model's
+    `names` (id -> name). Raises UnknownClassError naming every name the model lacks."""
+    ids = {name: class_id for class_id, name in names.items()}
+    unknown = [name for name in wanted if name not in ids]
+    if unknown:
+        known = list(names.values())
+        shown = ", ".join(known[:_NAMES_SHOWN]) + (", ..." if len(known) > _NAMES_SHOWN else "")
+        raise UnknownClassError(
+            f"detector.classes: {', '.join(repr(n) for n in unknown)} "
+            f"{'is not a class' if len(unknown) == 1 else 'are not classes'} of the model "
+            f"(it knows {len(known)}: {shown})"
+        )
+    return {ids[name]: least for name, least in wanted.items()}
+
+
+def kept_classes(
+    detector: DetectorSettings, dumping: DumpingSettings, names: Mapping[int, str]
+) -> dict[int, float]:
+    """The classes a deployment keeps: `detector.classes`, and a litter model's trash-bag
+    class (at the network's own floor, unless `detector.classes` names it too)."""
+    kept = class_thresholds(detector.classes, names)
+    if dumping.trash_bag_class is not None:
+        kept.setdefault(dumping.trash_bag_class, detector.confidence)
+    return kept
+
+
+def keep_classes(detections: Detections, thresholds: Mapping[int, float]) -> Detections:
+    """The boxes of the classes in `thresholds` (class id -> least confidence) at or above
+    their class's threshold, in their order; every other box is dropped."""
+    if not len(detections):
+        return detections
+    least = np.array(
+        [thresholds.get(int(c), np.inf) for c in detections.class_id], dtype=np.float32
+    )
+    keep = detections.confidence >= least
+    if keep.all():
+        return detections
+    return Detections(
+        xyxy=detections.xyxy[keep],
+        confidence=detections.confidence[keep],
+        class_id=detections.class_id[keep],
+        tracker_id=None if detections.tracker_id is None else detections.tracker_id[keep],
+    )
