@@ -28,15 +28,25 @@ rates are time constants, so the model behaves the same at 2 fps as at 25.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from detectors.extent import (
+    ExtentConfig,
+    ExtentWindow,
+    IntBox,
+    grow,
+    mask_box,
+    window_around,
+)
 from detectors.zones import CameraZones
 
 log = logging.getLogger(__name__)
@@ -104,6 +114,10 @@ class StaticObjectConfig:
     # A region whose outline has weaker edges in the frame than in the long-term model is
     # where something was, not where something is (a ghost): learnt, not reported.
     ghost_edge_ratio: float = 0.8
+    # A candidate's box is grown at the detect resolution to the whole object (only its most
+    # distinct part may differ enough here, e.g. a black bag's tie at night); None: the box
+    # is the candidate's own pixels.
+    extent: ExtentConfig | None = field(default_factory=ExtentConfig)
 
     def __post_init__(self) -> None:
         sizes = 0 < self.min_area_frac < self.max_area_frac < 1
@@ -174,10 +188,30 @@ class _Candidate:
     last_seen: float
     absent_since: float | None = None
     visible: bool = True
+    # The whole object in frame pixels, grown from `mask`; grown again (until settled) when
+    # someone stood in the way or the candidate took in more pixels.
+    extent: IntBox | None = None
+    extent_at: float | None = None
+    extent_settled: bool = False
+    # The grown pixels in work pixels, over the box at `grown_xy`: the long-term model keeps
+    # off them as off `mask`, or a faint object would fade into it within a minute.
+    grown: BoolArray | None = None
+    grown_xy: tuple[int, int] = (0, 0)
 
     def window(self) -> tuple[slice, slice]:
         h, w = self.mask.shape
         return slice(self.y, self.y + h), slice(self.x, self.x + w)
+
+    def pixels(self, shape: tuple[int, int]) -> BoolArray:
+        """Its own and its grown pixels over the whole work picture."""
+        out = np.zeros(shape, dtype=np.bool_)
+        rows, cols = self.window()
+        out[rows, cols] = self.mask
+        if self.grown is not None:
+            gx, gy = self.grown_xy
+            gh, gw = self.grown.shape
+            out[gy : gy + gh, gx : gx + gw] |= self.grown
+        return out
 
     def extend(self, blob: BoolArray, x: int, y: int) -> None:
         """Add a region (its mask over the box at x, y) to the candidate's pixels."""
@@ -204,6 +238,25 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 def _alpha(dt: float, tau: float) -> float:
     """Running-average weight for a step of dt seconds with time constant tau."""
     return 1.0 - math.exp(-max(dt, 0.0) / tau)
+
+
+def _union(a: IntBox, b: IntBox) -> IntBox:
+    return min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])
+
+
+def _seed_box(bg: _Background, c: _Candidate) -> IntBox:
+    """The candidate's own pixels, boxed in frame pixels."""
+    sx, sy = bg.scale
+    box = mask_box(c.mask)
+    assert box is not None
+    x1, y1, x2, y2 = box
+    fw, fh = bg.frame_size
+    return (
+        math.floor((c.x + x1) * sx),
+        math.floor((c.y + y1) * sy),
+        min(fw, math.ceil((c.x + x2) * sx)),
+        min(fh, math.ceil((c.y + y2) * sy)),
+    )
 
 
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -313,6 +366,7 @@ class StaticObjectModel:
             static = diff_long & ~diff_short & ~boxes_ex & ~bg.zone_ex & ~claimed
             reported = self._judge_candidates(bg, diff_long, boxes_ex, t)
             self._find_new(bg, static, norm, boxes_ex, t)
+            self._grow_extents(bg, image, gain, boxes_ex, t)
             reported += self._expire(bg, norm, t)
             bg.short += np.float32(_alpha(dt, cfg.short_tau_s)) * (norm - bg.short)
             rate = np.where(
@@ -468,6 +522,9 @@ class StaticObjectModel:
         for p in self._pending if pending else ():
             x, y, w, h = p.box
             claimed[y : y + h, x : x + w] = True
+        for c in self._candidates.values() if pending else ():
+            if c.grown is not None:
+                claimed |= c.pixels(bg.shape)
         return claimed
 
     def _learn_long(self, bg: _Background, norm: Float32, where: BoolArray, rate: Float32) -> None:
@@ -611,6 +668,7 @@ class StaticObjectModel:
         if host is not None:
             host.extend(blob, x, y)
             host.last_seen = t
+            host.extent_at, host.extent_settled = None, False
             log.debug(
                 "camera %s: region at %s is more of object %d, now at %s",
                 self.camera_id, pending.box, host.id, self._frame_box(bg, host),
@@ -697,24 +755,134 @@ class StaticObjectModel:
         for c in list(self._candidates.values()):
             too_old = t - c.confirmed_at >= self.config.max_age_s
             if c.id in self._absorb_requested or too_old:
-                rows, cols = c.window()
-                bg.long[rows, cols][c.mask] = norm[rows, cols][c.mask]
-                bg.short[rows, cols][c.mask] = norm[rows, cols][c.mask]
+                pixels = c.pixels(bg.shape)
+                bg.long[pixels] = norm[pixels]
+                bg.short[pixels] = norm[pixels]
                 out.append(self._report(bg, c, "absorbed"))
                 del self._candidates[c.id]
                 log.debug("camera %s: object %d absorbed at %.3f", self.camera_id, c.id, t)
         self._absorb_requested &= set(self._candidates)
         return out
 
-    def _frame_box(self, bg: _Background, c: _Candidate) -> Box:
+    def _grow_extents(
+        self,
+        bg: _Background,
+        image: npt.NDArray[np.uint8],
+        gain: float,
+        boxes_ex: BoolArray,
+        t: float,
+    ) -> None:
+        """Grow candidates that are due to the whole object, in frame pixels."""
+        ecfg = self.config.extent
+        if ecfg is None:
+            return
+        for c in self._candidates.values():
+            waited = c.extent_at is None or t - c.extent_at >= ecfg.retry_s
+            if c.extent_settled or not waited or not c.visible or c.absent_since is not None:
+                continue
+            grown, crowded = self._grow_extent(bg, c, image, gain, boxes_ex, ecfg)
+            if grown is not None:
+                box, region, (x, y) = grown
+                c.extent = box if c.extent is None else _union(c.extent, box)
+                self._keep_grown(bg, c, region, x, y)
+                log.debug(
+                    "camera %s: object %d grown to %s", self.camera_id, c.id, self._frame_box(bg, c)
+                )  # fmt: skip
+            # Someone in the window may hide more of it: look again once they are gone.
+            c.extent_at, c.extent_settled = t, not crowded
+
+    def _grow_extent(
+        self,
+        bg: _Background,
+        c: _Candidate,
+        image: npt.NDArray[np.uint8],
+        gain: float,
+        boxes_ex: BoolArray,
+        ecfg: ExtentConfig,
+    ) -> tuple[tuple[IntBox, BoolArray, tuple[int, int]] | None, bool]:
+        """((box in frame pixels, grown pixels over the work window, its corner) or None,
+        whether people or vehicles are in the window)."""
+        cfg = self.config
         sx, sy = bg.scale
-        ys, xs = np.nonzero(c.mask)
-        return (
-            round((c.x + float(xs.min())) * sx, 1),
-            round((c.y + float(ys.min())) * sy, 1),
-            round((c.x + float(xs.max()) + 1) * sx, 1),
-            round((c.y + float(ys.max()) + 1) * sy, 1),
+        fw, fh = bg.frame_size
+        work_h, work_w = bg.shape
+        max_px = cfg.max_area_frac * fw * fh
+        x1, y1, x2, y2 = window_around(_seed_box(bg, c), (fw, fh), max_px, ecfg)
+        # The window on the work grid, so that the background upsamples onto it exactly.
+        wx1, wy1 = math.floor(x1 / sx), math.floor(y1 / sy)
+        wx2, wy2 = min(work_w, math.ceil(x2 / sx)), min(work_h, math.ceil(y2 / sy))
+        x1, y1 = round(wx1 * sx), round(wy1 * sy)
+        x2, y2 = min(fw, round(wx2 * sx)), min(fh, round(wy2 * sy))
+        size = (x2 - x1, y2 - y1)
+        work = (slice(wy1, wy2), slice(wx1, wx2))
+
+        def up(values: npt.NDArray[Any], how: int) -> npt.NDArray[Any]:
+            return np.asarray(cv2.resize(values, size, interpolation=how))
+
+        seed = np.zeros((wy2 - wy1, wx2 - wx1), dtype=np.uint8)
+        rows, cols = c.window()
+        seed[rows.start - wy1 : rows.stop - wy1, cols.start - wx1 : cols.stop - wx1] = c.mask
+        others = np.zeros(bg.shape, dtype=np.bool_)
+        for other in self._candidates.values():
+            if other.id != c.id:
+                others |= other.pixels(bg.shape)
+        others = others[work]
+        people = boxes_ex[work]
+        blocked = people | bg.zone_ex[work] | ~bg.known[work] | others
+        crop = image[y1:y2, x1:x2]
+        if crop.ndim == 3 and crop.shape[2] == 3:
+            crop = np.asarray(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+        elif crop.ndim == 3:
+            crop = crop[:, :, 0]
+        frame = np.asarray(crop, dtype=np.float32) / np.float32(gain)
+        if cfg.blur_sigma > 0:
+            # Smoothed as much as the model's frames are, so that texture the background
+            # keeps does not differ from it.
+            sigma = cfg.blur_sigma * max(sx, sy)
+            frame = np.asarray(cv2.GaussianBlur(frame, (0, 0), sigma), dtype=np.float32)
+        background = up(bg.long[work], cv2.INTER_LINEAR).astype(np.float32)
+        limit = np.float32(cfg.diff_abs / min(gain, 1.0)) + np.float32(cfg.diff_rel) * background
+        window = ExtentWindow(
+            frame=frame,
+            background=background,
+            limit=limit,
+            seed=up(seed, cv2.INTER_NEAREST).astype(np.bool_),
+            blocked=up(blocked.astype(np.uint8), cv2.INTER_NEAREST).astype(np.bool_),
+            origin=(x1, y1),
+            frame_size=(fw, fh),
         )
+        crowded = bool(people.any())
+        grown = grow(window, max_px, ecfg)
+        if grown is None:
+            return None, crowded
+        small = cv2.resize(
+            grown.region.astype(np.uint8) * 255,
+            (wx2 - wx1, wy2 - wy1),
+            interpolation=cv2.INTER_AREA,
+        )
+        # A quarter covered is enough: thin parts of the object count.
+        region = np.asarray(small, dtype=np.uint8) >= 64
+        return (grown.box, region, (wx1, wy1)), crowded
+
+    def _keep_grown(
+        self, bg: _Background, c: _Candidate, region: BoolArray, x: int, y: int
+    ) -> None:
+        """Add grown pixels (work pixels, over the box at x, y) to what the candidate keeps."""
+        merged = c.pixels(bg.shape) if c.grown is not None else np.zeros(bg.shape, np.bool_)
+        merged[y : y + region.shape[0], x : x + region.shape[1]] |= region
+        rows, cols = c.window()
+        merged[rows, cols] &= ~c.mask
+        box = mask_box(merged)
+        if box is None:
+            return
+        c.grown = merged[box[1] : box[3], box[0] : box[2]].copy()
+        c.grown_xy = (box[0], box[1])
+
+    def _frame_box(self, bg: _Background, c: _Candidate) -> Box:
+        box = _seed_box(bg, c)
+        if c.extent is not None:
+            box = _union(box, c.extent)
+        return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
 
     def _report(
         self, bg: _Background, c: _Candidate, status: Status, removed_at: float | None = None
@@ -730,3 +898,99 @@ class StaticObjectModel:
             removed_at=removed_at,
             area_frac=float(c.mask.sum()) / bg.long.size,
         )
+
+    # ------------------------------------------------------------------ resuming
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+        """What a restarted detector needs to go on judging this camera's objects: the
+        long-term background (half precision is plenty for grey levels), which pixels it
+        knows, and the candidates. The short-term model and regions still settling are not
+        kept: they are relearnt within seconds."""
+        bg = self._bg
+        meta: dict[str, Any] = {
+            "next_id": self._next_id,
+            "frame_size": list(self._frame_size) if self._frame_size is not None else None,
+            "last_t": self._last_t,
+            "gain": self.stats.gain,
+            "started": None if bg is None else bg.started,
+            "candidates": [],
+        }
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        if bg is None:
+            return meta, arrays
+        arrays["long"] = bg.long.astype(np.float16)
+        arrays["known"] = np.packbits(bg.known)
+        for c in self._candidates.values():
+            plain: dict[str, Any] = {}
+            for f in dataclasses.fields(_Candidate):
+                value = getattr(c, f.name)
+                if isinstance(value, np.ndarray):
+                    key = f"candidate.{c.id}.{f.name}"
+                    arrays[key] = value
+                    plain[f.name] = {"array": key}
+                else:
+                    plain[f.name] = list(value) if isinstance(value, tuple) else value
+            meta["candidates"].append(plain)
+        return meta, arrays
+
+    def import_state(self, meta: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Take up a state `export_state` wrote. Raises ValueError when it does not fit
+        (another resolution, a damaged snapshot); the model is then left fresh."""
+        self.reset()
+        size = meta.get("frame_size")
+        self._next_id = max(self._next_id, int(meta["next_id"]))
+        if size is None or "long" not in arrays:
+            return
+        width, height = int(size[0]), int(size[1])
+        work_w = min(self.config.work_width, width)
+        work_h = max(1, round(height * work_w / width))
+        long = np.asarray(arrays["long"], dtype=np.float32)
+        if long.shape != (work_h, work_w) or not np.isfinite(long).all():
+            raise ValueError(
+                f"camera {self.camera_id}: expected a {work_w}x{work_h} background in the "
+                f"snapshot, got shape {long.shape}"
+            )
+        known = np.unpackbits(np.asarray(arrays["known"], dtype=np.uint8))[: long.size]
+        if known.size != long.size:
+            raise ValueError(f"camera {self.camera_id}: the snapshot's pixel mask is cut short")
+        candidates: dict[int, _Candidate] = {}
+        for plain in meta["candidates"]:
+            values: dict[str, Any] = {}
+            for f in dataclasses.fields(_Candidate):
+                if f.name not in plain:
+                    continue
+                value = plain[f.name]
+                if isinstance(value, dict) and "array" in value:
+                    value = np.asarray(arrays[value["array"]])
+                elif isinstance(value, list):
+                    value = tuple(value)
+                values[f.name] = value
+            candidate = _Candidate(**values)
+            h, w = candidate.mask.shape
+            if not (candidate.x >= 0 and candidate.x + w <= work_w and candidate.y >= 0
+                    and candidate.y + h <= work_h):  # fmt: skip
+                raise ValueError(
+                    f"camera {self.camera_id}: object {candidate.id} of the snapshot lies "
+                    "outside the picture"
+                )
+            candidate.mask = candidate.mask.astype(np.bool_)
+            candidates[candidate.id] = candidate
+        self._frame_size = (width, height)
+        self._bg = _Background(
+            long=long,
+            short=long.copy(),
+            known=known.reshape(long.shape).astype(np.bool_),
+            fg_since=np.full(long.shape, np.inf, dtype=np.float32),
+            zone_ex=(
+                self.zones.exclusion_mask(work_w, work_h)
+                if self.zones is not None
+                else np.zeros(long.shape, dtype=np.bool_)
+            ),
+            started=float(meta["started"]),
+            frame_size=(width, height),
+        )
+        self._candidates = candidates
+        last_t = meta.get("last_t")
+        self._last_t = None if last_t is None else float(last_t)
+        self.stats = ModelStats(t=self._last_t or 0.0, gain=float(meta.get("gain") or 1.0),
+                                warming_up=False)  # fmt: skip
