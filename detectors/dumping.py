@@ -24,9 +24,9 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -400,6 +400,57 @@ class DumpingTracker:
             for c in self._cases.values()
         )
 
+    # ------------------------------------------------------------------ resuming
+
+    def export_state(self) -> dict[str, Any]:
+        """The open cases, as plain data (see `detectors.state`): what a restarted detector
+        needs to go on with them. Track history is not kept: tracks start over anyway."""
+        cases = []
+        for c in self._cases.values():
+            case = {f.name: getattr(c, f.name) for f in fields(_Case) if f.name != "zone"}
+            case["zone_id"] = c.zone.id
+            case["zone_dwell_s"] = c.zone.dwell_s
+            case["event_id"] = None if c.event_id is None else str(c.event_id)
+            owner = self._history.last(c.owner_id) if c.owner_id is not None else None
+            case["owner_last_box"] = None if owner is None else list(owner.box)
+            cases.append(case)
+        return {"cases": cases, "ignored": sorted(self._ignored), "last_t": self._last_t}
+
+    def import_state(self, state: Mapping[str, Any], t: float) -> None:
+        """Take up the cases a previous detector left, at frame time `t`.
+
+        An owner who was with the object then counts as with it now, last seen where they
+        stood: a new track starting there within reid_window_s is taken to be them (their
+        track id cannot survive a restart)."""
+        zones = {z.id: z for z in self.zones.watch}
+        self._cases.clear()
+        for raw in state["cases"]:
+            data = dict(raw)
+            zone_id, dwell = data.pop("zone_id"), float(data.pop("zone_dwell_s"))
+            owner_box = data.pop("owner_last_box")
+            zone = zones.get(zone_id)
+            if zone is None:
+                # The zone was removed from the configuration since: the case keeps its
+                # place in the whole frame, with the dwell it had.
+                zone = Zone.whole_frame(dwell)
+            event = data.get("event_id")
+            data["event_id"] = None if event is None else uuid.UUID(event)
+            for key in ("box", "owner_box", "reported_box"):
+                if data.get(key) is not None:
+                    data[key] = _as_box(data[key])
+            case = _Case(zone=zone, **data)
+            if case.state == "attended":
+                case.last_near = t
+            if case.owner_id is not None and owner_box is not None and case.owner_class is not None:
+                self._history.add(t, case.owner_id, _as_box(owner_box), case.owner_class)
+            self._cases[case.candidate_id] = case
+        self._ignored = {int(i) for i in state["ignored"]}
+        last_t = state.get("last_t")
+        self._last_t = None if last_t is None else min(float(last_t), t)
+
+    def owner_ids(self) -> list[int]:
+        return [c.owner_id for c in self._cases.values() if c.owner_id is not None]
+
     # ------------------------------------------------------------------ input
 
     def _split(
@@ -645,6 +696,14 @@ class DumpingTracker:
         case.version += 1
         case.reported_box = case.box
         case.reported_confidence = case.confidence
+        # The times of an event are in order: appeared <= owner left <= alerted <= ended. The
+        # owner may have been last seen near the spot a moment before the pixels settled, and
+        # the object may have been missed from a moment before the alert frame.
+        owner_left_at = None
+        if case.owner_id is not None:
+            owner_left_at = min(max(case.unattended_since, case.appeared_at), case.alerted_at)
+        if ended_at is not None:
+            ended_at = max(ended_at, case.alerted_at)
         return DumpingRecord(
             event_id=case.event_id,
             phase=phase,
@@ -655,7 +714,7 @@ class DumpingTracker:
             candidate_id=case.candidate_id,
             at=t,
             appeared_at=case.appeared_at,
-            owner_left_at=case.unattended_since if case.owner_id is not None else None,
+            owner_left_at=owner_left_at,
             alerted_at=case.alerted_at,
             ended_at=ended_at,
             box=case.box,

@@ -8,11 +8,11 @@ replayed through Kafka and the same file run offline give the same ids.
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,8 +20,9 @@ import numpy.typing as npt
 from detectors.detections import Detections
 from detectors.dumping import DumpingConfig, DumpingRecord, Phase
 from detectors.evidence import EvidenceConfig, EvidencePack, EvidenceRecorder
+from detectors.view import ViewChange
 from pantau.ids import stable_id
-from pantau.messages import Box, DumpingEvent, EvidenceRef
+from pantau.messages import Box, CameraView, DumpingEvent, EvidenceRef
 from pantau.settings import DumpingSettings
 
 
@@ -62,13 +63,48 @@ class EventMapper:
     def __init__(self, clock: EventClock, names: Mapping[int, str]) -> None:
         self.clock = clock
         self.names = names
-        self._seq = itertools.count()
+        self._next_seq = 0
         # Versions are counted here: the evidence adds a step the logic does not know of.
         self._versions: dict[uuid.UUID, int] = {}
+
+    def export_state(self) -> dict[str, Any]:
+        return {
+            "next_seq": self._next_seq,
+            "versions": {str(event): version for event, version in self._versions.items()},
+        }
+
+    def import_state(self, state: Mapping[str, Any]) -> None:
+        """Go on counting where a previous detector stopped: the next step of an event it
+        raised gets the next version, and the camera's sequence keeps rising."""
+        self._next_seq = max(self._next_seq, int(state["next_seq"]))
+        for event, version in state["versions"].items():
+            self._versions[uuid.UUID(event)] = int(version)
 
     def forget(self, event_id: uuid.UUID) -> None:
         """The event has ended and sent its last step: its version count is not needed."""
         self._versions.pop(event_id, None)
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    def view_message(self, change: ViewChange) -> CameraView:
+        """The camera-view message of a view change, on the same clock and sequence."""
+        return CameraView(
+            id=stable_id(
+                "camera-view", change.camera_id, f"{change.at:.3f}", change.condition, change.phase
+            ),
+            ts_capture=self.clock.at(change.at),
+            seq=self._take_seq(),
+            camera_id=change.camera_id,
+            condition=change.condition,
+            phase=change.phase,
+            changed_frac=round(min(max(change.changed_frac, 0.0), 1.0), 4),
+            brightness_spread=round(min(max(change.brightness_spread, 0.0), 256.0), 2),
+            sharpness_ratio=round(min(max(change.sharpness_ratio, 0.0), 1000.0), 3),
+            relearn_s=round(max(change.relearn_s, 0.0), 1),
+        )
 
     def message(
         self,
@@ -83,7 +119,7 @@ class EventMapper:
         return DumpingEvent(
             id=stable_id("dumping-event", record.event_id, version),
             ts_capture=self.clock.at(record.at),
-            seq=next(self._seq),
+            seq=self._take_seq(),
             event_id=record.event_id,
             phase=record.phase,
             version=version,
@@ -136,8 +172,9 @@ def evidence_config(settings: DumpingSettings) -> EvidenceConfig:
 class EventGate:
     """Turns a camera's records into messages in order. An alert goes out at once with the
     stills of its evidence (before, alert, owner); the clip needs the post-roll after the
-    alert, and follows as one more step of the event (an `update`, or a repeated `end` when
-    the event ended meanwhile) carrying the whole pack.
+    alert, and follows as one more step of the event (an `update`; or, when the event ended
+    meanwhile, its `end`, held back until then) carrying the whole pack. So every event has
+    one `new` and at most one `end`.
 
     Every message carries the evidence as it stands, and why any of it is missing (an
     evidence store that is full or unwritable holds no event back)."""
@@ -164,6 +201,11 @@ class EventGate:
         out: list[DumpingEvent] = []
         for record in records:
             event = record.event_id
+            if record.phase == "end" and event in self._latest:
+                # The clip is still being recorded: the one `end` goes out with it, at most
+                # the post-roll later.
+                self._latest[event] = record
+                continue
             if record.phase == "new" and self.recorder is not None:
                 self.recorder.on_record(record)
                 self._packs[event] = self.recorder.stills(event)

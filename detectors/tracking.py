@@ -131,6 +131,21 @@ class ByteTracker:
             tracker_id=ids,
         )
 
+    @staticmethod
+    def last_id() -> int:
+        """The highest track id given out in this process (ids are counted process-wide)."""
+        from ultralytics.trackers.basetrack import BaseTrack
+
+        return int(BaseTrack._count)
+
+    @staticmethod
+    def continue_ids_after(last: int) -> None:
+        """Give out only ids above `last` from now on: a detector that resumes a camera's
+        state must not hand a new track the id of an owner it remembers."""
+        from ultralytics.trackers.basetrack import BaseTrack
+
+        BaseTrack._count = max(int(BaseTrack._count), int(last))
+
     def _forget_stale(self, now: float) -> None:
         """Drop tracks last seen more than buffer_s ago, lost or not: after a long gap
         between frames nothing says the box at the same place is the same object."""

@@ -635,3 +635,24 @@ def test_an_untracked_box_never_owns_the_object() -> None:
 
     records = drive(tracker(), scene_of(lambda _: None, extra=extra), until=60.0)
     assert [(r.phase, r.owner_track_id) for _, r in records] == [("new", None)]
+
+
+def test_event_times_are_in_order_even_when_the_owner_left_before_the_pixels_settled() -> None:
+    # The owner walks off at 7 s, before the model dates the bag's appearance (10 s), and the
+    # bag is missed from 37 s, a moment before its alert frame (37.8 s): the event still reads
+    # appeared <= owner left <= alerted <= ended.
+    def obj(t: float) -> Obj | None:
+        if t < 16:
+            return None
+        if t < 39.5:
+            return Obj()
+        return Obj(status="removed", removed_at=37.0) if t < 39.7 else None
+
+    records = [r for _, r in drive(tracker(), scene_of(walk_off(leaves_at=7.0), obj), until=60.0)]
+    assert [(r.phase, r.state) for r in records] == [("new", "alerted"), ("end", "cleaned")]
+    for r in records:
+        assert r.owner_left_at is not None
+        assert r.appeared_at <= r.owner_left_at <= r.alerted_at
+        assert r.ended_at is None or r.alerted_at <= r.ended_at
+    assert records[0].alerted_at == pytest.approx(37.8)
+    assert records[0].owner_left_at == 10.0 and records[1].ended_at == pytest.approx(37.8)
