@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from pantau.commands import Context
+from pantau.messages import CameraView
 from pantau.settings import CameraSettings, Settings
 
 if TYPE_CHECKING:
@@ -50,11 +51,14 @@ def load_camera(path: Path, video: Path) -> CameraSettings:
 
 
 def _backend(settings: Settings) -> Backend:
-    from detectors.backends import load_backend
+    from detectors.backends import DetectorError, load_backend
 
     if settings.detector is None:
         raise ValueError("no detector configured (settings: detector)")
-    return load_backend(settings.detector)
+    try:
+        return load_backend(settings.detector)
+    except DetectorError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def detect_file(args: argparse.Namespace, ctx: Context) -> int:
@@ -81,6 +85,14 @@ def detect_file(args: argparse.Namespace, ctx: Context) -> int:
     for event in run.events(video, progress=not args.json and sys.stderr.isatty()):
         if args.json:
             print(event.model_dump_json(), flush=True)
+        elif isinstance(event, CameraView):
+            print(
+                f"view   {event.condition:<9} {event.phase:<5} {event.camera_id}  at "
+                f"{event.ts_capture:%H:%M:%S}  outline moved {event.changed_frac:.0%}  "
+                f"spread {event.brightness_spread:.1f}  detail {event.sharpness_ratio:.2f}"
+                + (f"  relearning {event.relearn_s:.0f} s" if event.relearn_s else ""),
+                flush=True,
+            )
         else:
             where = f"zone {event.zone_id}" if event.zone_id else "whole frame"
             print(
@@ -96,8 +108,10 @@ def detect_file(args: argparse.Namespace, ctx: Context) -> int:
         f"detect-file: {stats.frames_read} frames over {stats.video_s:.1f} s of video "
         f"({stats.frames_gated} held back by the motion gate) in "
         f"{wall:.1f} s ({stats.video_s / max(wall, 1e-6):.1f}x real time), "
-        f"{stats.events} event messages {dict(sorted(stats.by_phase.items()))}; evidence under "
-        f"{settings.dumping.evidence.dir}",
+        f"{stats.events} event messages {dict(sorted(stats.by_phase.items()))}, "
+        f"{stats.view_changes} view changes"
+        + (f", {stats.failures} frames the pipeline failed on (logged)" if stats.failures else "")
+        + f"; evidence under {settings.dumping.evidence.dir}",
         file=sys.stderr,
     )
     return 0

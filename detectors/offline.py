@@ -23,14 +23,21 @@ from tqdm import tqdm
 
 from detectors.backends import Backend
 from detectors.camera import CameraPipeline
-from detectors.detections import Detections
+from detectors.detections import Detections, kept_classes
 from detectors.dumping import DumpingRecord
-from detectors.evaluate import ClipSpec, DetectedEvent, Runner, detected_from_records
+from detectors.evaluate import (
+    ClipSpec,
+    Runner,
+    RunResult,
+    detected_from_records,
+    view_alarms_from,
+)
 from detectors.events import EventClock
+from detectors.view import ViewChange
 from pantau.imaging import encode_jpeg
-from pantau.messages import DumpingEvent
+from pantau.messages import CameraView, DumpingEvent
 from pantau.motion import MotionGate
-from pantau.sampling import FpsSampler
+from pantau.sampling import FileClock, FpsSampler
 from pantau.settings import CameraSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,9 @@ class FileStats:
     video_s: float = 0.0
     events: int = 0
     by_phase: dict[str, int] = field(default_factory=dict)
+    view_changes: int = 0
+    failures: int = 0
+    """Frames the camera's pipeline failed on (logged; it started over)."""
 
 
 def sampled_frames(
@@ -66,17 +76,20 @@ def sampled_frames(
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     bar = tqdm(total=total, desc=path.name, unit="frame", disable=not progress, leave=False)
     sampler = FpsSampler(fps)
+    clock = FileClock(capture.get(cv2.CAP_PROP_FPS), name=path.name)
     try:
         while True:
             if not capture.grab():
                 return
             bar.update(1)
-            t = float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0
+            t = clock.time(float(capture.get(cv2.CAP_PROP_POS_MSEC)) / 1000.0)
             if not sampler.take(t):
                 continue
             ok, image = capture.retrieve()
             if not ok or image is None:
-                raise FileError(f"{path}: could not decode the frame at {t:.2f} s")
+                # A damaged frame in a readable file is a gap, as a camera would have one.
+                log.warning("%s: the frame at %.2f s does not decode; skipped", path.name, t)
+                continue
             yield t, np.asarray(image, dtype=np.uint8)
     finally:
         bar.close()
@@ -117,6 +130,7 @@ class FileRun:
             clock=EventClock(origin),
             dwell_s=dwell_s,
             evidence=evidence,
+            classes=kept_classes(detector, settings.dumping, backend.names),
         )
         self.gate = MotionGate(camera.motion_gate(settings.ingest.motion))
         self.stats = FileStats()
@@ -125,17 +139,18 @@ class FileRun:
         self.records: list[DumpingRecord] = []
         # Video pixels per detect pixel (the frames are resized as the camera ingest does).
         self.scale = 1.0
+        # The camera's view changes (moved, covered, blurred), on the file's clock.
+        self.view_changes: list[ViewChange] = []
 
-    def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent]:
+    def events(self, path: Path, *, progress: bool = False) -> Iterator[DumpingEvent | CameraView]:
+        """The camera's messages as they happen: dumping events, and its view changes."""
         pending: list[tuple[float, Image, bytes]] = []
 
-        def run(batch: list[tuple[float, Image, bytes]]) -> Iterator[DumpingEvent]:
+        def run(batch: list[tuple[float, Image, bytes]]) -> Iterator[DumpingEvent | CameraView]:
             found = self._detect([image for _, image, _ in batch])
             for (t, image, jpeg), detections in zip(batch, found, strict=True):
                 self.stats.frames_detected += 1
-                _, records, messages = self.pipeline.frame(t, image, detections, jpeg)
-                self.records.extend(records)
-                yield from self._count(messages)
+                yield from self._frame(t, image, detections, jpeg)
 
         for t, raw in sampled_frames(path, self.camera.fps, progress=progress):
             self.stats.frames_read += 1
@@ -152,6 +167,30 @@ class FileRun:
         if pending:
             yield from run(pending)
         yield from self._count(self.pipeline.flush())
+
+    def _frame(
+        self, t: float, image: Image, detections: Detections, jpeg: bytes
+    ) -> Iterator[DumpingEvent | CameraView]:
+        """One frame through the camera's pipeline. A frame the pipeline fails on costs
+        only itself, as in `pantau detect`: the failure is logged and the pipeline starts
+        over; the run goes on."""
+        try:
+            _, records, messages = self.pipeline.frame(t, image, detections, jpeg)
+        except Exception:
+            self.stats.failures += 1
+            log.exception(
+                "camera %s: the pipeline failed on the frame at %.3f s; it starts over",
+                self.camera.id, t,
+            )  # fmt: skip
+            messages = self.pipeline.restart(t)
+            records = []
+        self.records.extend(records)
+        yield from self._count(messages)
+        changes = self.pipeline.take_view_changes()
+        self.view_changes.extend(changes)
+        for view in self.pipeline.view_messages(changes):
+            self.stats.view_changes += 1
+            yield view
 
     def _count(self, messages: list[DumpingEvent]) -> Iterator[DumpingEvent]:
         for message in messages:
@@ -186,7 +225,7 @@ def clip_runner(
     """The real offline pipeline (YOLO, ByteTrack, static objects, dumping logic) as the
     evaluation harness's runner; boxes are scaled back to the video's own pixels."""
 
-    def run(clip: ClipSpec) -> list[DetectedEvent]:
+    def run(clip: ClipSpec) -> RunResult:
         camera = clip_camera(clip, fps, max_width)
         file_run = FileRun(
             camera,
@@ -198,6 +237,9 @@ def clip_runner(
         )
         for _ in file_run.events(clip.video):
             pass
-        return [e.scaled(file_run.scale) for e in detected_from_records(file_run.records)]
+        events = [e.scaled(file_run.scale) for e in detected_from_records(file_run.records)]
+        # The camera's view changes (turned, covered, blurred), on the file's clock.
+        changes = file_run.view_changes
+        return RunResult(events, view_alarms_from(changes), duration_s=file_run.stats.video_s)
 
     return run

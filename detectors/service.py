@@ -39,8 +39,9 @@ from kafka.future import Future as KafkaFuture
 from detectors.annotate import draw_boxes, write_png
 from detectors.backends import Backend
 from detectors.camera import CameraPipeline
-from detectors.detections import Detections
+from detectors.detections import Detections, keep_classes, kept_classes
 from detectors.events import EventClock
+from detectors.state_topic import StateTopic, StateTopicError
 from pantau import kafka
 from pantau.codec import decode_as, describe, encode
 from pantau.consumers import BatchConsumer, Record, open_consumer
@@ -48,8 +49,8 @@ from pantau.failpoints import Failpoints
 from pantau.ids import stable_id, utcnow
 from pantau.imaging import ImageError, jpeg_size
 from pantau.kafka import DeadLetters
+from pantau.messages import CameraView, DumpingEvent, Frame
 from pantau.messages import Detections as DetectionsMessage
-from pantau.messages import DumpingEvent, Frame
 from pantau.poison import BadInput, guard
 from pantau.runtime import alive
 from pantau.settings import CameraSettings, Settings
@@ -62,6 +63,10 @@ _STATS_EVERY_S = 30.0
 # clock stepping back a little, frames read again after a rebalance): its boxes go out
 # untracked and the camera's pipeline skips it. Further back is a replay from the start.
 _OUT_OF_ORDER_S = 1.0
+
+# Frames read again after a restart are at most a batch older than the camera's saved state
+# (it is written before each commit); frames much older than that are a replay.
+_RESUME_BACK_S = 30.0
 
 Image = npt.NDArray[np.uint8]
 
@@ -120,6 +125,13 @@ class _Camera:
 
     pipeline: CameraPipeline
     t: float
+    # Resumed from a snapshot of this frame time: frames up to it are already in the state
+    # (read again after a restart), and are left out of the pipeline.
+    resumed_until: float | None = None
+    # When its state was last written (monotonic seconds), and whether one of its events
+    # moved on since.
+    saved_at: float = 0.0
+    changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class _Output:
 
     events: list[DumpingEvent]
     detections: DetectionsMessage
+    views: list[CameraView] = field(default_factory=list)
 
 
 class DetectorService:
@@ -140,6 +153,7 @@ class DetectorService:
         *,
         snapshot_dir: Path | None = None,
         failpoints: Failpoints | None = None,
+        state: StateTopic | None = None,
     ) -> None:
         self._settings = settings
         self._backend = backend
@@ -148,10 +162,16 @@ class DetectorService:
         self._topics = Topics(settings.kafka)
         self._dead_letters = DeadLetters(producer, stage="detect")
         self._snapshot_dir = snapshot_dir
+        self._state = state
         self._last_snapshot: dict[str, float] = {}
         self._failpoints = failpoints or Failpoints()
         self._cameras = {camera.id: camera for camera in settings.cameras}
         self._pipelines: dict[str, _Camera] = {}
+        # Raises UnknownClassError at start-up for a class name the model does not know.
+        detector = settings.detector
+        self._classes = (
+            None if detector is None else kept_classes(detector, settings.dumping, backend.names)
+        )
         # Everything sent for the batch being finished: checked before its commit.
         self._sent: list[KafkaFuture] = []
         self._inference: ThreadPoolExecutor | None = None
@@ -199,9 +219,12 @@ class DetectorService:
                 continue
             for event in events:
                 self._send_event(event)
+        self._save_states(force=True)
         self._producer.flush(timeout=30)
         self._producer.close(timeout=10)
         self._consumer.close()
+        if self._state is not None:
+            self._state.close()
 
     # ------------------------------------------------------------------ one batch
 
@@ -287,12 +310,14 @@ class DetectorService:
                 output = guard(
                     partial(self._process, item, found, per_frame_ms),
                     partial(self._pipeline_failed, item),
-                    # Kafka refusing a record is no fault of the frame.
-                    infrastructure=(KafkaError,),
+                    # Kafka refusing a record, or the state topic unreadable, is no fault
+                    # of the frame.
+                    infrastructure=(KafkaError, InfrastructureError),
                     where=item.what,
                 )
                 if output is not None:
                     self._publish(item, output)
+        self._save_states()
         # At-least-once: everything derived from these records is in Kafka before the commit.
         self._producer.flush()
         self._verify_sent()
@@ -373,13 +398,16 @@ class DetectorService:
         """The frame through its camera's pipeline; the messages it produced."""
         frame = item.frame
         events: list[DumpingEvent] = []
+        views: list[CameraView] = []
         camera = self._camera(frame)
         if camera is None:
-            tracked = found
+            tracked = found if self._classes is None else keep_classes(found, self._classes)
         else:
             # Frames of a camera arrive in order (one partition per camera key), and batches
             # are finished in order, so each camera's pipeline sees capture order.
             tracked, _, events = camera.pipeline.frame(camera.t, item.image, found, frame.jpeg)
+            views = camera.pipeline.view_messages(camera.pipeline.take_view_changes())
+            camera.changed = camera.changed or bool(events or views)
         message = DetectionsMessage(
             id=stable_id("detections", frame.id, self._backend.name),
             ts_capture=frame.ts_capture,
@@ -393,11 +421,21 @@ class DetectorService:
             ts_detected=utcnow(),
             boxes=tracked.to_boxes(self._backend.names, frame.width, frame.height),
         )
-        return _Output(events, message)
+        return _Output(events, message, views)
 
     def _publish(self, item: _Item, output: _Output) -> None:
         for event in output.events:
             self._send_event(event)
+        for view in output.views:
+            log.warning(
+                "camera %s: its view is %s (%s): outline moved %.0f%%, spread %.1f, detail %.2f",
+                view.camera_id, view.condition,
+                "no dumping alarms until it is back" if view.phase == "start" else "back",
+                100 * view.changed_frac, view.brightness_spread, view.sharpness_ratio,
+            )  # fmt: skip
+            self._sent.append(
+                self._producer.send(self._topics.camera_view, key=view.key, value=encode(view))
+            )
         message = output.detections
         self._sent.append(
             self._producer.send(self._topics.detections, key=message.key, value=encode(message))
@@ -426,14 +464,19 @@ class DetectorService:
             return
         self.stats.resets += 1
         log.warning("camera %s: its pipeline starts over after that failure", camera_id)
-        for event in camera.pipeline.restart():
+        for event in camera.pipeline.restart(camera.t):
             self._send_event(event)
+        camera.changed = True
 
     def _camera(self, frame: Frame) -> _Camera | None:
         """The camera's pipeline at the frame's time (see `_frame_time`); None for a frame
         that came out of order, which the pipeline skips."""
         t = _frame_time(frame)
         current = self._pipelines.get(frame.camera_id)
+        if current is not None and current.resumed_until is not None:
+            if t <= current.resumed_until:
+                return None
+            current.resumed_until = None
         if current is not None and t >= current.t:
             current.t = t
             return current
@@ -464,9 +507,78 @@ class DetectorService:
             dumping=dumping,
             names=self._backend.names,
             clock=clock,
+            classes=self._classes,
         )
-        camera = self._pipelines[frame.camera_id] = _Camera(pipeline, t)
+        camera = self._pipelines[frame.camera_id] = _Camera(pipeline, t, saved_at=time.monotonic())
+        if current is None:
+            self._resume(camera, frame.camera_id, t)
+            if camera.resumed_until is not None:
+                return None
         return camera
+
+    def _resume(self, camera: _Camera, camera_id: str, t: float) -> None:
+        """Take up the camera's latest saved state, if there is one to take up."""
+        if self._state is None or not camera.pipeline.dumping_enabled:
+            return
+        try:
+            saved = self._state.latest(camera_id)
+        except (StateTopicError, KafkaError) as exc:
+            raise InfrastructureError(
+                f"camera {camera_id}: its saved state could not be read: {exc}"
+            ) from exc
+        if saved is None:
+            return
+        limit = self._settings.kafka.max_message_bytes + 64 * 1024
+        if not camera.pipeline.restore(saved, max_bytes=limit):
+            return
+        resumed = camera.pipeline.last_t
+        if resumed is not None and t < resumed - _RESUME_BACK_S:
+            # Far older than the state: the source started over (a file replayed from its
+            # start), not frames read again after a restart.
+            log.info(
+                "camera %s: frames at %.1f s are older than its saved state (%.1f s): a replay; "
+                "it starts afresh",
+                camera_id, t, resumed,
+            )  # fmt: skip
+            camera.pipeline.restart()
+            return
+        if resumed is not None and resumed >= t:
+            camera.resumed_until = resumed
+        camera.t = max(t, resumed or t)
+        camera.changed = True
+
+    def _save_states(self, *, force: bool = False) -> None:
+        """Write the state of each camera whose events moved on in this batch, or whose
+        last write is older than detect.state_interval_s, before the batch is committed."""
+        if self._state is None:
+            return
+        interval = self._settings.detect.state_interval_s
+        now = time.monotonic()
+        for camera_id, camera in self._pipelines.items():
+            if not (force or camera.changed or now - camera.saved_at >= interval):
+                continue
+            try:
+                snapshot = camera.pipeline.snapshot()
+            except Exception:
+                # The state is a convenience for a restart: never a reason to stop detecting.
+                log.exception("camera %s: its detector state could not be written", camera_id)
+                continue
+            camera.saved_at, camera.changed = now, False
+            if snapshot is not None:
+                self._sent.append(self._state.save(self._producer, camera_id, snapshot))
+
+    def forget_cameras(self) -> None:
+        """Partitions moved (a rebalance): the cameras' pipelines are dropped after their
+        pending evidence is finished, and whichever process gets a camera next resumes it
+        from its saved state. The state is written first, so no step is lost."""
+        self._save_states(force=True)
+        for camera_id, camera in self._pipelines.items():
+            try:
+                for event in camera.pipeline.flush():
+                    self._send_event(event)
+            except Exception:
+                log.exception("camera %s: pending evidence not finished at a rebalance", camera_id)
+        self._pipelines.clear()
 
     # ------------------------------------------------------------------ Kafka
 
@@ -537,19 +649,29 @@ def build(settings: Settings, backend_factory: Callable[[], Backend]) -> Detecto
     kafka.ensure_topics(settings.kafka, topics.specs())
     backend = backend_factory()
     # kafka-python: frames arrive at tens per second, far below what it can fetch.
+    holder: list[DetectorService] = []
+
+    def forget_before_revoke() -> None:
+        if holder:
+            holder[0].forget_cameras()
+
     consumer = open_consumer(
         settings.kafka,
         client="kafka-python",
         group_id=settings.detect.group_id,
         topics=[topics.frames],
         name="detect",
+        on_revoke=forget_before_revoke,
     )
     producer = kafka.producer(settings.kafka, "detect")
-    return DetectorService(
+    service = DetectorService(
         settings,
         backend,
         consumer,
         producer,
         snapshot_dir=settings.detect.snapshot_dir,
         failpoints=Failpoints(settings.debug.failpoints),
+        state=StateTopic(settings.kafka, topics.detect_state),
     )
+    holder.append(service)
+    return service

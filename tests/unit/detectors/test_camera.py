@@ -70,10 +70,11 @@ def test_a_resolution_change_starts_over_and_finishes_the_pending_alert(
             image = np.asarray(cv2.resize(frame.image, (1280, 720)))
             larger.append(pipeline.frame(frame.t, image, scaled(frame.truth.detections(), 2.0))[2])
 
-    # At the first larger frame the old pipeline's alert is finished with what it had.
+    # At the first larger frame the old pipeline's alert ends (the new models cannot tell
+    # where its object is), once, with the evidence it had.
     finished = larger[0]
     assert [(e.event_id, e.phase, e.state) for e in finished] == [
-        (alert.event_id, "update", "alerted")
+        (alert.event_id, "end", "expired")
     ]
     assert [r.kind for r in finished[0].evidence] == ["before", "alert", "owner", "clip"]
     assert finished[0].evidence_error is None

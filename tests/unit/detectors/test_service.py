@@ -98,7 +98,11 @@ class FakeNetwork:
     name = "fake.pt"
 
     def __init__(self, fails_on: Callable[[Image], bool] = lambda _: False) -> None:
-        self.names = {0: "person", 24: "backpack"}
+        # Every class configs/pantau.yaml keeps: the service checks them by name at start-up.
+        self.names = {
+            0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck",
+            24: "backpack", 26: "handbag", 28: "suitcase", 39: "bottle",
+        }  # fmt: skip
         self.fails_on = fails_on
         self.calls: list[int] = []
 
