@@ -11,6 +11,7 @@ from pantau.messages import (
     AlarmAction,
     Alert,
     CameraHeartbeat,
+    CameraView,
     DeadLetter,
     Detections,
     DumpingEvent,
@@ -83,6 +84,14 @@ CAMERA_HEALTH = Table(
         "frames_skipped", "reconnects", "last_error", "heartbeat_id",
     ),
     ("timestamptz", "text", "text", "float4", "int8", "int8", "int8", "int4", "text", "uuid"),
+)  # fmt: skip
+CAMERA_VIEW_CHANGES = Table(
+    "camera_view_changes",
+    (
+        "time", "id", "camera_id", "condition", "phase", "changed_frac", "brightness_spread",
+        "sharpness_ratio", "relearn_s",
+    ),
+    ("timestamptz", "uuid", "text", "text", "text", "float8", "float8", "float8", "float8"),
 )  # fmt: skip
 PIPELINE_METRICS = Table(
     "pipeline_metrics",
@@ -174,6 +183,7 @@ TABLES: tuple[Table, ...] = (
     SENSOR_READINGS_1M,
     DETECTIONS,
     CAMERA_HEALTH,
+    CAMERA_VIEW_CHANGES,
     PIPELINE_METRICS,
     DEAD_LETTERS,
     DUMPING_EVENTS,
@@ -211,6 +221,15 @@ def health_rows(m: CameraHeartbeat) -> list[Row]:
         (
             m.ts_capture, m.camera_id, m.status, m.fps, m.frames_decoded, m.frames_published,
             m.frames_skipped, m.reconnects, m.last_error, m.id,
+        )
+    ]  # fmt: skip
+
+
+def view_rows(m: CameraView) -> list[Row]:
+    return [
+        (
+            m.ts_capture, m.id, m.camera_id, m.condition, m.phase, m.changed_frac,
+            m.brightness_spread, m.sharpness_ratio, m.relearn_s,
         )
     ]  # fmt: skip
 
@@ -350,6 +369,8 @@ def rows_for(message: Message, sampler: TrackSampler | None = None) -> tuple[Tab
         return DETECTIONS, detection_rows(message, sampler)
     if isinstance(message, CameraHeartbeat):
         return CAMERA_HEALTH, health_rows(message)
+    if isinstance(message, CameraView):
+        return CAMERA_VIEW_CHANGES, view_rows(message)
     if isinstance(message, SensorWindow):
         return SENSOR_READINGS_1M, window_rows(message)
     if isinstance(message, Metric):

@@ -72,6 +72,7 @@ def seed(
         run("sensor_readings", _READINGS, **window)
         run("detections", _DETECTIONS, **window)
         run("camera_health", _HEALTH, **window)
+        run("camera_view_changes", _VIEW_CHANGES, **window)
         run("pipeline_metrics", _METRICS, **window)
         run("pipeline_metrics", _SUPERVISED, **window)
         run("dumping_events", _EVENTS, **window)
@@ -96,6 +97,7 @@ def _remove_previous(conn: psycopg.Connection) -> None:
         ("sensor_readings_hourly", "sensor_id"),
         ("detections", "camera_id"),
         ("camera_health", "camera_id"),
+        ("camera_view_changes", "camera_id"),
         ("dumping_events", "camera_id"),
         ("alerts", "source_id"),
         ("zones", "camera_id"),
@@ -217,6 +219,28 @@ CROSS JOIN generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '
 CROSS JOIN LATERAL (SELECT CASE WHEN abs(hashtext(c.camera_id || date_trunc('hour', t)::text)) %% 50 = 0
                                 THEN 'reconnecting' ELSE 'online' END AS status) AS st
 WHERE c.camera_id LIKE 'seed-%%'
+ON CONFLICT DO NOTHING
+"""
+
+# Now and then a camera is turned, covered or fogged, and back two minutes later.
+_VIEW_CHANGES = """
+INSERT INTO camera_view_changes (time, id, camera_id, condition, phase, changed_frac,
+                                 brightness_spread, sharpness_ratio, relearn_s)
+SELECT t + v.after, gen_random_uuid(), c.camera_id, k.condition, v.phase,
+       CASE WHEN k.condition = 'moved' AND v.phase = 'start' THEN 0.6 + 0.3 * random()
+            ELSE 0.05 * random() END,
+       CASE WHEN k.condition = 'covered' AND v.phase = 'start' THEN 2 + 3 * random()
+            ELSE 40 + 20 * random() END,
+       CASE WHEN k.condition = 'blurred' AND v.phase = 'start' THEN 0.05 + 0.1 * random()
+            ELSE 0.9 + 0.2 * random() END,
+       CASE WHEN k.condition = 'moved' AND v.phase = 'start' THEN 120 ELSE 0 END
+FROM cameras c
+CROSS JOIN generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '1 microsecond',
+                           interval '6 hours') AS t
+CROSS JOIN LATERAL (SELECT (ARRAY['moved', 'covered', 'blurred'])
+                           [1 + abs(hashtext(c.camera_id || t::text)) %% 3] AS condition) AS k
+CROSS JOIN (VALUES ('start', interval '0'), ('end', interval '2 minutes')) AS v (phase, after)
+WHERE c.camera_id LIKE 'seed-%%' AND abs(hashtext(c.camera_id || t::text || 'view')) %% 3 = 0
 ON CONFLICT DO NOTHING
 """
 

@@ -1,10 +1,11 @@
-"""The stream processor: a faust app that turns readings, heartbeats and dumping events into
-reading windows and alarms.
+"""The stream processor: a faust app that turns readings, heartbeats, the detector's word on
+camera views and dumping events into reading windows and alarms.
 
 Data flow (every input keyed by its source id):
 
     sensors.readings.v1 ─────────────┐
-    cameras.health.v1 ─► repartition ┼─► source state (faust table) ─► alerts.v1
+    cameras.health.v1 ─► repartition ┤
+    cameras.view.v1 ───► repartition ┼─► source state (faust table) ─► alerts.v1
     events.dumping.v1 ─► repartition ┤                                └► sensors.readings.1m.v1
     alerts.actions.v1 ───────────────┘   (operator actions, and this app's silence checks)
 
@@ -51,6 +52,7 @@ from pantau.ids import SeqCounter, uuid7
 from pantau.messages import (
     AlarmAction,
     CameraHeartbeat,
+    CameraView,
     DeadLetter,
     DumpingEvent,
     Message,
@@ -135,6 +137,7 @@ class StreamsApp:
             self.readings,
             _Input(t.alarm_actions, AlarmAction, engine.on_action),
             _Input(t.camera_health, CameraHeartbeat, engine.on_heartbeat, "cameras-by-id"),
+            _Input(t.camera_view, CameraView, engine.on_view, "views-by-camera"),
             _Input(t.dumping_events, DumpingEvent, engine.on_dumping, "dumping-by-camera"),
         )
         self.state = self.app.Table(
@@ -600,7 +603,7 @@ class _Input:
 
 
 def _kind(decoded: Message) -> str:
-    """The kind of state a new source gets: sensors, or cameras (heartbeats, dumping)."""
+    """The kind of state a new source gets: sensors, or cameras (heartbeats, views, dumping)."""
     if isinstance(decoded, SensorReading):
         return "sensor"
     if isinstance(decoded, AlarmAction) and decoded.source_kind == "sensor":

@@ -2,11 +2,11 @@
 source's state.
 
 The stream processor keeps one state per source (a sensor or a camera) in a faust table and
-hands it here together with each input: a reading, a heartbeat, a dumping event or an alarm
-action. Everything here is deterministic in its inputs — times come from the messages, never
-from the clock — so replaying the same inputs after a crash yields the same alarms with the
-same ids and versions, and downstream de-duplication by (alarm_id, version) makes the effects
-idempotent.
+hands it here together with each input: a reading, a heartbeat, the detector's word on a
+camera's view, a dumping event or an alarm action. Everything here is deterministic in its
+inputs — times come from the messages, never from the clock — so replaying the same inputs
+after a crash yields the same alarms with the same ids and versions, and downstream
+de-duplication by (alarm_id, version) makes the effects idempotent.
 
 State is a JSON-able dict, because faust writes it to the table's changelog topic:
 
@@ -25,6 +25,8 @@ State is a JSON-able dict, because faust writes it to the table's changelog topi
     live        camera: {dumping event id: epoch last seen} events that have not ended
     cleanup     camera: the resolved dumping alarm whose clean-up the camera has yet to confirm:
                 {alarm_id, resolved (epoch, None once re-opened), events, reopened}
+    tamper      camera: the conditions ("covered", "blurred") the detector reported and has not
+                yet ended; the camera_tampered alarm clears once none is left
 
 Keys added after the first release are read with defaults: a state from the changelog of an
 older version goes on where it was.
@@ -51,6 +53,7 @@ from pantau.messages import (
     AlarmState,
     Alert,
     CameraHeartbeat,
+    CameraView,
     DumpingEvent,
     EvidenceRef,
     Place,
@@ -73,6 +76,16 @@ State = dict[str, Any]
 
 ACTIVE: frozenset[str] = ACTIVE_STATES
 CAMERA_OFFLINE = "camera-offline"
+# The detector's word on a camera's picture (CameraView): turned onto another view, whose
+# zones a person must check, or covered / blurred, which clears when the picture is back.
+CAMERA_VIEW_CHANGED = "camera_view_changed"
+CAMERA_TAMPERED = "camera_tampered"
+# What each condition measured, kept as the alarm's quantity and last value.
+VIEW_QUANTITIES: dict[str, str] = {
+    "moved": "changed_frac",
+    "covered": "brightness_spread",
+    "blurred": "sharpness_ratio",
+}
 DUMPING = "dumping"
 # Dumping events that end with the object gone.
 GONE: frozenset[str] = frozenset({"cleaned", "picked_up", "removed"})
@@ -160,6 +173,7 @@ def new_state(kind: str, source_id: str) -> State:
         "action_ids": [],
         "live": {},
         "cleanup": None,
+        "tamper": [],
     }
 
 
@@ -216,6 +230,8 @@ class Engine:
         self.cooldown_s = streams.cooldown_s
         self.offline_after_s = streams.camera_offline_after_s
         self.camera_severity: Severity = streams.camera_severity
+        self.view_severity: Severity = streams.camera_view_severity
+        self.tamper_severity: Severity = streams.camera_tamper_severity
         self.dumping_severity: Severity = streams.dumping_severity
         self.escalate_after_s: dict[str, float] = {
             str(severity): s for severity, s in streams.escalate_after_s.items()
@@ -426,6 +442,66 @@ class Engine:
         elif state["online_ts"] is None:
             # Never seen online: count from its first sign of life.
             state["online_ts"] = t
+        return out
+
+    def on_view(self, state: State, view: CameraView, *, ts_rule: datetime) -> Output:
+        """The detector's word on the camera's picture.
+
+        `moved` opens camera_view_changed and its end only notes, quietly, that detection
+        resumed: the camera now watches another view, and a person must check its zones and
+        resolve the alarm. `covered` and `blurred` open camera_tampered, which clears once
+        every condition that opened it has ended.
+        """
+        out = Output()
+        ctx = self._camera_ctx(view.camera_id, str(view.id), view.ts_capture, ts_rule)
+        quantity = VIEW_QUANTITIES[view.condition]
+        value = float(getattr(view, quantity))
+        if view.condition == "moved":
+            if view.phase == "start":
+                relearn = f"; detection pauses {_duration(view.relearn_s)} to learn the new view"
+                self._raise(
+                    state, "camera", view.camera_id, CAMERA_VIEW_CHANGED, self.view_severity,
+                    ctx, out, value=value, quantity=quantity,
+                    message=f"view of {ctx.place.name} changed ({value:.0%} of the scene moved)"
+                    f"{relearn if view.relearn_s else ''}: check that its zones still fit",
+                )  # fmt: skip
+            elif _active(state, CAMERA_VIEW_CHANGED):
+                self._pipeline_version(
+                    state, CAMERA_VIEW_CHANGED, view.ts_capture, ts_rule, out,
+                    change="updated", notify=False,
+                    message="detection resumed after learning the new view; "
+                    "its zones still need checking",
+                )  # fmt: skip
+            return out
+        tamper: list[str] = state.setdefault("tamper", [])
+        if view.phase == "start":
+            if not _active(state, CAMERA_TAMPERED):
+                # A new episode: a condition whose end never came (a person settled the alarm
+                # meanwhile) must not keep this one open.
+                tamper.clear()
+            if view.condition not in tamper:
+                tamper.append(view.condition)
+            what = (
+                "covered: the picture is near-uniform"
+                if view.condition == "covered"
+                else "blurred: the picture lost its detail"
+            )
+            self._raise(
+                state, "camera", view.camera_id, CAMERA_TAMPERED, self.tamper_severity, ctx, out,
+                value=value, quantity=quantity,
+                message=f"view of {ctx.place.name} {what}; no dumping is seen meanwhile",
+            )  # fmt: skip
+            return out
+        if view.condition in tamper:
+            tamper.remove(view.condition)
+        if not tamper:
+            # The value measured its own condition: the alarm's last value only if it is that.
+            current = state["alarms"].get(CAMERA_TAMPERED)
+            same = current is not None and current.get("quantity") == quantity
+            self._clear(
+                state, "camera", view.camera_id, CAMERA_TAMPERED, ctx, out,
+                value=value if same else None,
+            )  # fmt: skip
         return out
 
     def _camera_ctx(
@@ -753,7 +829,10 @@ class Engine:
         quantity: str | None = None,
         threshold: float | None = None,
         zone: str | None = None,
+        message: str | None = None,
     ) -> None:
+        """Open the alarm, or update (re-open) it; a `message` describes what triggered it,
+        and a later trigger's message and quantity replace the earlier ones."""
         current = state["alarms"].get(alarm_type)
         t = _epoch(ctx.ts_capture)
         common: dict[str, Any] = {
@@ -763,6 +842,9 @@ class Engine:
             "ts_ingest": ctx.ts_ingest,
             "ts_rule": ctx.ts_rule,
         }
+        if message is not None:
+            common["message"] = message
+            common["quantity"] = quantity
         if ctx.evidence:
             common["evidence"] = ctx.evidence
         if ctx.event_id is not None:
@@ -810,7 +892,11 @@ class Engine:
         state["silent"][alarm_type] = False
         state.setdefault("open_since", {})[alarm_type] = t
         alarm_id = stable_id("alarm", source_id, alarm_type, ctx.trigger_id)
-        message = f"{alarm_type} at {ctx.place.name}" + (f" (zone {zone})" if zone else "")
+        if message is None:
+            common["message"] = f"{alarm_type} at {ctx.place.name}" + (
+                f" (zone {zone})" if zone else ""
+            )
+            common["quantity"] = quantity
         alert = Alert(
             id=stable_id("alert", alarm_id, 0),
             seq=0,
@@ -824,9 +910,7 @@ class Engine:
             change="opened",
             notify=True,
             count=1,
-            quantity=quantity,
             threshold=threshold,
-            message=message,
             place=ctx.place,
             opened_at=ctx.ts_capture,
             **common,

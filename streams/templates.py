@@ -44,6 +44,18 @@ QUANTITIES: dict[str, Quantity] = {
     "fillingLevel": Quantity("%", 0, scale=100.0),
     "temperature": Quantity(" °C", 1),
     "noiseLevel": Quantity(" dB(A)", 0),
+    # What the detector measured on a camera's picture (CameraView).
+    "changed_frac": Quantity("%", 0, scale=100.0),
+    "brightness_spread": Quantity("", 1),
+    "sharpness_ratio": Quantity("%", 0, scale=100.0),
+}
+# Alarms about a camera's view, whose note says what the detector saw (by the measured
+# quantity) in the reader's language; "-" and "_" are the same here.
+VIEW_ALARMS = frozenset({"camera-view-changed", "camera-tampered"})
+_VIEW_CONDITION = {
+    "changed_frac": "moved",
+    "brightness_spread": "covered",
+    "sharpness_ratio": "blurred",
 }
 
 
@@ -63,6 +75,9 @@ class Wording(TypedDict):
     # "unacknowledged", "confirmed", and "still_present" for a dumping alarm the camera
     # still saw {minutes} after it was resolved.
     pipeline_notes: dict[str, str]
+    # The note of a camera-view alarm: "moved", "covered", "blurred" when raised, "restored"
+    # when it clears.
+    view_notes: dict[str, str]
     source_kinds: dict[str, str]
     labels: dict[str, str]
     times: str
@@ -85,6 +100,8 @@ WORDING: dict[Language, Wording] = {
             "tps-full": "Kontainer TPS hampir penuh",
             "fill-level": "Kontainer TPS hampir penuh",
             "camera-offline": "Kamera offline",
+            "camera-view-changed": "Pandangan kamera berubah",
+            "camera-tampered": "Kamera tertutup atau buram",
             "sensor-silent": "Sensor tidak mengirim data",
             "stale": "Sensor tidak mengirim data",
             "pm25-high": "Kualitas udara tidak sehat (PM2.5)",
@@ -105,6 +122,9 @@ WORDING: dict[Language, Wording] = {
             "fillingLevel": "Keterisian",
             "temperature": "Suhu",
             "noiseLevel": "Kebisingan",
+            "changed_frac": "Bagian gambar yang berubah",
+            "brightness_spread": "Sebaran kecerahan",
+            "sharpness_ratio": "Ketajaman dibanding biasanya",
         },
         "dumping": "Sampah liar terdeteksi",
         "generic": "Alarm {alarm_type}",
@@ -126,6 +146,15 @@ WORDING: dict[Language, Wording] = {
             "tingkat berikutnya",
             "confirmed": "Kamera melihat lokasi sudah bersih setelah dinyatakan selesai",
             "still_present": "Objek masih terlihat {minutes} menit setelah dinyatakan selesai",
+        },
+        "view_notes": {
+            "moved": "Kamera bergeser (diputar, tersenggol atau fokusnya berubah); periksa "
+            "apakah zona pengawasan masih sesuai gambar, lalu tandai selesai",
+            "covered": "Gambar kamera hampir seragam: lensa tertutup, disemprot, atau tanpa "
+            "sinyal; selama itu pembuangan sampah tidak terdeteksi",
+            "blurred": "Gambar kamera kehilangan detail: lensa berembun, kotor, atau tidak "
+            "fokus; selama itu pembuangan sampah tidak terdeteksi",
+            "restored": "Gambar kamera kembali normal; deteksi berjalan lagi",
         },
         "source_kinds": {"sensor": "sensor", "camera": "kamera", "dumping": "kamera"},
         "labels": {
@@ -160,6 +189,8 @@ WORDING: dict[Language, Wording] = {
             "tps-full": "TPS container almost full",
             "fill-level": "TPS container almost full",
             "camera-offline": "Camera offline",
+            "camera-view-changed": "Camera view changed",
+            "camera-tampered": "Camera covered or blurred",
             "sensor-silent": "Sensor not sending data",
             "stale": "Sensor not sending data",
             "pm25-high": "Unhealthy air quality (PM2.5)",
@@ -180,6 +211,9 @@ WORDING: dict[Language, Wording] = {
             "fillingLevel": "Fill level",
             "temperature": "Temperature",
             "noiseLevel": "Noise",
+            "changed_frac": "Share of the picture changed",
+            "brightness_spread": "Brightness spread",
+            "sharpness_ratio": "Sharpness against usual",
         },
         "dumping": "Illegal dumping detected",
         "generic": "Alarm {alarm_type}",
@@ -200,6 +234,15 @@ WORDING: dict[Language, Wording] = {
             "unacknowledged": "Nobody has acknowledged this alarm; passed on to the next level",
             "confirmed": "The camera saw the spot clean after it was marked resolved",
             "still_present": "Object still seen {minutes} minutes after it was marked resolved",
+        },
+        "view_notes": {
+            "moved": "The camera was moved (turned, bumped or refocused); check that its zones "
+            "still fit the picture, then resolve the alarm",
+            "covered": "The picture is near-uniform: lens covered, sprayed, or no signal; "
+            "dumping goes unseen meanwhile",
+            "blurred": "The picture lost its detail: lens fogged, smeared or out of focus; "
+            "dumping goes unseen meanwhile",
+            "restored": "The picture is back to normal; detection goes on",
         },
         "source_kinds": {"sensor": "sensor", "camera": "camera", "dumping": "camera"},
         "labels": {
@@ -316,9 +359,14 @@ def describe(alert: Alert, language: Language) -> str:
 
 def pipeline_note(alert: Alert, language: Language) -> str | None:
     """The note of a version the pipeline made for people to read (passed on, confirmed or
-    re-opened by the camera), in the language; None for any other version."""
+    re-opened by the camera, what the detector saw on a camera's view), in the language;
+    None for any other version."""
     if alert.by:
         return None
+    if alert.alarm_type.lower().replace("_", "-") in VIEW_ALARMS:
+        view_note = _view_note(alert, language)
+        if view_note is not None:
+            return view_note
     notes = WORDING[language]["pipeline_notes"]
     if alert.change in ("unacknowledged", "confirmed"):
         return notes[alert.change]
@@ -327,6 +375,18 @@ def pipeline_note(alert: Alert, language: Language) -> str | None:
         minutes = int((alert.updated_at - alert.resolved_at).total_seconds() // 60)
         return notes["still_present"].format(minutes=minutes)
     return None
+
+
+def _view_note(alert: Alert, language: Language) -> str | None:
+    """What the detector saw, for a camera-view alarm raised or cleared; None for its other
+    versions (their message says what happened)."""
+    notes = WORDING[language]["view_notes"]
+    if alert.change == "cleared":
+        return notes["restored"]
+    condition = _VIEW_CONDITION.get(alert.quantity or "")
+    if condition is None or alert.change not in ("opened", "reopened", "escalated"):
+        return None
+    return notes[condition]
 
 
 def measured_value(alert: Alert, language: Language) -> str:

@@ -219,6 +219,13 @@ def _kind_specific(kind: str) -> list[tuple[str, tuple[list[str | int], Any]]]:
             ("fps Infinity", (["fps"], float("inf"))),
             ("status unknown", (["status"], "melayang")),
         ],
+        "camera_view": [
+            ("condition unknown", (["condition"], "tilted")),
+            ("phase unknown", (["phase"], "middle")),
+            ("changed_frac 2", (["changed_frac"], 2.0)),
+            ("sharpness_ratio NaN", (["sharpness_ratio"], nan)),
+            ("relearn_s a week", (["relearn_s"], 604_800)),
+        ],
         "dumping_event": [
             ("version 2^31", (["version"], 2**31)),
             ("owner_track_id 10^30", (["owner_track_id"], 10**30)),

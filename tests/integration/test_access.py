@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.errors import IdleInTransactionSessionTimeout, InsufficientPrivilege
 
 from pantau.ids import utcnow
+from pantau.messages import CameraView
 from pantau.settings import Settings
 from storage.admin import access_problems
 from storage.rows import TABLES, Row, Table, all_rows_for
@@ -39,17 +40,18 @@ READS = {
     "pantau_grafana": [
         "cameras", "zones", "sensors", "sensor_readings", "sensor_readings_hourly", "detections",
         "camera_health", "pipeline_metrics", "alerts", "notifications", "incidents_daily",
-        "dumping_events", "dead_letters",
+        "dumping_events", "dead_letters", "camera_view_changes",
     ],
     "pantau_analyst": [
         "cameras", "zones", "sensors", "sensor_readings", "sensor_readings_1m",
         "sensor_readings_hourly", "detections", "camera_health", "pipeline_metrics", "alerts",
         "notifications", "incidents_daily", "dumping_events", "dead_letters",
+        "camera_view_changes",
     ],
     "pantau_writer": [
         "sensor_readings", "sensor_readings_1m", "detections", "camera_health",
         "pipeline_metrics", "dead_letters", "dumping_events", "alerts", "notifications",
-        "notification_outbox",
+        "notification_outbox", "camera_view_changes",
     ],
 }  # fmt: skip
 NOT_READ = {
@@ -214,7 +216,19 @@ def test_the_sink_stores_every_kind_of_row_as_the_writer(services: Settings, db:
     """The sink's own writer, as pantau_writer: binary COPY first, and for a batch stored
     again the staging table and the upserts (a re-delivered batch changes nothing)."""
     batch: dict[Table, list[Row]] = {}
-    for message in SAMPLES.values():
+    view = CameraView(
+        id=uuid.uuid4(),
+        ts_capture=utcnow(),
+        seq=1,
+        camera_id="demo-table",
+        condition="moved",
+        phase="start",
+        changed_frac=0.8,
+        brightness_spread=50.0,
+        sharpness_ratio=1.0,
+        relearn_s=120.0,
+    )
+    for message in [*SAMPLES.values(), view]:
         try:
             tables = all_rows_for(message)
         except TypeError:

@@ -38,6 +38,7 @@ from pantau.messages import (
     Alert,
     Box,
     CameraHeartbeat,
+    CameraView,
     DeadLetter,
     Detections,
     DumpingEvent,
@@ -67,6 +68,7 @@ CAMERA = "demo-table"
 READERS = {
     "readings": {"sink", "streams"},
     "camera_health": {"sink", "streams"},
+    "camera_view": {"sink", "streams"},
     "detections": {"sink"},
     "dumping_events": {"sink", "streams"},
     "alerts": {"sink", "notify"},
@@ -313,6 +315,19 @@ def test_no_bad_input_stops_the_pipeline(isolated_pipeline: Pipeline, tmp_path: 
     produce(
         "camera_health", topics.camera_health, kafka_records(heartbeat), [heartbeat], heartbeat.key
     )
+    # The end of a view change that never started: stored, and no alarm.
+    view = CameraView(
+        id=stable_id("corpus-view", base),
+        ts_capture=base,
+        seq=1,
+        camera_id=CAMERA,
+        condition="moved",
+        phase="end",
+        changed_frac=0.02,
+        brightness_spread=50.0,
+        sharpness_ratio=1.0,
+    )
+    produce("camera_view", topics.camera_view, kafka_records(view), [view], view.key)
 
     detections = Detections(
         id=stable_id("corpus-detections", base),
@@ -432,6 +447,8 @@ def test_no_bad_input_stops_the_pipeline(isolated_pipeline: Pipeline, tmp_path: 
     checks = {
         "camera_health": ("SELECT count(*) FROM camera_health WHERE heartbeat_id = ANY(%s)",
                           [heartbeat.id, keyless.id], 2),
+        "camera_view_changes": ("SELECT count(*) FROM camera_view_changes WHERE id = ANY(%s)",
+                                [view.id], 1),
         "detections": ("SELECT count(*) FROM detections WHERE frame_id = ANY(%s)",
                        [detections.frame_id], 1),
         "dumping_events": ("SELECT count(*) FROM dumping_events WHERE event_id = ANY(%s)",
@@ -509,8 +526,8 @@ def test_no_bad_input_stops_the_pipeline(isolated_pipeline: Pipeline, tmp_path: 
         "dead_letters": total_letters,
         "crashes": sum(crashes.values()),
         "valid_lost": 0,
-        # Readings, frames, two heartbeats, detections, dumping event, alert, action.
-        "valid_stored": len(valid_readings) + len(frames) + 6,
+        # Readings, frames, two heartbeats, a view, detections, dumping event, alert, action.
+        "valid_stored": len(valid_readings) + len(frames) + 7,
     }
     (tmp_path / "bad-input-report.json").write_text(json.dumps(report, indent=2))
     print("bad-input corpus:", json.dumps(report))

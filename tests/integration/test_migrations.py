@@ -33,6 +33,8 @@ TIME_SERIES = {
     # Every version of every alarm, and people's actions (the incident console).
     "alarm_history",
     "alarm_actions",
+    # The detector's word on each camera's view.
+    "camera_view_changes",
 }
 
 

@@ -20,7 +20,8 @@ from psycopg.pq import Format
 import storage.sink as sink_module
 from pantau.codec import decode_as, encode
 from pantau.consumers import Record
-from pantau.messages import DeadLetter
+from pantau.ids import uuid7
+from pantau.messages import CameraView, DeadLetter
 from pantau.poison import MAX_ORIGINAL_BYTES
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -34,6 +35,7 @@ from storage.sink import (
     SinkFailed,
     WriteResult,
     isolate,
+    sink_topics,
 )
 from tests.factories import SAMPLES
 
@@ -539,3 +541,32 @@ def test_stopping_during_a_database_outage_commits_nothing_and_returns() -> None
     stats = sink.run(stop, idle_exit_s=None)
     assert calls and consumer.committed == [] and stats.db_failures >= 1
     assert writer_threads() == []
+
+
+def test_camera_views_are_stored_and_anything_else_on_their_topic_is_a_dead_letter() -> None:
+    view = CameraView(
+        id=uuid7(),
+        ts_capture=SAMPLES["camera_heartbeat"].ts_capture,
+        seq=3,
+        camera_id="tps-gedeg",
+        condition="covered",
+        phase="start",
+        changed_frac=0.1,
+        brightness_spread=2.5,
+        sharpness_ratio=0.2,
+    )
+    heartbeat = encode(SAMPLES["camera_heartbeat"])
+    records = [
+        Record(TOPICS.camera_view, 0, 0, b"tps-gedeg", encode(view)),
+        Record(TOPICS.camera_view, 0, 1, b"tps-gedeg", heartbeat),
+    ]
+    assert TOPICS.camera_view in sink_topics(TOPICS)
+    assert TOPICS.dead_letters(TOPICS.camera_view) in sink_topics(TOPICS)
+
+    _, consumer, producer, writer = run_sink(records)
+
+    [row] = writer.rows["camera_view_changes"]
+    assert row[1:5] == (view.id, "tps-gedeg", "covered", "start")
+    [letter] = producer.letters(TOPICS.dead_letters(TOPICS.camera_view))
+    assert (letter.offset, letter.original) == (1, heartbeat)
+    assert consumer.committed == records

@@ -15,7 +15,7 @@ from faust.utils import json as faust_json
 
 from pantau.codec import decode_as, encode
 from pantau.ids import stable_id
-from pantau.messages import Alert, DeadLetter, SensorReading
+from pantau.messages import Alert, CameraView, DeadLetter, SensorReading
 from pantau.settings import settings_from_mapping
 from pantau.topics import Topics
 from streams.app import StreamsApp, _States
@@ -195,3 +195,56 @@ def test_states_written_by_fausts_json_serializer_still_load() -> None:
     older = faust_json.dumps(state)
     assert load_state(older if isinstance(older, bytes) else older.encode()) == state
     assert json.loads(dump_state(state)) == state
+
+
+# Views reach the worker re-keyed onto the state's partitions, through faust's repartition topic.
+VIEWS_BY_CAMERA = f"{SETTINGS.streams.app_id}-{TOPICS.camera_view}-views-by-camera-repartition"
+
+
+def camera_view(offset: int, condition: str, phase: str) -> Record:
+    v = CameraView(
+        id=stable_id("test-app-view", offset),
+        ts_capture=T0 + timedelta(seconds=offset),
+        seq=offset,
+        camera_id="tps-gedeg",
+        condition=condition,
+        phase=phase,
+        changed_frac=0.05,
+        brightness_spread=2.0 if phase == "start" else 45.0,
+        sharpness_ratio=0.9,
+    )
+    return Record(key=v.key, value=encode(v), offset=offset, topic=VIEWS_BY_CAMERA)
+
+
+def test_camera_views_raise_and_clear_tampered_and_garbage_is_a_dead_letter_of_the_view_topic(
+    worker: tuple[StreamsApp, dict[str, Any], Producer],
+) -> None:
+    streams, table, producer = worker
+    [views] = [i for i in streams.inputs if i.topic == TOPICS.camera_view]
+    garbage = Record(key=b"tps-gedeg", value=b"\x00not a view", offset=1, topic=VIEWS_BY_CAMERA)
+
+    async def scenario() -> None:
+        batch = [camera_view(0, "covered", "start"), garbage, camera_view(2, "covered", "end")]
+        task = asyncio.create_task(streams._handle(batch, views))  # type: ignore[arg-type]
+        while not task.done():
+            await asyncio.sleep(0)
+            producer.acknowledge()
+        await task
+
+    asyncio.run(scenario())
+    alerts = [decode_as(v, Alert) for t, _, v in producer.sent if t == TOPICS.alerts]
+    assert [(a.alarm_type, a.state) for a in alerts] == [
+        ("camera_tampered", "OPEN"),
+        ("camera_tampered", "CLEARED"),
+    ]
+    [letter] = [
+        decode_as(v, DeadLetter)
+        for t, _, v in producer.sent
+        if t == TOPICS.dead_letters(TOPICS.camera_view)
+    ]
+    assert (letter.source_topic, letter.offset, letter.source_key) == (
+        TOPICS.camera_view,
+        1,
+        "tps-gedeg",
+    )
+    assert load_state(table["tps-gedeg"])["kind"] == "camera"

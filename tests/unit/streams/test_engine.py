@@ -14,6 +14,7 @@ from pantau.messages import (
     AlarmAction,
     Alert,
     CameraHeartbeat,
+    CameraView,
     DumpingEvent,
     SensorReading,
 )
@@ -21,6 +22,8 @@ from pantau.settings import settings_from_mapping
 from streams.engine import (
     ACTION_IDS_KEPT,
     CAMERA_OFFLINE,
+    CAMERA_TAMPERED,
+    CAMERA_VIEW_CHANGED,
     DUMPING,
     ActionRejected,
     Engine,
@@ -635,6 +638,252 @@ def test_camera_that_never_sent_a_heartbeat_is_not_offline() -> None:
 
     assert ENGINE.due(state, epoch(100_000)) is False
     assert camera_check(state, 100_000).alerts == []
+
+
+# --------------------------------------------------------------------------- camera views
+
+
+def view(
+    seconds: float, condition: str, phase: str, camera_id: str = "tps-gedeg", **values: float
+) -> CameraView:
+    fields: dict[str, Any] = {
+        "changed_frac": 0.82 if condition == "moved" else 0.1,
+        "brightness_spread": 3.5 if condition == "covered" else 48.0,
+        "sharpness_ratio": 0.08 if condition == "blurred" else 0.95,
+        "relearn_s": 120.0 if condition == "moved" and phase == "start" else 0.0,
+        **values,
+    }
+    return CameraView(
+        id=stable_id("test-view", camera_id, condition, phase, seconds),
+        ts_capture=at(seconds),
+        seq=int(seconds),
+        camera_id=camera_id,
+        condition=condition,
+        phase=phase,
+        **fields,
+    )
+
+
+def seen(state: State, seconds: float, condition: str, phase: str, **values: float) -> list[Alert]:
+    return ENGINE.on_view(
+        state, view(seconds, condition, phase, **values), ts_rule=at(seconds)
+    ).alerts
+
+
+def test_camera_turned_away_raises_view_changed_for_a_person_to_check() -> None:
+    state = camera_state()
+
+    [opened] = seen(state, 0, "moved", "start")
+
+    assert (opened.alarm_type, opened.source_kind, opened.source_id) == (
+        CAMERA_VIEW_CHANGED, "camera", "tps-gedeg",
+    )  # fmt: skip
+    assert (opened.change, opened.state, opened.notify, opened.severity) == (
+        "opened", "OPEN", True, "major",
+    )  # fmt: skip
+    assert opened.place is not None
+    assert (opened.place.name, opened.place.desa) == ("TPS Gedeg", "Gedeg")
+    assert (opened.quantity, opened.last_value) == ("changed_frac", 0.82)
+    assert "changed" in opened.message and "zones" in opened.message
+    assert "2 min" in opened.message
+
+
+def test_repeated_move_updates_the_open_alarm_without_telling_anyone_again() -> None:
+    state = camera_state()
+    [opened] = seen(state, 0, "moved", "start")
+
+    [again] = seen(state, 400, "moved", "start", changed_frac=0.6)
+
+    assert (again.alarm_id, again.version, again.count) == (opened.alarm_id, 1, 2)
+    assert (again.change, again.state, again.notify) == ("updated", "OPEN", False)
+    assert again.last_value == 0.6
+
+
+def test_view_relearnt_is_a_quiet_note_and_the_alarm_stays_open() -> None:
+    state = camera_state()
+    [opened] = seen(state, 0, "moved", "start")
+
+    [note] = seen(state, 120, "moved", "end")
+
+    assert (note.alarm_id, note.version, note.count) == (opened.alarm_id, 1, 1)
+    assert (note.state, note.change, note.notify) == ("OPEN", "updated", False)
+    assert note.cleared_at is None
+    assert "resumed" in note.message
+    # Only a person ends it: the camera watches another view now.
+    assert ENGINE.due(state, epoch(100_000)) is False
+    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "OPEN"
+
+
+def test_view_relearnt_after_a_person_resolved_the_alarm_changes_nothing() -> None:
+    state = camera_state()
+    [opened] = seen(state, 0, "moved", "start")
+    ENGINE.on_action(
+        state,
+        action("resolve", 60, "tps-gedeg", alarm_id=opened.alarm_id, source_kind="camera"),
+        ts_rule=at(60),
+    )
+
+    assert seen(state, 120, "moved", "end") == []
+    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "RESOLVED"
+
+
+def test_moved_again_after_a_resolve_opens_a_new_alarm() -> None:
+    state = camera_state()
+    [first] = seen(state, 0, "moved", "start")
+    ENGINE.on_action(
+        state,
+        action("resolve", 60, "tps-gedeg", alarm_id=first.alarm_id, source_kind="camera"),
+        ts_rule=at(60),
+    )
+
+    [second] = seen(state, 7200, "moved", "start")
+
+    assert second.alarm_id != first.alarm_id
+    assert (second.change, second.notify) == ("opened", True)
+
+
+@pytest.mark.parametrize(
+    ("condition", "quantity", "value"),
+    [("covered", "brightness_spread", 3.5), ("blurred", "sharpness_ratio", 0.08)],
+)
+def test_covered_or_blurred_raises_tampered_and_its_end_clears_it(
+    condition: str, quantity: str, value: float
+) -> None:
+    state = camera_state()
+
+    [opened] = seen(state, 0, condition, "start")
+    assert (opened.alarm_type, opened.change, opened.state, opened.notify) == (
+        CAMERA_TAMPERED, "opened", "OPEN", True,
+    )  # fmt: skip
+    assert (opened.severity, opened.quantity, opened.last_value) == ("major", quantity, value)
+    assert condition in opened.message
+
+    [cleared] = seen(state, 90, condition, "end")
+    assert (cleared.alarm_id, cleared.state, cleared.change, cleared.notify) == (
+        opened.alarm_id, "CLEARED", "cleared", True,
+    )  # fmt: skip
+    assert cleared.cleared_at == at(90)
+
+
+def test_tampered_clears_only_once_every_condition_has_ended() -> None:
+    state = camera_state()
+    [opened] = seen(state, 0, "covered", "start")
+    [blurred] = seen(state, 10, "blurred", "start")
+    assert (blurred.alarm_id, blurred.change, blurred.notify) == (opened.alarm_id, "updated", False)
+    assert blurred.quantity == "sharpness_ratio"
+
+    assert seen(state, 20, "covered", "end") == []
+    assert state["alarms"][CAMERA_TAMPERED]["state"] == "OPEN"
+
+    [cleared] = seen(state, 30, "blurred", "end")
+    assert (cleared.alarm_id, cleared.state) == (opened.alarm_id, "CLEARED")
+
+
+def test_a_condition_whose_end_never_came_does_not_hold_the_next_alarm_open() -> None:
+    state = camera_state()
+    [blurred] = seen(state, 0, "blurred", "start")
+    ENGINE.on_action(
+        state,
+        action("resolve", 60, "tps-gedeg", alarm_id=blurred.alarm_id, source_kind="camera"),
+        ts_rule=at(60),
+    )
+
+    [covered] = seen(state, 3600, "covered", "start")
+    [cleared] = seen(state, 3700, "covered", "end")
+
+    assert covered.alarm_id != blurred.alarm_id
+    assert (cleared.alarm_id, cleared.state) == (covered.alarm_id, "CLEARED")
+
+
+def test_tampered_again_within_the_cooldown_reopens_quietly() -> None:
+    state = camera_state()
+    [opened] = seen(state, 0, "covered", "start")
+    seen(state, 10, "covered", "end")
+
+    [again] = seen(state, 10 + COOLDOWN_S / 2, "covered", "start")
+    assert (again.alarm_id, again.change, again.state, again.notify) == (
+        opened.alarm_id, "reopened", "OPEN", False,
+    )  # fmt: skip
+    [quiet] = seen(state, 20 + COOLDOWN_S / 2, "covered", "end")
+    assert (quiet.state, quiet.notify) == ("CLEARED", False)
+
+
+def test_end_without_a_start_raises_nothing() -> None:
+    state = camera_state()
+
+    assert seen(state, 0, "covered", "end") == []
+    assert seen(state, 0, "moved", "end") == []
+    assert state["alarms"] == {}
+
+
+def test_moved_and_tampered_are_separate_alarms() -> None:
+    state = camera_state()
+    [moved] = seen(state, 0, "moved", "start")
+    [covered] = seen(state, 10, "covered", "start")
+
+    assert moved.alarm_id != covered.alarm_id
+    [cleared] = seen(state, 20, "covered", "end")
+    assert cleared.alarm_type == CAMERA_TAMPERED
+    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "OPEN"
+
+
+def test_view_of_an_unknown_camera_still_raises_an_alarm_named_after_it() -> None:
+    state = new_state("camera", "cam-not-configured")
+
+    out = ENGINE.on_view(
+        state, view(0, "covered", "start", camera_id="cam-not-configured"), ts_rule=at(0)
+    )
+
+    [opened] = out.alerts
+    assert (opened.source_id, opened.alarm_type, opened.state) == (
+        "cam-not-configured", CAMERA_TAMPERED, "OPEN",
+    )  # fmt: skip
+    assert opened.place is not None
+    assert (opened.place.name, opened.place.lat) == ("cam-not-configured", None)
+
+
+def test_view_alarms_replay_identically_and_survive_the_changelog() -> None:
+    steps = [(0, "moved", "start"), (5, "covered", "start"), (60, "covered", "end"),
+             (120, "moved", "end")]  # fmt: skip
+
+    def run(through_changelog: bool) -> list[Alert]:
+        state = camera_state()
+        alerts: list[Alert] = []
+        for seconds, condition, phase in steps:
+            if through_changelog:
+                state = load_state(dump_state(state))
+            alerts += seen(state, seconds, condition, phase)
+        return alerts
+
+    assert run(False) == run(True)
+    assert [(a.alarm_type, a.change) for a in run(False)] == [
+        (CAMERA_VIEW_CHANGED, "opened"),
+        (CAMERA_TAMPERED, "opened"),
+        (CAMERA_TAMPERED, "cleared"),
+        (CAMERA_VIEW_CHANGED, "updated"),
+    ]
+
+
+def test_camera_state_from_before_view_alarms_takes_a_tamper_report() -> None:
+    state = camera_state()
+    del state["tamper"]
+
+    [opened] = seen(state, 0, "blurred", "start")
+    [cleared] = seen(state, 10, "blurred", "end")
+
+    assert (opened.state, cleared.state) == ("OPEN", "CLEARED")
+
+
+def test_view_severities_come_from_the_settings() -> None:
+    config = {**CONFIG, "streams": {**CONFIG["streams"], "camera_view_severity": "minor",
+                                    "camera_tamper_severity": "critical"}}  # fmt: skip
+    engine = Engine(settings_from_mapping(config, base_dir=Path(".")))
+    state = camera_state()
+
+    [moved] = engine.on_view(state, view(0, "moved", "start"), ts_rule=at(0)).alerts
+    [covered] = engine.on_view(state, view(1, "covered", "start"), ts_rule=at(1)).alerts
+
+    assert (moved.severity, covered.severity) == ("minor", "critical")
 
 
 # --------------------------------------------------------------------------- operator actions

@@ -325,3 +325,81 @@ def test_what_the_pipeline_did_reads_in_the_language(
 ) -> None:
     a = alert(message="water-high at Brantas", updated_at=T0, by="", **changes)
     assert note_line(rendered(a, language)) == expected
+
+
+# The alarm's fields → (language, headline, value line, note line)
+VIEW_CASES: list[tuple[dict[str, Any], str, str, str, str]] = [
+    (
+        {"alarm_type": "camera_view_changed", "quantity": "changed_frac", "last_value": 0.82},
+        "id",
+        "⚠️ Pandangan kamera berubah",
+        "Nilai: Bagian gambar yang berubah 82%",
+        "Keterangan: Kamera bergeser (diputar, tersenggol atau fokusnya berubah); periksa "
+        "apakah zona pengawasan masih sesuai gambar, lalu tandai selesai",
+    ),
+    (
+        {"alarm_type": "camera_view_changed", "quantity": "changed_frac", "last_value": 0.82},
+        "en",
+        "⚠️ Camera view changed",
+        "Value: Share of the picture changed 82%",
+        "Note: The camera was moved (turned, bumped or refocused); check that its zones still "
+        "fit the picture, then resolve the alarm",
+    ),
+    (
+        {"alarm_type": "camera_tampered", "quantity": "brightness_spread", "last_value": 3.46},
+        "id",
+        "⚠️ Kamera tertutup atau buram",
+        "Nilai: Sebaran kecerahan 3,5",
+        "Keterangan: Gambar kamera hampir seragam: lensa tertutup, disemprot, atau tanpa "
+        "sinyal; selama itu pembuangan sampah tidak terdeteksi",
+    ),
+    (
+        {"alarm_type": "camera_tampered", "quantity": "sharpness_ratio", "last_value": 0.08},
+        "en",
+        "⚠️ Camera covered or blurred",
+        "Value: Sharpness against usual 8%",
+        "Note: The picture lost its detail: lens fogged, smeared or out of focus; dumping "
+        "goes unseen meanwhile",
+    ),
+    (
+        {
+            "alarm_type": "camera_tampered",
+            "quantity": "brightness_spread",
+            "last_value": 40.0,
+            "change": "cleared",
+            "state": "CLEARED",
+            "cleared_at": T0,
+        },
+        "id",
+        "✅ Alarm selesai/kembali normal: Kamera tertutup atau buram",
+        "Nilai: Sebaran kecerahan 40,0",
+        "Keterangan: Gambar kamera kembali normal; deteksi berjalan lagi",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "language", "head", "value", "note"), VIEW_CASES)
+def test_camera_view_alarms_say_what_the_detector_saw_in_the_language(
+    changes: dict[str, Any], language: str, head: str, value: str, note: str
+) -> None:
+    changes = {"change": "opened", "severity": "major", **changes}
+    a = camera_alert(message="view of TPS Gedeg changed", updated_at=T0, by="", **changes)
+    r = rendered(a, language)
+    assert headline(r) == head
+    assert value in r.text.splitlines()
+    assert note_line(r) == note
+    assert "view of TPS Gedeg" not in r.text
+
+
+def test_camera_view_alarm_passed_on_says_so_not_what_was_seen() -> None:
+    a = camera_alert(
+        alarm_type="camera_tampered",
+        quantity="brightness_spread",
+        last_value=3.5,
+        change="unacknowledged",
+        escalation=1,
+        by="",
+    )
+    assert note_line(rendered(a, "en")) == (
+        "Note: Nobody has acknowledged this alarm; passed on to the next level"
+    )
