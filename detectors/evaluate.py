@@ -4,7 +4,9 @@ An annotation file lists clips. Each clip names its video, the camera's zones (t
 shape as a camera's `zones` in the settings) and the dumping events a person saw in it:
 when the object was put down (`drop_at`, seconds into the clip), how far off a detection may
 be (`tolerance_s`) and optionally where it lies (a pixel box). A clip with `events: []` is a
-negative: whatever the detector reports there is a false alarm.
+negative: whatever the detector reports there is a false alarm. A clip may also expect the
+camera's own health alarms (`view_changes`: the camera was turned, covered or blurred at
+`at`), whether or not anything is dumped in it.
 
     clips:
       - name: bottles
@@ -16,18 +18,24 @@ negative: whatever the detector reports there is a false alarm.
         dwell_s: 8
         events:
           - {drop_at: 23.0, tolerance_s: 3, where: [288, 108, 355, 314], note: "..."}
+        view_changes:
+          - {condition: moved, at: 25.0, tolerance_s: 10}
 
 The detector itself is injected: `evaluate(annotations, run)` calls `run(clip)` once per clip
-and expects the events it raised, as `DetectedEvent`s with times in seconds into the clip.
-A detected event matches an annotated one when its appearance time is within the tolerance
-of the drop (and its box touches `where`, when given); pairs are taken one-to-one, closest in
-time first. Scores: TP / FP / FN, precision, recall, F1 and the notification delay
-(alert time minus drop time) of the true positives, per clip, per group and in total.
+and expects a `RunResult`: the events it raised (`DetectedEvent`s) and the view alarms the
+camera raised (`ViewAlarm`s), with times in seconds into the clip. A detected event matches an
+annotated one when its appearance time is within the tolerance of the drop (and its box
+touches `where`, when given); pairs are taken one-to-one, closest in time first; a view alarm
+matches an expected view change of the same condition within its tolerance. Scores: TP / FP /
+FN, precision, recall, F1, the notification delay (alert time minus drop time) and the box IoU
+of the true positives, view alarms found / missed / unexpected, and false alarms per camera-hour
+over the clips without dumping; per clip, per group and in total.
 
-`truth_box_runner` is a real run of the pure pipeline (static-object model and dumping state
-machine) on clips written by `detectors.synthetic.write_scene`, with the scene's exact person
-boxes standing in for YOLO and the tracker; `make_synthetic_set` writes such a set with its
-annotations. Entry point: `python -m detectors.evaluate make-synthetic OUT_DIR`.
+`truth_box_runner` runs one camera's real pipeline after YOLO (`detectors.camera.
+CameraPipeline`: tracking, static-object model, dumping state machine, view checks) on clips
+written by `detectors.synthetic.write_scene`, with the scene's exact person boxes standing in
+for YOLO; `make_synthetic_set` writes such a set with its annotations. Entry point:
+`python -m detectors.evaluate make-synthetic OUT_DIR`.
 """
 
 from __future__ import annotations
@@ -42,8 +50,9 @@ import statistics
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -52,11 +61,21 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
-from detectors.dumping import DumpingConfig, DumpingDetector, DumpingRecord
-from detectors.static_objects import StaticObjectConfig, StaticObjectModel
+from detectors.camera import CameraPipeline
+from detectors.dumping import DumpingRecord
+from detectors.events import EventClock
 from detectors.synthetic import SceneSpec, SceneTruth, SyntheticScene, read_truth, write_scene
 from detectors.zones import DEFAULT_DWELL_S, CameraZones, Zone
-from pantau.settings import SourceId, ZoneSettings
+from pantau.imaging import encode_jpeg
+from pantau.motion import MotionGate
+from pantau.settings import (
+    CameraSettings,
+    DumpingSettings,
+    MotionSettings,
+    SourceId,
+    TrackerSettings,
+    ZoneSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +91,12 @@ DEFAULT_TOLERANCE_S = 5.0
 # Where a detected box must meet an annotated one: any overlap at all. Annotators draw loose
 # boxes and detectors cut objects differently; the time window does the real work.
 WHERE_MIN_IOU = 0.0
+# A camera calls itself moved or covered only once the change has lasted a few seconds (a
+# person passing close to the lens is not a cover), so its alarm comes that much later.
+DEFAULT_VIEW_TOLERANCE_S = 10.0
+SECONDS_PER_HOUR = 3600.0
+
+ViewConditionName = Literal["moved", "covered", "blurred"]
 
 REPORT_TABLE = "evaluation.txt"
 REPORT_JSON = "evaluation.json"
@@ -115,6 +140,19 @@ class EventAnnotation(_Strict):
         return where
 
 
+class ViewChangeAnnotation(_Strict):
+    """The camera's picture stopped showing its view: a health alarm is expected."""
+
+    condition: ViewConditionName = Field(
+        description="moved (turned, bumped), covered (lens covered) or blurred"
+    )
+    at: float = Field(ge=0, description="seconds into the clip the change happened")
+    tolerance_s: float = Field(
+        DEFAULT_VIEW_TOLERANCE_S, gt=0, description="the alarm may come this far off"
+    )
+    note: str = Field("", description="what a person sees happen")
+
+
 class CameraAnnotation(_Strict):
     id: SourceId | None = Field(None, description="camera id; the clip's name when left out")
     zones: tuple[ZoneSettings, ...] = Field(
@@ -129,6 +167,9 @@ class ClipAnnotation(_Strict):
     camera: CameraAnnotation = Field(default_factory=CameraAnnotation)
     dwell_s: float | None = Field(None, gt=0, description="overrides every watch zone's dwell")
     events: tuple[EventAnnotation, ...] = Field(description="[] for a clip without dumping")
+    view_changes: tuple[ViewChangeAnnotation, ...] = Field(
+        (), description="the camera health alarms expected (turned, covered, blurred)"
+    )
     note: str = ""
 
 
@@ -148,12 +189,21 @@ class TruthEvent:
 
 
 @dataclass(frozen=True)
+class TruthView:
+    condition: str
+    at: float
+    tolerance_s: float = DEFAULT_VIEW_TOLERANCE_S
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class ClipSpec:
     """One annotated clip, resolved: what a runner needs to run the detector on it."""
 
     name: str
     video: Path
     events: tuple[TruthEvent, ...] = ()
+    view_changes: tuple[TruthView, ...] = ()
     camera_id: str = ""
     zones: tuple[ZoneSettings, ...] = ()
     dwell_s: float | None = None
@@ -300,6 +350,9 @@ def annotations_from_mapping(
                 events=tuple(
                     TruthEvent(e.drop_at, e.tolerance_s, e.where, e.note) for e in clip.events
                 ),
+                view_changes=tuple(
+                    TruthView(v.condition, v.at, v.tolerance_s, v.note) for v in clip.view_changes
+                ),
                 camera_id=clip.camera.id or clip.name,
                 zones=clip.camera.zones,
                 dwell_s=clip.dwell_s,
@@ -358,7 +411,42 @@ class DetectedEvent:
         return replace(self, box=(x1 * sx, y1 * fy, x2 * sx, y2 * fy))
 
 
-Runner = Callable[[ClipSpec], Sequence[DetectedEvent]]
+@dataclass(frozen=True)
+class ViewAlarm:
+    """A camera health alarm the run raised: its picture became unusable (`condition`
+    moved, covered or blurred) at `at` seconds into the clip."""
+
+    at: float
+    condition: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run over a clip raised. `duration_s`: seconds of video watched, when the
+    runner knows it (otherwise the harness reads it from the file)."""
+
+    events: Sequence[DetectedEvent]
+    view_alarms: Sequence[ViewAlarm] = ()
+    duration_s: float | None = None
+
+
+Runner = Callable[[ClipSpec], RunResult]
+
+
+class ViewChangeLike(Protocol):
+    """What the camera pipeline says about its picture (`detectors.view.ViewChange`)."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def condition(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+
+
+def view_alarms_from(changes: Iterable[ViewChangeLike], clip_start: float = 0.0) -> list[ViewAlarm]:
+    """The alarms among a camera's view changes (those that `start`), on the clip's clock."""
+    return [ViewAlarm(c.at - clip_start, c.condition) for c in changes if c.phase == "start"]
 
 
 def detected_from_records(
@@ -391,6 +479,7 @@ class Match:
     detected: int
     offset_s: float  # appeared_at - drop_at
     delay_s: float  # alerted_at - drop_at: how long after the drop someone was told
+    iou: float | None = None  # of the detected box with `where`, when both exist
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -434,13 +523,41 @@ def match_events(
             continue
         used_t.add(i)
         used_d.add(j)
-        d = detected[j]
+        d, where = detected[j], truth[i].where
         drop = truth[i].drop_at
-        matches.append(Match(i, j, d.appeared_at - drop, d.alerted_at - drop))
+        iou = None if where is None or d.box is None else _iou(where, d.box)
+        matches.append(Match(i, j, d.appeared_at - drop, d.alerted_at - drop, iou))
     matches.sort(key=lambda m: m.truth)
     missed = [i for i in range(len(truth)) if i not in used_t]
     false = [j for j in range(len(detected)) if j not in used_d]
     return matches, missed, false
+
+
+def match_views(
+    expected: Sequence[TruthView], alarms: Sequence[ViewAlarm]
+) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """One-to-one, same condition, closest in time first: ((expected, alarm) pairs, missed
+    expected, unexpected alarms), indices into the inputs."""
+    pairs = []
+    for i, v in enumerate(expected):
+        for j, a in enumerate(alarms):
+            offset = abs(a.at - v.at)
+            if a.condition == v.condition and offset <= v.tolerance_s + 1e-9:
+                pairs.append((offset, i, j))
+    pairs.sort()
+    used_e: set[int] = set()
+    used_a: set[int] = set()
+    matched = []
+    for _, i, j in pairs:
+        if i in used_e or j in used_a:
+            continue
+        used_e.add(i)
+        used_a.add(j)
+        matched.append((i, j))
+    matched.sort()
+    missed = [i for i in range(len(expected)) if i not in used_e]
+    unexpected = [j for j in range(len(alarms)) if j not in used_a]
+    return matched, missed, unexpected
 
 
 # --------------------------------------------------------------------------- scores
@@ -449,7 +566,8 @@ def match_events(
 @dataclass(frozen=True)
 class Scores:
     """Event counts and the figures derived from them; None where a ratio has no
-    denominator (no detections: no precision; nothing to find: no recall)."""
+    denominator (no detections: no precision; nothing to find: no recall; no box to compare:
+    no IoU; no clip without dumping: no false alarms per hour)."""
 
     tp: int
     fp: int
@@ -462,13 +580,43 @@ class Scores:
     delay_max: float | None
     delays: tuple[float, ...] = ()
     clips: int = 1
+    ious: tuple[float, ...] = ()
+    """Box IoU of every true positive whose annotation has a box."""
+    iou_mean: float | None = None
+    views_found: int = 0
+    views_missed: int = 0
+    views_unexpected: int = 0
+    negative_s: float = 0.0
+    """Seconds of video of the clips without dumping."""
+    negative_fp: int = 0
+    """False alarms raised in those clips."""
 
     @classmethod
-    def of(cls, tp: int, fp: int, fn: int, delays: Sequence[float] = (), clips: int = 1) -> Scores:
-        if min(tp, fp, fn) < 0 or len(delays) != tp:
+    def of(
+        cls,
+        tp: int,
+        fp: int,
+        fn: int,
+        delays: Sequence[float] = (),
+        clips: int = 1,
+        *,
+        ious: Sequence[float] = (),
+        views: tuple[int, int, int] = (0, 0, 0),
+        negative_s: float = 0.0,
+        negative_fp: int = 0,
+    ) -> Scores:
+        """`views`: view alarms (found, missed, unexpected)."""
+        if min(tp, fp, fn, *views, negative_fp) < 0 or len(delays) != tp or len(ious) > tp:
             raise ValueError(
                 f"scores: expected counts >= 0 and one delay per true positive, got tp={tp} "
                 f"fp={fp} fn={fn} and {len(delays)} delays"
+                + (f", {len(ious)} IoUs" if len(ious) > tp else "")
+                + (f", views {views}" if min(views) < 0 else "")
+            )
+        if negative_s < 0 or negative_fp > fp:
+            raise ValueError(
+                f"scores: expected negative_s >= 0 and negative_fp <= fp, got {negative_s} s and "
+                f"{negative_fp} of {fp} false alarms"
             )
         precision = tp / (tp + fp) if tp + fp else None
         recall = tp / (tp + fn) if tp + fn else None
@@ -476,6 +624,7 @@ class Scores:
         # negative clip with false alarms (precision 0, recall undefined).
         f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
         ds = tuple(float(d) for d in delays)
+        overlaps = tuple(float(v) for v in ious)
         return cls(
             tp=tp,
             fp=fp,
@@ -488,6 +637,13 @@ class Scores:
             delay_max=max(ds) if ds else None,
             delays=ds,
             clips=clips,
+            ious=overlaps,
+            iou_mean=statistics.fmean(overlaps) if overlaps else None,
+            views_found=views[0],
+            views_missed=views[1],
+            views_unexpected=views[2],
+            negative_s=float(negative_s),
+            negative_fp=negative_fp,
         )
 
     @classmethod
@@ -498,7 +654,26 @@ class Scores:
             sum(p.fn for p in parts),
             [d for p in parts for d in p.delays],
             clips=sum(p.clips for p in parts),
+            ious=[v for p in parts for v in p.ious],
+            views=(
+                sum(p.views_found for p in parts),
+                sum(p.views_missed for p in parts),
+                sum(p.views_unexpected for p in parts),
+            ),
+            negative_s=sum(p.negative_s for p in parts),
+            negative_fp=sum(p.negative_fp for p in parts),
         )
+
+    @property
+    def views_expected(self) -> int:
+        return self.views_found + self.views_missed
+
+    @property
+    def false_alarms_per_hour(self) -> float | None:
+        """Dumping alarms per camera-hour of video without dumping."""
+        if self.negative_s <= 0:
+            return None
+        return self.negative_fp * SECONDS_PER_HOUR / self.negative_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -515,6 +690,16 @@ class Scores:
                 "max": self.delay_max,
                 "all": list(self.delays),
             },
+            "box_iou": {"mean": self.iou_mean, "all": list(self.ious)},
+            "view_alarms": {
+                "expected": self.views_expected,
+                "found": self.views_found,
+                "missed": self.views_missed,
+                "unexpected": self.views_unexpected,
+            },
+            "negative_hours": self.negative_s / SECONDS_PER_HOUR,
+            "negative_false_alarms": self.negative_fp,
+            "false_alarms_per_camera_hour": self.false_alarms_per_hour,
         }
 
 
@@ -526,13 +711,27 @@ class ClipResult:
     missed: tuple[int, ...]
     false: tuple[int, ...]
     scores: Scores
+    view_alarms: tuple[ViewAlarm, ...] = ()
+    view_matches: tuple[tuple[int, int], ...] = ()
+    """(expected view change, view alarm) index pairs."""
+    views_missed: tuple[int, ...] = ()
+    views_unexpected: tuple[int, ...] = ()
+    duration_s: float | None = None
+
+    @property
+    def negative(self) -> bool:
+        """A clip without dumping (it may still expect a view alarm)."""
+        return not self.clip.events
 
     def to_dict(self) -> dict[str, Any]:
         truth, found = self.clip.events, self.detected
+        views, alarms = self.clip.view_changes, self.view_alarms
         return {
             "clip": self.clip.name,
             "group": self.clip.set_name,
             "video": str(self.clip.video),
+            "duration_s": self.duration_s,
+            "negative": self.negative,
             "scores": self.scores.to_dict(),
             "matched": [
                 {
@@ -541,6 +740,9 @@ class ClipResult:
                     "alerted_at": found[m.detected].alerted_at,
                     "offset_s": m.offset_s,
                     "delay_s": m.delay_s,
+                    "box_iou": m.iou,
+                    "box": found[m.detected].box,
+                    "where": truth[m.truth].where,
                     "event_id": found[m.detected].event_id,
                     "note": truth[m.truth].note,
                 }
@@ -556,6 +758,25 @@ class ClipResult:
                 }
                 for j in self.false
             ],
+            "view_alarms": {
+                "matched": [
+                    {
+                        "condition": views[i].condition,
+                        "expected_at": views[i].at,
+                        "alarm_at": alarms[j].at,
+                        "offset_s": alarms[j].at - views[i].at,
+                    }
+                    for i, j in self.view_matches
+                ],
+                "missed": [
+                    {"condition": views[i].condition, "expected_at": views[i].at}
+                    for i in self.views_missed
+                ],
+                "unexpected": [
+                    {"condition": alarms[j].condition, "alarm_at": alarms[j].at}
+                    for j in self.views_unexpected
+                ],
+            },
         }
 
 
@@ -584,16 +805,49 @@ class Report:
         }
 
 
-def score_clip(clip: ClipSpec, detected: Sequence[DetectedEvent]) -> ClipResult:
+def score_clip(clip: ClipSpec, run: RunResult, duration_s: float | None = None) -> ClipResult:
+    """Score one run; `duration_s` (the run's own, else this) counts the clip's video time
+    towards the false alarms per camera-hour when it has no dumping."""
+    detected, alarms = tuple(run.events), tuple(run.view_alarms)
     matches, missed, false = match_events(clip.events, detected)
+    view_matches, views_missed, views_unexpected = match_views(clip.view_changes, alarms)
+    duration = run.duration_s if run.duration_s is not None else duration_s
+    negative = not clip.events
     return ClipResult(
         clip=clip,
-        detected=tuple(detected),
+        detected=detected,
         matches=tuple(matches),
         missed=tuple(missed),
         false=tuple(false),
-        scores=Scores.of(len(matches), len(false), len(missed), [m.delay_s for m in matches]),
+        scores=Scores.of(
+            len(matches),
+            len(false),
+            len(missed),
+            [m.delay_s for m in matches],
+            ious=[m.iou for m in matches if m.iou is not None],
+            views=(len(view_matches), len(views_missed), len(views_unexpected)),
+            negative_s=(duration or 0.0) if negative else 0.0,
+            negative_fp=len(false) if negative else 0,
+        ),
+        view_alarms=alarms,
+        view_matches=tuple(view_matches),
+        views_missed=tuple(views_missed),
+        views_unexpected=tuple(views_unexpected),
+        duration_s=duration,
     )
+
+
+def video_duration(path: Path) -> float | None:
+    """Seconds of video in the file (frames / frame rate), None when OpenCV cannot tell."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return None
+        frames = float(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        return frames / fps if frames > 0 and fps > 0 else None
+    finally:
+        capture.release()
 
 
 def evaluate(annotations: Annotations, run: Runner, *, progress: bool = True) -> Report:
@@ -604,26 +858,43 @@ def evaluate(annotations: Annotations, run: Runner, *, progress: bool = True) ->
     for clip in bar:
         bar.set_postfix_str(clip.name)
         try:
-            detected = list(run(clip))
+            result = run(clip)
         except EvaluationError:
             raise
         except Exception as exc:
             raise EvaluationError(
                 f"clip {clip.name!r} ({clip.video}): the run failed: {exc}"
             ) from exc
-        wrong = [type(d).__name__ for d in detected if not isinstance(d, DetectedEvent)]
+        if not isinstance(result, RunResult):
+            raise EvaluationError(
+                f"clip {clip.name!r}: expected the run to return a RunResult, "
+                f"got {type(result).__name__}"
+            )
+        wrong = [type(d).__name__ for d in result.events if not isinstance(d, DetectedEvent)]
+        wrong += [type(a).__name__ for a in result.view_alarms if not isinstance(a, ViewAlarm)]
         if wrong:
             raise EvaluationError(
-                f"clip {clip.name!r}: expected the run to return DetectedEvent items, "
-                f"got {wrong[0]}"
+                f"clip {clip.name!r}: expected the run to return DetectedEvent and ViewAlarm "
+                f"items, got {wrong[0]}"
             )
-        result = score_clip(clip, detected)
-        s = result.scores
+        duration = result.duration_s
+        if duration is None and not clip.events:
+            duration = video_duration(clip.video)
+            if duration is None:
+                log.warning(
+                    "clip %s: the length of %s is unknown; it does not count towards the "
+                    "false alarms per camera-hour",
+                    clip.name, clip.video,
+                )  # fmt: skip
+        scored = score_clip(clip, result, duration)
+        s = scored.scores
         log.info(
-            "clip %s: %d annotated, %d detected: TP %d, FP %d, FN %d",
-            clip.name, len(clip.events), len(detected), s.tp, s.fp, s.fn,
+            "clip %s: %d annotated, %d detected: TP %d, FP %d, FN %d; view alarms %d of %d, "
+            "%d unexpected",
+            clip.name, len(clip.events), len(scored.detected), s.tp, s.fp, s.fn,
+            s.views_found, s.views_expected, s.views_unexpected,
         )  # fmt: skip
-        results.append(result)
+        results.append(scored)
     return Report.of(results)
 
 
@@ -635,14 +906,19 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 def format_table(report: Report) -> str:
-    """Plain text, columns aligned: every clip, then every group, then the total."""
+    """Plain text, columns aligned: every clip, then every group, then the total; under it
+    the false alarms per camera-hour of the clips without dumping.
+
+    `IoU`: mean box IoU of the events found; `views`: view alarms found of those expected;
+    `extra`: view alarms nobody expected."""
     head = ("clip", "group", "truth", "found", "TP", "FP", "FN", "P", "R", "F1",
-            "delay mean", "p50", "max")  # fmt: skip
+            "delay mean", "p50", "max", "IoU", "views", "extra")  # fmt: skip
 
     def row(name: str, group: str, truth: str, found: str, s: Scores) -> tuple[str, ...]:
         return (name, group, truth, found, str(s.tp), str(s.fp), str(s.fn), _num(s.precision),
                 _num(s.recall), _num(s.f1), _num(s.delay_mean, 1), _num(s.delay_p50, 1),
-                _num(s.delay_max, 1))  # fmt: skip
+                _num(s.delay_max, 1), _num(s.iou_mean),
+                f"{s.views_found}/{s.views_expected}", str(s.views_unexpected))  # fmt: skip
 
     rows = [
         row(r.clip.name, r.clip.set_name, str(len(r.clip.events)), str(len(r.detected)), r.scores)
@@ -666,7 +942,17 @@ def format_table(report: Report) -> str:
 
     rule = "-" * len(line(["-" * w for w in widths]))
     out = [line(head), rule, *map(line, rows), rule, *map(line, groups), rule, *map(line, total)]
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n\n" + false_alarm_line(t) + "\n"
+
+
+def false_alarm_line(s: Scores) -> str:
+    negatives = s.negative_s / SECONDS_PER_HOUR
+    if s.false_alarms_per_hour is None:
+        return "false alarms per camera-hour: - (no clip without dumping, or none of known length)"
+    return (
+        f"false alarms per camera-hour: {s.false_alarms_per_hour:.1f} "
+        f"({s.negative_fp} in {negatives:.2f} h of clips without dumping)"
+    )
 
 
 def write_json(report: Report, path: Path) -> Path:
@@ -676,26 +962,28 @@ def write_json(report: Report, path: Path) -> Path:
 
 
 def write_plot(report: Report, path: Path) -> Path:
-    """PNG: precision / recall / F1 per group and in total, and the notification delays."""
+    """PNG: precision / recall / F1 / box IoU per group and in total (false alarms per
+    camera-hour in the title), the notification delays, and the view alarms."""
     # Imported here: only the report needs matplotlib, and Agg draws without a display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     names = [*report.groups, "total"]
     scores = [*report.groups.values(), report.total]
-    fig = Figure(figsize=(max(8.0, 1.4 * len(names) + 6.0), 4.5), layout="constrained")
+    fig = Figure(figsize=(max(10.0, 1.6 * len(names) + 9.0), 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    bars, spread = fig.subplots(1, 2, width_ratios=[max(2, len(names)), 2])
+    bars, spread, views = fig.subplots(1, 3, width_ratios=[max(2, len(names)), 2, 2])
     x = np.arange(len(names), dtype=np.float64)
-    width = 0.27
+    width = 0.2
     for k, (label, values) in enumerate(
         (
             ("precision", [s.precision for s in scores]),
             ("recall", [s.recall for s in scores]),
             ("F1", [s.f1 for s in scores]),
+            ("box IoU", [s.iou_mean for s in scores]),
         )
     ):
-        pos = x + (k - 1) * width
+        pos = x + (k - 1.5) * width
         heights = [math.nan if v is None else v for v in values]
         bars.bar(pos, heights, width, label=label)
         for p, v in zip(pos, values, strict=True):
@@ -712,8 +1000,13 @@ def write_plot(report: Report, path: Path) -> Path:
                     fontsize=8)  # fmt: skip
     bars.set_ylim(0, 1.25)
     bars.set_ylabel("score")
-    bars.set_title("event-level scores per clip set")
-    bars.legend(loc="upper right", fontsize=8, ncols=3)
+    per_hour = report.total.false_alarms_per_hour
+    bars.set_title(
+        "event-level scores per clip set\nfalse alarms per camera-hour without dumping: "
+        + ("-" if per_hour is None else f"{per_hour:.1f}"),
+        fontsize=10,
+    )
+    bars.legend(loc="upper right", fontsize=8, ncols=4)
 
     delays = [list(s.delays) for s in report.groups.values()]
     filled = [(n, d) for n, d in zip(report.groups, delays, strict=True) if d]
@@ -734,6 +1027,24 @@ def write_plot(report: Report, path: Path) -> Path:
         spread.set_xticks([])
     spread.set_ylabel("alert - drop (s)")
     spread.set_title("notification delay of true positives")
+
+    # View alarms per clip set: found and missed stack up to those expected; unexpected beside.
+    found = np.array([s.views_found for s in scores], dtype=np.float64)
+    missed = np.array([s.views_missed for s in scores], dtype=np.float64)
+    extra = np.array([s.views_unexpected for s in scores], dtype=np.float64)
+    views.bar(x - 0.2, found, 0.4, label="found", color="tab:green")
+    views.bar(x - 0.2, missed, 0.4, bottom=found, label="missed", color="tab:red")
+    views.bar(x + 0.2, extra, 0.4, label="unexpected", color="tab:orange")
+    for xi, f, m, e in zip(x, found, missed, extra, strict=True):
+        views.text(xi - 0.2, f + m + 0.05, f"{f:.0f}/{f + m:.0f}", ha="center", va="bottom",
+                   fontsize=7)  # fmt: skip
+        if e:
+            views.text(xi + 0.2, e + 0.05, f"{e:.0f}", ha="center", va="bottom", fontsize=7)
+    views.set_xticks(x, names, fontsize=8, rotation=30)
+    views.set_ylim(0, max(1.0, float(max((found + missed).max(), extra.max()))) * 1.3)
+    views.set_ylabel("camera view alarms")
+    views.set_title("camera moved / covered alarms")
+    views.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
@@ -783,17 +1094,27 @@ def video_frames(path: Path, fps: float | None = None) -> Iterator[tuple[int, fl
 # --------------------------------------------------------------------------- stand-in run
 
 
+# The truth holds people (and, with `object_class`, the bag); the event messages need names.
+_TRUTH_NAMES = {0: "person", 24: "backpack", 26: "handbag", 28: "suitcase"}
+
+
 def truth_box_runner(
-    config: DumpingConfig | None = None,
-    static_config: StaticObjectConfig | None = None,
     *,
+    dumping: DumpingSettings | None = None,
+    tracker: TrackerSettings | None = None,
+    motion: MotionSettings | None = None,
     object_class: int | None = None,
 ) -> Runner:
-    """A runner for synthetic clips: the pure pipeline (static-object model and dumping
-    state machine) on the decoded video, with the scene's exact person boxes (read from the
-    ground truth `write_scene` put beside the video) in place of YOLO and the tracker."""
+    """A runner for synthetic clips: one camera's pipeline as `pantau detect-file` runs it
+    (motion gate, the frame as the camera publishes it, then `CameraPipeline`: tracking,
+    static-object model, dumping state machine, view checks), with the scene's exact person
+    boxes (read from the ground truth `write_scene` put beside the video) in place of YOLO.
+    Defaults: the settings' defaults."""
+    dumping_settings = dumping or DumpingSettings()
+    tracker_settings = tracker or TrackerSettings()
+    motion_settings = motion or MotionSettings()
 
-    def run(clip: ClipSpec) -> list[DetectedEvent]:
+    def run(clip: ClipSpec) -> RunResult:
         truth_path = clip.video.with_suffix(".yaml")
         if not truth_path.is_file():
             raise EvaluationError(
@@ -801,30 +1122,69 @@ def truth_box_runner(
                 f"no such file (the stand-in runner only runs clips written by write_scene)"
             )
         truth = read_truth(truth_path)
-        zones = clip.camera_zones()
-        detector = DumpingDetector(
-            clip.camera, zones, StaticObjectModel(clip.camera, zones, static_config), config
+        spec = truth.spec
+        camera = CameraSettings.model_validate(
+            {
+                "id": clip.camera,
+                "url": str(clip.video),
+                "fps": spec.fps,
+                "max_width": max(160, spec.width),
+                "zones": [z.model_dump() for z in clip.zones],
+            }
         )
+        pipeline = CameraPipeline(
+            camera,
+            tracker=tracker_settings,
+            dumping=dumping_settings,
+            names=_TRUTH_NAMES,
+            clock=EventClock(datetime(2000, 1, 1, tzinfo=UTC)),
+            dwell_s=clip.dwell_s,
+            evidence=False,
+        )
+        # Until the pipeline checks its view, it raises no view alarms.
+        take_views: Callable[[], Iterable[ViewChangeLike]] | None = getattr(
+            pipeline, "take_view_changes", None
+        )
+        gate = MotionGate(camera.motion_gate(motion_settings))
         records: list[DumpingRecord] = []
+        changes: list[ViewChangeLike] = []
         frames = 0
-        for index, _, image in video_frames(clip.video):
+        for index, _, raw in video_frames(clip.video):
             if index >= len(truth.frames):
                 raise EvaluationError(
                     f"clip {clip.name!r}: expected {len(truth.frames)} frames as in "
                     f"{truth_path.name}, got more in the video"
                 )
-            frame = truth.frames[index]
-            found = frame.detections(object_class=object_class)
-            records += detector.process(image, frame.t, found)
             frames += 1
+            frame = truth.frames[index]
+            if not gate.decide(raw, frame.t).publish:
+                continue
+            image = _as_published(raw, camera.max_width, camera.jpeg_quality)
+            found = frame.detections(object_class=object_class)
+            _, steps, _ = pipeline.frame(frame.t, image, found)
+            records += steps
+            if take_views is not None:
+                changes += take_views()
+        pipeline.flush()
         if frames != len(truth.frames):
             log.warning(
                 "clip %s: the video has %d frames, its ground truth %d",
                 clip.name, frames, len(truth.frames),
             )  # fmt: skip
-        return detected_from_records(records, clip_start=truth.frames[0].t)
+        start = truth.frames[0].t
+        return RunResult(
+            events=detected_from_records(records, clip_start=start),
+            view_alarms=view_alarms_from(changes, clip_start=start),
+            duration_s=len(truth.frames) / spec.fps,
+        )
 
     return run
+
+
+def _as_published(image: Image, max_width: int, quality: int) -> Image:
+    """The frame as the detector gets it from the camera ingest: JPEG-encoded and decoded."""
+    jpeg, _, _ = encode_jpeg(image, max_width, quality)
+    return np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), np.uint8)
 
 
 # --------------------------------------------------------------------------- synthetic set
@@ -838,8 +1198,9 @@ class SyntheticClip:
 
 
 def default_synthetic_clips() -> tuple[SyntheticClip, ...]:
-    """The standard synthetic set: dumping under three lightings, and the things that look
-    a little like dumping but are not. Each at most 90 s of 640x360 at 5 fps."""
+    """The standard synthetic set: dumping by day, dusk and night, the things that look a
+    little like dumping but are not, and a camera turned or covered while people walk by
+    (a health alarm, not dumping). Each at most 90 s of 640x360 at 5 fps."""
     return (
         SyntheticClip("drop-leave-steady", SceneSpec("drop_and_leave", seed=0, drop_x=0.45),
                       "bag put down, owner walks off; steady light"),
@@ -863,6 +1224,15 @@ def default_synthetic_clips() -> tuple[SyntheticClip, ...]:
                       noise_sigma=4.0), "no one; dusk falls"),
         SyntheticClip("empty-cloud", SceneSpec("empty", lighting="cloud", seed=9,
                       duration_s=40.0), "no one; a cloud passes"),
+        SyntheticClip("camera-moved", SceneSpec("passers_by", seed=10, duration_s=60.0,
+                      move_at_s=25.0), "people walk by; the camera is turned about 4 degrees "
+                      "at 25 s and stays so; nothing dumped"),
+        SyntheticClip("camera-covered", SceneSpec("passers_by", seed=11, duration_s=50.0,
+                      cover_at_s=20.0, cover_s=10.0), "people walk by; the lens is covered "
+                      "from 20 s to 30 s, then the same view again; nothing dumped"),
+        SyntheticClip("night-drop", SceneSpec("drop_and_leave", lighting="night", seed=12,
+                      drop_x=0.45, noise_sigma=3.0), "at night under a street lamp: a dark "
+                      "bag put down, owner walks off"),
     )  # fmt: skip
 
 
@@ -883,6 +1253,16 @@ def synthetic_clip_entry(
                 f"{(truth.owner_left_at or truth.drop_at) - spec.start_at:.1f} s)",
             }
         )
+    views = [
+        {
+            "condition": v.condition,
+            "at": round(v.at - spec.start_at, 3),
+            "tolerance_s": DEFAULT_VIEW_TOLERANCE_S,
+            "note": f"camera {v.condition}"
+            + ("" if v.until is None else f" until {v.until - spec.start_at:.1f} s"),
+        }
+        for v in truth.view_changes
+    ]
     return {
         "name": clip.name,
         "group": spec.scenario,
@@ -890,6 +1270,7 @@ def synthetic_clip_entry(
         "camera": {"id": "synthetic", "zones": truth.camera_zones(dwell_s)},
         "dwell_s": dwell_s,
         "events": events,
+        "view_changes": views,
         "note": clip.note,
     }
 
@@ -957,7 +1338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         annotations = load_annotations(args.annotations, os.environ)
         if args.command == "check":
             for clip in annotations.clips:
-                print(f"{clip.name}: {len(clip.events)} events, {clip.video}")
+                print(
+                    f"{clip.name}: {len(clip.events)} events, "
+                    f"{len(clip.view_changes)} view changes, {clip.video}"
+                )
             return 0
         report = evaluate(annotations, truth_box_runner())
         print(format_table(report), end="")

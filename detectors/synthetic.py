@@ -2,8 +2,11 @@
 
 A rendered pavement beside a road, with a pole and a bin that belong there; a simple
 articulated person walks in carrying a dark bag and, depending on the scenario, puts it down
-and leaves, comes back for it, never puts it down, or just stands still. Lighting (a slow
-dusk, a sudden cloud) and sensor noise vary the picture without changing the truth.
+and leaves, comes back for it, never puts it down, or just stands still; or people only walk
+by. Lighting (a slow dusk, a sudden cloud, a lamp-lit night) and sensor noise vary the picture
+without changing the truth. The camera itself may be turned a few degrees mid-clip (the
+whole picture pans and tilts, then stays) or covered for a while (a hand or a cloth over the
+lens); the truth lists those view changes, and the boxes follow what the picture shows.
 
 Every frame comes with the boxes a perfect detector and tracker would report, so tests can
 feed the dumping logic without running YOLO. Geometry is in fractions of the frame, so a
@@ -35,9 +38,16 @@ from detectors.detections import Detections
 log = logging.getLogger(__name__)
 
 Scenario = Literal[
-    "drop_and_leave", "drop_and_pickup", "drop_and_clean", "walk_through", "stand_still", "empty"
+    "drop_and_leave",
+    "drop_and_pickup",
+    "drop_and_clean",
+    "walk_through",
+    "stand_still",
+    "passers_by",
+    "empty",
 ]
-Lighting = Literal["steady", "dusk", "cloud"]
+Lighting = Literal["steady", "dusk", "cloud", "night"]
+ViewCondition = Literal["moved", "covered"]
 Box = tuple[float, float, float, float]
 Image = npt.NDArray[np.uint8]
 
@@ -54,9 +64,26 @@ _STOOP_BEFORE_S = 0.6
 _STOOP_AFTER_S = 0.4
 _NOISE_BANK = 4
 _NOISE_PAD = 32
+# passers_by: one person every 10 s, alternately from the left and the right; crossing the
+# frame takes about 9 s, so no two are in view at once (nobody hides anybody).
+_PASS_EVERY_S = 10.0
+# A camera knocked or turned by hand swings to its new view within about a second.
+_MOVE_EASE_S = 1.0
+# A hand or a cloth slides over (and off) the lens in about this long.
+_COVER_SLIDE_S = 0.4
+# A covered lens sees a dark, smooth, nearly even surface: a few grey levels of shading.
+_COVER_GREY = 26.0
+_COVER_SHADING = 5.0
+# Night: street lamps light pools of pavement; between them only a little light from afar.
+# A camera at night runs at high gain, so its sensor noise grows as well.
+_NIGHT_AMBIENT = 0.13
+_NIGHT_LAMP_GAIN = 0.5
+_NIGHT_LAMPS_X = (0.38, 0.86)
+_NIGHT_NOISE_GAIN = 2.0
 
 _OWNER_SHIRT = (170, 90, 40)
 _CLEANER_SHIRT = (20, 140, 235)
+_PASSER_SHIRTS = ((40, 40, 170), (150, 150, 150), (130, 60, 20), (30, 110, 200))
 _TROUSERS = (60, 45, 40)
 _SKIN = (95, 140, 190)
 _BAG = (30, 27, 25)
@@ -83,6 +110,16 @@ class SceneSpec:
     away_s: float = 10.0
     clean_after_s: float = 45.0
     stand_s: float = 60.0
+    # The camera turned mid-clip: from `move_at_s` the picture pans by `move_shift` of its
+    # width (positive: the camera turns right, the scene slides left; 0.065 is about 4
+    # degrees of a 60-degree lens, 42 px at 640 wide) and rolls by `move_roll_deg`, eased over
+    # a second, then stays there.
+    move_at_s: float | None = None
+    move_shift: float = 0.065
+    move_roll_deg: float = 1.0
+    # The lens covered from `cover_at_s` for `cover_s` seconds, then the same view again.
+    cover_at_s: float | None = None
+    cover_s: float = 10.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -114,6 +151,23 @@ class SceneSpec:
             problems.append(f"clean_after_s: expected >= 3 s, got {self.clean_after_s}")
         if not self.stand_s > 0:
             problems.append(f"stand_s: expected > 0, got {self.stand_s}")
+        if self.move_at_s is not None and self.move_at_s < 0:
+            problems.append(f"move_at_s: expected >= 0, got {self.move_at_s}")
+        if not 0.01 <= abs(self.move_shift) <= 0.25:
+            problems.append(
+                f"move_shift: expected 0.01..0.25 of the width either way, got {self.move_shift}"
+            )
+        if abs(self.move_roll_deg) > 10:
+            problems.append(
+                f"move_roll_deg: expected within +-10 degrees, got {self.move_roll_deg}"
+            )
+        if self.cover_at_s is not None and self.cover_at_s < _COVER_SLIDE_S:
+            problems.append(
+                f"cover_at_s: expected >= {_COVER_SLIDE_S} s (the cover slides in), "
+                f"got {self.cover_at_s}"
+            )
+        if not self.cover_s > 0:
+            problems.append(f"cover_s: expected > 0, got {self.cover_s}")
         if problems:
             raise ValueError("synthetic scene: " + "; ".join(problems))
 
@@ -153,6 +207,16 @@ class FixtureTruth:
 
 
 @dataclass(frozen=True)
+class ViewChangeTruth:
+    """The camera's picture stopped showing its usual view: turned away (`moved`, from `at`
+    on; `until` None, it stays so) or covered from `at` until `until`."""
+
+    at: float
+    until: float | None
+    condition: ViewCondition
+
+
+@dataclass(frozen=True)
 class SceneTruth:
     spec: SceneSpec
     drop_at: float | None
@@ -164,6 +228,7 @@ class SceneTruth:
     owner_back_at: float | None
     fixtures: tuple[FixtureTruth, ...]
     frames: tuple[FrameTruth, ...] = field(repr=False)
+    view_changes: tuple[ViewChangeTruth, ...] = ()
 
     def expects_event(self, dwell_s: float) -> bool:
         """Whether the bag lay unattended for at least `dwell_s` (owner away, still there)."""
@@ -212,6 +277,9 @@ class SceneTruth:
                 }
                 for f in self.frames
             ],
+            "view_changes": [
+                {"at": v.at, "until": v.until, "condition": v.condition} for v in self.view_changes
+            ],
         }
 
     @classmethod
@@ -246,6 +314,14 @@ class SceneTruth:
                 )
                 for f in data["frames"]
             ),
+            view_changes=tuple(
+                ViewChangeTruth(
+                    at=float(v["at"]),
+                    until=None if v["until"] is None else float(v["until"]),
+                    condition=_view_condition(v["condition"]),
+                )
+                for v in data.get("view_changes", ())
+            ),
         )
 
 
@@ -267,6 +343,16 @@ def _box(values: Sequence[float]) -> Box:
 
 def _box_or_none(values: Sequence[float] | None) -> Box | None:
     return None if values is None else _box(values)
+
+
+def _view_condition(value: Any) -> ViewCondition:
+    if value == "moved":
+        return "moved"
+    if value == "covered":
+        return "covered"
+    raise ValueError(
+        f"view change: expected a condition in {get_args(ViewCondition)}, got {value!r}"
+    )
 
 
 # --------------------------------------------------------------------------- drawing
@@ -444,6 +530,19 @@ def _script(spec: SceneSpec) -> _Script:
             (walker,), None, None, None, None, None, None, spec.duration_s or keys[-1][0] + 3.0
         )
 
+    if spec.scenario == "passers_by":
+        duration = spec.duration_s or 60.0
+        passers: list[_Walker] = []
+        start = enter
+        while start < duration:
+            k = len(passers)
+            ends = (x_in, x_out) if k % 2 == 0 else (x_out, x_in)
+            keys = ((start, ends[0]), exit_after(start, *ends))
+            shirt = _PASSER_SHIRTS[k % len(_PASSER_SHIRTS)]
+            passers.append(_Walker(k + 1, shirt, keys, ()))
+            start += _PASS_EVERY_S
+        return _Script(tuple(passers), None, None, None, None, None, None, duration)
+
     leave_keys: tuple[tuple[float, float], ...] = ((enter, x_in), (arrive, stop_x), (leave, stop_x))
     if spec.scenario == "drop_and_leave":
         keys = (*leave_keys, exit_after(leave, stop_x, x_out))
@@ -527,7 +626,22 @@ class SyntheticScene:
             owner_back_at=shifted(s.owner_back_at),
             fixtures=self._fixtures,
             frames=tuple(self._frame_truth(i) for i in range(len(self))),
+            view_changes=self._view_changes,
         )
+
+    @cached_property
+    def _view_changes(self) -> tuple[ViewChangeTruth, ...]:
+        spec, start, d = self.spec, self.spec.start_at, self._script.duration_s
+        changes = []
+        if spec.move_at_s is not None and spec.move_at_s < d:
+            changes.append(ViewChangeTruth(start + spec.move_at_s, None, "moved"))
+        if spec.cover_at_s is not None and spec.cover_at_s < d:
+            until = spec.cover_at_s + spec.cover_s
+            changes.append(
+                ViewChangeTruth(start + spec.cover_at_s, start + until if until < d else None,
+                                "covered")
+            )  # fmt: skip
+        return tuple(sorted(changes, key=lambda v: v.at))
 
     @cached_property
     def _object_box(self) -> Box | None:
@@ -559,6 +673,7 @@ class SyntheticScene:
 
     def _frame_truth(self, index: int) -> FrameTruth:
         t = index / self.spec.fps
+        warp, covered = self._warp(t), self._covered(t)
         actors = []
         for walker in self._script.walkers:
             drawn = self._person(walker, t)
@@ -566,17 +681,85 @@ class SyntheticScene:
                 continue
             x = walker.at(t)
             assert x is not None
-            box = _extent(drawn[0], (x[0], self._foot_y - 0.5 * self._hp), self._reach)
-            box = None if box is None else _clip(box, self.spec.width, self.spec.height)
+            if warp is None and covered == 0.0:
+                box = _extent(drawn[0], (x[0], self._foot_y - 0.5 * self._hp), self._reach)
+                box = None if box is None else _clip(box, self.spec.width, self.spec.height)
+            else:
+                box = self._seen_box(drawn[0], warp, covered)
             if box is not None:
                 actors.append(ActorTruth(walker.track_id, PERSON, box))
+        object_box = self._object_box if self._on_ground(t) else None
+        if object_box is not None and (warp is not None or covered > 0.0):
+            assert self._script.bag_x is not None
+            bag = _bag_ops(self._script.bag_x, self._foot_y, self._hp)
+            object_box = self._seen_box(bag, warp, covered)
         return FrameTruth(
             index=index,
             t=self.time_of(index),
             actors=tuple(actors),
-            object_box=self._object_box if self._on_ground(t) else None,
+            object_box=object_box,
             light=self._light(t)[0],
         )
+
+    def _seen_box(
+        self, ops: Sequence[_Op], warp: npt.NDArray[np.float64] | None, covered: float
+    ) -> Box | None:
+        """Pixel box of what `ops` draw as the camera shows it: turned by `warp`, with the
+        left `covered` share of the width hidden."""
+        w, h = self.spec.width, self.spec.height
+        mask = np.zeros((h, w), dtype=np.uint8)
+        _draw(mask, ops, colour=(255, 255, 255))
+        if warp is not None:
+            mask = np.asarray(cv2.warpAffine(mask, warp, (w, h)), dtype=np.uint8)
+        mask[:, : self._cover_edge(covered)] = 0
+        ys, xs = np.nonzero(mask >= 128)
+        if xs.size == 0:
+            return None
+        return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+    # ------------------------------------------------------------------ the camera itself
+
+    def _warp(self, t: float) -> npt.NDArray[np.float64] | None:
+        """The affine map from the scene to the picture at scene time t; None while the
+        camera looks where it always did."""
+        spec = self.spec
+        if spec.move_at_s is None or t < spec.move_at_s:
+            return None
+        k = min(1.0, (t - spec.move_at_s) / _MOVE_EASE_S)
+        k = k * k * (3.0 - 2.0 * k)  # smoothstep: the camera starts and stops gently
+        w, h = spec.width, spec.height
+        warp = cv2.getRotationMatrix2D((w / 2, h / 2), spec.move_roll_deg * k, 1.0)
+        warp[0, 2] -= spec.move_shift * w * k
+        return np.asarray(warp, dtype=np.float64)
+
+    def _covered(self, t: float) -> float:
+        """Share of the width covered at scene time t (the cover slides in from the left)."""
+        spec = self.spec
+        if spec.cover_at_s is None:
+            return 0.0
+        start, end = spec.cover_at_s, spec.cover_at_s + spec.cover_s
+        if t < start - _COVER_SLIDE_S or t >= end + _COVER_SLIDE_S:
+            return 0.0
+        if t < start:
+            return 1.0 - (start - t) / _COVER_SLIDE_S
+        if t < end:
+            return 1.0
+        return 1.0 - (t - end) / _COVER_SLIDE_S
+
+    def _cover_edge(self, covered: float) -> int:
+        return round(covered * self.spec.width)
+
+    @cached_property
+    def _cover_image(self) -> Image:
+        """What the lens sees through a hand or a cloth: dark, smooth, a little shaded."""
+        w, h = self.spec.width, self.spec.height
+        rng = np.random.default_rng([self.spec.seed, 4])
+        grain = rng.normal(0.0, 1.0, (h, w)).astype(np.float32)
+        smooth = np.asarray(cv2.GaussianBlur(grain, (0, 0), 0.15 * w), dtype=np.float32)
+        smooth *= _COVER_SHADING / max(float(smooth.std()), 1e-6)
+        shade = np.array((1.0, 0.92, 1.06), dtype=np.float32)  # a faintly warm skin-dark tone
+        cover = (_COVER_GREY + smooth)[..., None] * shade
+        return np.asarray(np.clip(np.rint(cover), 0, 255), dtype=np.uint8)
 
     # ------------------------------------------------------------------ pictures
 
@@ -635,18 +818,41 @@ class SyntheticScene:
     def _noise(self) -> list[npt.NDArray[np.int16]]:
         """A few noise fields; each frame takes one at a random offset (cheap, and no two
         neighbouring frames share their noise)."""
-        if self.spec.noise_sigma == 0:
+        if self._noise_sigma == 0:
             return []
         rng = np.random.default_rng([self.spec.seed, 2])
         shape = (self.spec.height + _NOISE_PAD, self.spec.width + _NOISE_PAD, 3)
         return [
-            np.rint(rng.normal(0.0, self.spec.noise_sigma, shape)).astype(np.int16)
+            np.rint(rng.normal(0.0, self._noise_sigma, shape)).astype(np.int16)
             for _ in range(_NOISE_BANK)
         ]
 
+    @cached_property
+    def _noise_sigma(self) -> float:
+        gain = _NIGHT_NOISE_GAIN if self.spec.lighting == "night" else 1.0
+        return self.spec.noise_sigma * gain
+
+    @cached_property
+    def _night_light(self) -> npt.NDArray[np.float32]:
+        """Per-pixel BGR gain of the night street: lamp pools on the pavement, warm sodium
+        light in them, a faint bluish light elsewhere."""
+        w, h = self.spec.width, self.spec.height
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        pool = np.zeros((h, w), dtype=np.float32)
+        centre_y = (self.spec.ground_y - 0.08) * h
+        for lamp_x in _NIGHT_LAMPS_X:
+            dx, dy = (xs - lamp_x * w) / (0.13 * w), (ys - centre_y) / (0.25 * h)
+            pool = np.maximum(pool, np.exp(-0.5 * (dx * dx + dy * dy)))
+        ambient = _NIGHT_AMBIENT * np.array((1.1, 1.0, 0.9), dtype=np.float32)
+        lamp = _NIGHT_LAMP_GAIN * np.array((0.75, 0.95, 1.2), dtype=np.float32)
+        return np.asarray(ambient + pool[..., None] * lamp, dtype=np.float32)
+
     def _light(self, t: float) -> tuple[float, tuple[float, float, float]]:
-        """(gain, per-channel BGR tint) at scene time t."""
+        """(gain, per-channel BGR tint) at scene time t; at night the mean gain of the lamp-lit
+        picture (see `_night_light`)."""
         d = self._script.duration_s
+        if self.spec.lighting == "night":
+            return float(self._night_light.mean()), (1.0, 1.0, 1.0)
         if self.spec.lighting == "dusk":
             # Compressed into the clip: real dusk takes half an hour, not a minute.
             k = min(1.0, max(0.0, (t - 0.1 * d) / (0.8 * d)))
@@ -668,11 +874,21 @@ class SyntheticScene:
                 _draw(canvas, drawn[0])
                 carried += drawn[1]
         _draw(canvas, carried)
+        warp = self._warp(t)
+        if warp is not None:
+            canvas = self._turned(canvas, warp)
         gain, tint = self._light(t)
         out = canvas
-        if gain != 1.0 or tint != (1.0, 1.0, 1.0):
+        if self.spec.lighting == "night":
+            lit = canvas.astype(np.float32) * self._night_light
+            out = np.clip(np.rint(lit), 0, 255).astype(np.uint8)
+        elif gain != 1.0 or tint != (1.0, 1.0, 1.0):
             scale = np.diag(np.array(tint, dtype=np.float32) * np.float32(gain))
             out = np.asarray(cv2.transform(canvas, scale), dtype=np.uint8)
+        edge = self._cover_edge(self._covered(t))
+        if edge > 0:
+            out = out.copy() if out is canvas else out
+            out[:, :edge] = self._cover_image[:, :edge]
         if self._noise:
             rng = np.random.default_rng([self.spec.seed, 3, index])
             bank = self._noise[int(rng.integers(len(self._noise)))]
@@ -680,6 +896,17 @@ class SyntheticScene:
             noise = bank[dy : dy + self.spec.height, dx : dx + self.spec.width]
             out = np.asarray(cv2.add(out, noise, dtype=cv2.CV_8U), dtype=np.uint8)
         return out
+
+    def _turned(self, canvas: Image, warp: npt.NDArray[np.float64]) -> Image:
+        """The picture of a turned camera. Beyond the old picture's edge it now sees more
+        street: the empty background continues there (never a mirrored person)."""
+        w, h = self.spec.width, self.spec.height
+        flags, reflect = cv2.INTER_LINEAR, cv2.BORDER_REFLECT101
+        picture = cv2.warpAffine(canvas, warp, (w, h), flags=flags, borderMode=reflect)
+        beyond = cv2.warpAffine(self.background, warp, (w, h), flags=flags, borderMode=reflect)
+        inside = cv2.warpAffine(np.full((h, w), 255, np.uint8), warp, (w, h), flags=flags,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+        return np.asarray(np.where(inside[..., None] >= 128, picture, beyond), dtype=np.uint8)
 
     def frames(self) -> Iterator[SyntheticFrame]:
         truths = self.truth.frames
@@ -740,6 +967,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--enter-s", type=float, default=1.0, help="seconds before the first person walks in"
     )
+    parser.add_argument(
+        "--move-at", type=float, help="seconds into the clip the camera is turned a few degrees"
+    )
+    parser.add_argument("--cover-at", type=float, help="seconds into the clip the lens is covered")
+    parser.add_argument("--cover-s", type=float, default=10.0, help="how long it stays covered")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -750,6 +982,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             drop_x=args.drop_x,
             enter_s=args.enter_s,
             seed=args.seed,
+            move_at_s=args.move_at,
+            cover_at_s=args.cover_at,
+            cover_s=args.cover_s,
         )
         video, _ = write_scene(SyntheticScene(spec), args.out_dir, args.name)
     except (ValueError, OSError) as exc:

@@ -1,6 +1,7 @@
 """`pantau detect-file` and `pantau evaluate` as a user runs them, with the real YOLO weights:
 what looks a little like dumping but is not fires nothing, and the evaluation of a small
-synthetic set (exact ground truth) is perfect."""
+synthetic set (exact ground truth: dumping by day and night, a camera turned and one covered)
+is perfect."""
 
 from __future__ import annotations
 
@@ -37,12 +38,29 @@ def test_no_event_without_dumping(pipeline: Pipeline, tmp_path: Path, spec: Scen
 
 
 def test_evaluate_scores_a_synthetic_set(pipeline: Pipeline, tmp_path: Path) -> None:
-    wanted = {"drop-leave-cloud", "pickup-20s-cloud", "walk-through"}
+    wanted = {
+        "drop-leave-cloud", "pickup-20s-cloud", "walk-through", "night-drop", "camera-moved",
+        "camera-covered",
+    }  # fmt: skip
     clips = [c for c in default_synthetic_clips() if c.name in wanted]
+    assert {c.name for c in clips} == wanted
     annotations = make_synthetic_set(tmp_path / "set", clips, progress=False)
     out = pipeline.run("evaluate", str(annotations), "--out", str(tmp_path / "report"), timeout=900)
     report = json.loads((tmp_path / "report" / "evaluation.json").read_text())
     total = report["total"]
-    assert (total["tp"], total["fp"], total["fn"]) == (1, 0, 0), out
+    # Both bags found (by day under a cloud, and at night), nothing else: not the bag taken
+    # back, the bag carried through, nor the camera turned or covered while people walk by.
+    assert (total["tp"], total["fp"], total["fn"]) == (2, 0, 0), out
+    assert total["precision"] == 1.0 and total["recall"] == 1.0, out
+    # The whole bag boxed each time, not a part of it.
+    assert len(total["box_iou"]["all"]) == 2 and min(total["box_iou"]["all"]) >= 0.5, out
+    # The turned and the covered camera each raise their own health alarm, and no other.
+    clips_by_name = {c["clip"]: c for c in report["clips"]}
+    for name, condition in (("camera-moved", "moved"), ("camera-covered", "covered")):
+        views = clips_by_name[name]["view_alarms"]
+        assert [v["condition"] for v in views["matched"]] == [condition], (name, views, out)
+        assert views["missed"] == [] and views["unexpected"] == [], (name, views, out)
+    assert total["view_alarms"]["unexpected"] == 0, out
+    assert total["false_alarms_per_camera_hour"] == 0.0, out
     assert (tmp_path / "report" / "evaluation.png").stat().st_size > 10_000
-    assert "TOTAL" in out
+    assert "TOTAL" in out and "false alarms per camera-hour: 0.0" in out

@@ -22,10 +22,14 @@ from detectors.evaluate import (
     ClipSpec,
     DetectedEvent,
     EvaluationError,
+    RunResult,
     Scores,
     SyntheticClip,
     TruthEvent,
+    TruthView,
+    ViewAlarm,
     annotations_from_mapping,
+    default_synthetic_clips,
     detected_from_records,
     evaluate,
     format_table,
@@ -33,14 +37,17 @@ from detectors.evaluate import (
     main,
     make_synthetic_set,
     match_events,
+    match_views,
     truth_box_runner,
     video_frames,
+    view_alarms_from,
     write_report,
 )
 from detectors.synthetic import SceneSpec
 from tests.conftest import REPO
 
 INTEL = REPO / "configs" / "evaluation" / "intel.yaml"
+STREET = REPO / "configs" / "evaluation" / "street.yaml"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -379,10 +386,12 @@ FAKE_RUNS: dict[str, list[DetectedEvent]] = {
     "quiet": [],
     "busy": [DetectedEvent(5.0, 35.0)],
 }
+# Half an hour of video each: the two negatives make one camera-hour.
+FAKE_DURATION_S = 1800.0
 
 
-def fake_run(clip: ClipSpec) -> list[DetectedEvent]:
-    return FAKE_RUNS[clip.name]
+def fake_run(clip: ClipSpec) -> RunResult:
+    return RunResult(FAKE_RUNS[clip.name], duration_s=FAKE_DURATION_S)
 
 
 def test_evaluate_scores_clips_groups_and_total(tmp_path: Path) -> None:
@@ -415,10 +424,11 @@ def test_the_table_json_and_plot_are_written(tmp_path: Path) -> None:
     paths = write_report(report, tmp_path / "out")
     table = paths["table"].read_text(encoding="utf-8")
     assert table == format_table(report)
-    lines = [line for line in table.splitlines() if not line.startswith("-")]
-    assert len({len(line) for line in lines}) == 1, "columns are aligned"
+    lines = [line for line in table.splitlines() if line and not line.startswith("-")]
+    assert len({len(line) for line in lines[:-1]}) == 1, "columns are aligned"
     header, *rows = lines
     assert header.split()[:4] == ["clip", "group", "truth", "found"]
+    table_rows, footer = rows[:-1], rows[-1]
     assert rows[1].split() == [
         "leave-b",
         "leave",
@@ -433,12 +443,20 @@ def test_the_table_json_and_plot_are_written(tmp_path: Path) -> None:
         "32.0",
         "32.0",
         "32.0",
+        "-",
+        "0/0",
+        "0",
     ]
-    assert rows[2].split()[4:] == ["0", "0", "0", "-", "-", "-", "-", "-", "-"]
-    assert rows[-1].split()[:5] == ["TOTAL", "4", "clips", "3", "4"]
+    assert rows[2].split()[4:] == ["0", "0", "0", "-", "-", "-", "-", "-", "-", "-", "0/0", "0"]
+    assert table_rows[-1].split()[:5] == ["TOTAL", "4", "clips", "3", "4"]
+    # One false alarm in the two negatives' hour of video.
+    assert footer == "false alarms per camera-hour: 1.0 (1 in 1.00 h of clips without dumping)"
 
     summary = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert summary["total"]["precision"] == 0.5 and summary["total"]["delay_s"]["p50"] == 31.5
+    assert summary["total"]["false_alarms_per_camera_hour"] == 1.0
+    assert summary["total"]["negative_hours"] == 1.0
+    assert summary["groups"]["leave"]["false_alarms_per_camera_hour"] is None
     assert summary["groups"]["negative"]["recall"] is None
     busy = next(c for c in summary["clips"] if c["clip"] == "busy")
     assert busy["false_alarms"] == [
@@ -452,10 +470,10 @@ def test_the_table_json_and_plot_are_written(tmp_path: Path) -> None:
 
 
 def test_a_failing_run_names_the_clip(tmp_path: Path) -> None:
-    def broken(clip: ClipSpec) -> list[DetectedEvent]:
+    def broken(clip: ClipSpec) -> RunResult:
         if clip.name == "quiet":
             raise OSError("cannot decode frame 12")
-        return FAKE_RUNS[clip.name]
+        return fake_run(clip)
 
     with pytest.raises(
         EvaluationError,
@@ -463,12 +481,21 @@ def test_a_failing_run_names_the_clip(tmp_path: Path) -> None:
     ):
         evaluate(fake_annotations(tmp_path), broken, progress=False)
 
-    def sloppy(clip: ClipSpec) -> list[Any]:
-        return [(10.0, 40.0)]
+    def bare(clip: ClipSpec) -> Any:
+        return FAKE_RUNS[clip.name]
+
+    with pytest.raises(
+        EvaluationError, match="clip 'leave-a': expected the run to return a RunResult, got list"
+    ):
+        evaluate(fake_annotations(tmp_path), bare, progress=False)
+
+    def sloppy(clip: ClipSpec) -> RunResult:
+        return RunResult([], [(10.0, "moved")])  # type: ignore[list-item]
 
     with pytest.raises(
         EvaluationError,
-        match="clip 'leave-a': expected the run to return DetectedEvent items, got tuple",
+        match="clip 'leave-a': expected the run to return DetectedEvent and ViewAlarm items, "
+        "got tuple",
     ):
         evaluate(fake_annotations(tmp_path), sloppy, progress=False)
 
@@ -532,6 +559,9 @@ def test_the_pure_pipeline_finds_exactly_the_annotated_dumping(
     assert t.precision == 1.0 and t.recall == 1.0 and t.f1 == 1.0
     # Told once the bag lay unattended for the dwell time, within a couple of seconds.
     assert t.delay_max is not None and DWELL_S <= t.delay_max <= DWELL_S + 3.0
+    # The whole bag boxed, not a part of it.
+    assert t.iou_mean is not None and t.iou_mean >= 0.5
+    assert t.false_alarms_per_hour == 0.0 and t.negative_s > 0
     paths = write_report(report, tmp_path)
     assert "TOTAL" in paths["table"].read_text(encoding="utf-8")
 
@@ -575,3 +605,229 @@ def test_annotations_can_come_from_a_mapping(tmp_path: Path) -> None:
     data = {"clips": [clip_entry(video="/elsewhere/a.mp4")]}
     (clip,) = annotations_from_mapping(data, tmp_path, check_videos=False).clips
     assert clip.video == Path("/elsewhere/a.mp4")
+
+
+# --------------------------------------------------------------------------- camera view alarms
+
+
+def view(condition: str, at: float, tolerance_s: float = 10.0) -> TruthView:
+    return TruthView(condition, at, tolerance_s)
+
+
+@pytest.mark.parametrize(
+    ("expected", "alarms", "result"),
+    [
+        # ((expected, alarm) pairs, missed expected, unexpected alarms)
+        ([view("moved", 25.0)], [ViewAlarm(28.0, "moved")], ([(0, 0)], [], [])),
+        ([view("moved", 25.0)], [ViewAlarm(35.0, "moved")], ([(0, 0)], [], [])),  # at the edge
+        ([view("moved", 25.0)], [ViewAlarm(35.5, "moved")], ([], [0], [0])),  # too late
+        ([view("moved", 25.0, 2.0)], [ViewAlarm(28.0, "moved")], ([], [0], [0])),
+        # The right time is not enough: a covered camera is not a moved one.
+        ([view("covered", 20.0)], [ViewAlarm(22.0, "moved")], ([], [0], [0])),
+        ([], [ViewAlarm(3.0, "covered")], ([], [], [0])),  # nothing happened to the camera
+        ([view("covered", 20.0)], [], ([], [0], [])),
+        # One alarm per change: the second one is unexpected.
+        ([view("covered", 20.0)], [ViewAlarm(22.0, "covered"), ViewAlarm(21.0, "covered")],
+         ([(0, 1)], [], [0])),
+        ([view("covered", 20.0), view("moved", 40.0)],
+         [ViewAlarm(43.0, "moved"), ViewAlarm(21.0, "covered")], ([(0, 1), (1, 0)], [], [])),
+    ],
+)  # fmt: skip
+def test_view_alarm_matching(
+    expected: list[TruthView],
+    alarms: list[ViewAlarm],
+    result: tuple[list[tuple[int, int]], list[int], list[int]],
+) -> None:
+    assert match_views(expected, alarms) == result
+
+
+class Change:
+    def __init__(self, at: float, condition: str, phase: str) -> None:
+        self.at, self.condition, self.phase = at, condition, phase
+
+
+def test_a_view_alarm_is_a_change_that_starts() -> None:
+    changes = [
+        Change(1025.0, "moved", "start"),
+        Change(1055.0, "moved", "end"),
+        Change(1070.0, "covered", "start"),
+    ]
+    assert view_alarms_from(changes, clip_start=1000.0) == [
+        ViewAlarm(25.0, "moved"),
+        ViewAlarm(70.0, "covered"),
+    ]
+
+
+def test_view_alarms_are_scored_per_clip_and_shown(tmp_path: Path) -> None:
+    clips = (
+        ClipSpec("moved", tmp_path / "m.mp4", view_changes=(view("moved", 25.0),), group="cam"),
+        ClipSpec("covered", tmp_path / "c.mp4", view_changes=(view("covered", 20.0),), group="cam"),
+        ClipSpec("plain", tmp_path / "p.mp4", group="street"),
+    )
+    runs = {
+        "moved": RunResult([], [ViewAlarm(29.0, "moved")], 60.0),
+        "covered": RunResult([], [], 50.0),  # missed
+        "plain": RunResult([], [ViewAlarm(12.0, "covered")], 40.0),  # a false health alarm
+    }
+    report = evaluate(Annotations(None, clips), lambda c: runs[c.name], progress=False)
+    per_clip = {
+        r.clip.name: (r.scores.views_found, r.scores.views_missed, r.scores.views_unexpected)
+        for r in report.clips
+    }
+    assert per_clip == {"moved": (1, 0, 0), "covered": (0, 1, 0), "plain": (0, 0, 1)}
+    t = report.total
+    assert (t.views_found, t.views_missed, t.views_unexpected, t.views_expected) == (1, 1, 1, 2)
+    # A clip that only expects a camera alarm is still a negative for dumping.
+    assert (t.tp, t.fp, t.fn) == (0, 0, 0) and t.negative_s == 150.0
+
+    paths = write_report(report, tmp_path / "out")
+    lines = paths["table"].read_text().splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line}
+    assert rows["moved"][-2:] == ["1/1", "0"]
+    assert rows["covered"][-2:] == ["0/1", "0"]
+    assert rows["plain"][-2:] == ["0/0", "1"]
+    assert rows["TOTAL"][-2:] == ["1/2", "1"]
+    summary = json.loads(paths["json"].read_text())
+    assert summary["total"]["view_alarms"] == {
+        "expected": 2, "found": 1, "missed": 1, "unexpected": 1,
+    }  # fmt: skip
+    moved = next(c for c in summary["clips"] if c["clip"] == "moved")
+    assert moved["view_alarms"]["matched"] == [
+        {"condition": "moved", "expected_at": 25.0, "alarm_at": 29.0, "offset_s": 4.0}
+    ]
+    assert moved["negative"] is True
+    assert paths["plot"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_view_changes_are_annotated_and_checked(tmp_path: Path) -> None:
+    entry = clip_entry(
+        events=[], view_changes=[{"condition": "covered", "at": 20.0, "note": "a hand"}]
+    )
+    (clip,) = load(tmp_path, [entry]).clips
+    assert clip.events == ()
+    assert clip.view_changes == (TruthView("covered", 20.0, 10.0, "a hand"),)
+    with pytest.raises(
+        AnnotationError,
+        match=r"clip 'street-1' \(clips\[0\]\): view_changes\[0\]\.condition: expected "
+        r"'moved', 'covered' or 'blurred', got 'turned'",
+    ):
+        load(tmp_path, [clip_entry(view_changes=[{"condition": "turned", "at": 3.0}])])
+
+
+# --------------------------------------------------------------------------- box IoU
+
+
+def test_the_box_iou_of_every_event_found_is_reported(tmp_path: Path) -> None:
+    where = (100.0, 100.0, 140.0, 140.0)
+    clips = (
+        ClipSpec("exact", tmp_path / "a.mp4", (truth(10.0, where=where),), group="g"),
+        # Half the object boxed: IoU 0.5.
+        ClipSpec("half", tmp_path / "b.mp4", (truth(10.0, where=where),), group="g"),
+        # No annotated box: found by time alone, no IoU.
+        ClipSpec("loose", tmp_path / "c.mp4", (truth(10.0),), group="h"),
+    )
+    runs = {
+        "exact": RunResult([det(11.0, where)], duration_s=60.0),
+        "half": RunResult([det(11.0, (100.0, 100.0, 120.0, 140.0))], duration_s=60.0),
+        "loose": RunResult([det(11.0, (0.0, 0.0, 5.0, 5.0))], duration_s=60.0),
+    }
+    report = evaluate(Annotations(None, clips), lambda c: runs[c.name], progress=False)
+    ious = {r.clip.name: r.scores.iou_mean for r in report.clips}
+    assert ious == {"exact": pytest.approx(1.0), "half": pytest.approx(0.5), "loose": None}
+    assert report.total.iou_mean == pytest.approx(0.75)
+    assert report.groups["h"].iou_mean is None
+
+    paths = write_report(report, tmp_path / "out")
+    head, *rows = (line.split() for line in paths["table"].read_text().splitlines())
+    assert head[-3:] == ["IoU", "views", "extra"]
+    by_name = {r[0]: r for r in rows if r}
+    assert [by_name[n][-3] for n in ("exact", "half", "loose", "TOTAL")] == [
+        "1.00", "0.50", "-", "0.75",
+    ]  # fmt: skip
+    summary = json.loads(paths["json"].read_text())
+    assert summary["total"]["box_iou"]["mean"] == pytest.approx(0.75)
+    half = next(c for c in summary["clips"] if c["clip"] == "half")
+    assert half["matched"][0]["box_iou"] == pytest.approx(0.5)
+    assert half["matched"][0]["where"] == list(where)
+
+
+# --------------------------------------------------------------------------- false alarms per hour
+
+
+def test_false_alarms_per_camera_hour_count_only_clips_without_dumping(tmp_path: Path) -> None:
+    clips = (
+        ClipSpec("quiet", tmp_path / "q.mp4"),
+        ClipSpec("busy", tmp_path / "b.mp4"),
+        # A false alarm beside a real event is a false positive, not a false alarm per hour.
+        ClipSpec("drop", tmp_path / "d.mp4", (truth(10.0),)),
+    )
+    runs = {
+        "quiet": RunResult([], duration_s=600.0),
+        "busy": RunResult([det(100.0), det(400.0), det(800.0)], duration_s=1200.0),
+        "drop": RunResult([det(10.0), det(300.0)], duration_s=3600.0),
+    }
+    report = evaluate(Annotations(None, clips), lambda c: runs[c.name], progress=False)
+    t = report.total
+    assert (t.fp, t.negative_fp, t.negative_s) == (4, 3, 1800.0)
+    assert t.false_alarms_per_hour == pytest.approx(6.0)  # 3 alarms in half an hour
+    by_clip = {r.clip.name: r.scores.false_alarms_per_hour for r in report.clips}
+    assert by_clip == {"quiet": 0.0, "busy": pytest.approx(9.0), "drop": None}
+    table = format_table(report)
+    assert table.endswith(
+        "false alarms per camera-hour: 6.0 (3 in 0.50 h of clips without dumping)\n"
+    )
+
+
+def test_the_length_of_a_negative_comes_from_the_video_when_the_run_does_not_say(
+    small_set: Path,
+) -> None:
+    walk = small_set.parent / "walk.mp4"
+    clip = ClipSpec("walk", walk)
+    report = evaluate(Annotations(None, (clip,)), lambda c: RunResult([det(5.0)]), progress=False)
+    frames = sum(1 for _ in video_frames(walk))
+    assert report.total.negative_s == pytest.approx(frames / 5.0)
+    assert report.total.false_alarms_per_hour == pytest.approx(3600.0 / (frames / 5.0))
+
+
+# --------------------------------------------------------------------------- clip sets
+
+
+def test_the_street_negatives_load_and_watch_the_whole_frame(tmp_path: Path) -> None:
+    annotations = load_annotations(
+        STREET, {"PANTAU_SHARED_DATA": str(tmp_path)}, check_videos=False
+    )
+    assert len(annotations.clips) >= 2
+    videos = {c.video.name for c in annotations.clips}
+    assert {"car-detection.mp4", "person-bicycle-car-detection.gif"} <= videos
+    for clip in annotations.clips:
+        assert clip.events == () and clip.view_changes == ()
+        assert clip.video.parent == tmp_path / "video" / "intel-sample-videos"
+        assert clip.zones == ()
+        (whole,) = clip.camera_zones().watch
+        assert whole.id is None  # no zones: the whole frame is watched
+        assert clip.camera != clip.name  # a camera id of its own
+
+
+def test_the_standard_synthetic_set_has_the_camera_and_night_scenes() -> None:
+    clips = {c.name: c for c in default_synthetic_clips()}
+    assert {"camera-moved", "camera-covered", "night-drop"} <= set(clips)
+    for clip in clips.values():
+        spec = clip.spec
+        assert (spec.width, spec.height, spec.fps) == (640, 360, 5.0)
+    moved, covered, night = (
+        clips[n].spec for n in ("camera-moved", "camera-covered", "night-drop")
+    )
+    assert moved.move_at_s is not None and covered.cover_at_s is not None
+    assert night.lighting == "night" and night.scenario == "drop_and_leave"
+
+
+def test_synthetic_annotations_expect_the_view_changes(tmp_path: Path) -> None:
+    covered = SyntheticClip(
+        "covered",
+        SceneSpec("passers_by", width=W, height=H, duration_s=12.0, cover_at_s=4.0, cover_s=5.0),
+        "lens covered",
+    )
+    annotations = load_annotations(make_synthetic_set(tmp_path, [covered], progress=False))
+    (clip,) = annotations.clips
+    assert clip.events == ()
+    assert clip.view_changes == (TruthView("covered", 4.0, 10.0, "camera covered until 9.0 s"),)

@@ -11,7 +11,9 @@ import pytest
 from detectors.synthetic import (
     PERSON,
     SceneSpec,
+    SceneTruth,
     SyntheticScene,
+    ViewChangeTruth,
     read_truth,
     write_scene,
 )
@@ -246,11 +248,110 @@ def test_truth_file_must_be_a_scene(tmp_path: Path) -> None:
         ({"drop_x": 0.95}, r"drop_x: expected 0\.25\.\.0\.7 of the width, got 0\.95"),
         ({"away_s": 1.0}, r"away_s: expected >= 3 s"),
         (
-            {"noise_sigma": -1.0, "lighting": "night"},
-            r"lighting: .*got 'night'; .*noise_sigma: expected >= 0",
+            {"noise_sigma": -1.0, "lighting": "sunset"},
+            r"lighting: .*got 'sunset'; .*noise_sigma: expected >= 0",
         ),
+        ({"move_at_s": -1.0}, r"move_at_s: expected >= 0, got -1\.0"),
+        ({"move_shift": 0.5}, r"move_shift: expected 0\.01\.\.0\.25 of the width either way"),
+        ({"cover_at_s": 0.0}, r"cover_at_s: expected >= 0\.4 s \(the cover slides in\)"),
+        ({"cover_s": 0.0}, r"cover_s: expected > 0, got 0\.0"),
     ],
 )
 def test_invalid_specs_say_what_was_expected(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SceneSpec(**overrides)
+
+
+# --------------------------------------------------------------------------- the camera itself
+
+
+def test_a_turned_camera_shows_the_street_shifted_from_the_move_on() -> None:
+    s = scene(scenario="passers_by", duration_s=30.0, move_at_s=12.0, noise_sigma=0.0)
+    assert s.truth.view_changes == (ViewChangeTruth(12.0, None, "moved"),)
+    fps = s.spec.fps
+    pictures = [s.render(round(t * fps)) for t in (11.8, 14.0, 29.0)]
+    before, after, later = (gray(p) for p in pictures)
+    # Every edge of the street (kerb, tiles, markings, pole, bin) moved: a fifth of the picture
+    # changed clearly, where a person walking by changes a few percent ...
+    assert (np.abs(after - before) > 10).mean() > 0.15
+
+    def bin_centre(image: np.ndarray) -> np.ndarray:
+        b, g, r = (image[..., i].astype(np.int32) for i in range(3))
+        ys, xs = np.nonzero((g > b + 40) & (g > r + 40))
+        return np.array([xs.mean(), ys.mean()])
+
+    # ... by a pan of 4 degrees: the green bin slides about 42 px left (0.065 of 640 px).
+    dx, dy = bin_centre(pictures[1]) - bin_centre(pictures[0])
+    assert dx == pytest.approx(-0.065 * 640, abs=4) and abs(dy) < 6
+    # ... and then it stays: the same picture a quarter of a minute on, but for passers-by.
+    still = np.ones(before.shape, dtype=bool)
+    for f in (s.truth.frames[round(14.0 * fps)], s.truth.frames[round(29.0 * fps)]):
+        for a in f.actors:
+            # A pixel more each side: the turned picture is interpolated.
+            x1, y1, x2, y2 = (round(v) for v in a.box)
+            still[max(0, y1 - 1) : y2 + 1, max(0, x1 - 1) : x2 + 1] = False
+    assert np.abs(later - after)[still].max() < 2
+
+
+def test_a_person_in_a_turned_view_is_boxed_where_they_are_drawn() -> None:
+    s = scene(scenario="passers_by", duration_s=30.0, move_at_s=5.0, noise_sigma=0.0)
+    empty = scene(scenario="empty", duration_s=30.0, move_at_s=5.0, noise_sigma=0.0)
+    frame = next(f for f in s.truth.frames if f.t > 7 and f.actors and f.actors[0].box[0] > 100)
+    (actor,) = frame.actors
+    changed = np.abs(gray(s.render(frame.index)) - gray(empty.render(frame.index))) > 20
+    ys, xs = np.nonzero(changed)
+    x1, y1, x2, y2 = actor.box
+    assert x1 - 1 <= xs.min() and xs.max() <= x2 and y1 - 1 <= ys.min() and ys.max() <= y2
+    # Where the truth box was before the move, the person is not: the box moved with the view.
+    unmoved = scene(scenario="passers_by", duration_s=30.0, noise_sigma=0.0)
+    assert unmoved.truth.frames[frame.index].actors[0].box[0] - x1 > 30
+
+
+def test_a_covered_camera_sees_a_dark_even_picture_then_its_view_again() -> None:
+    s = scene(scenario="empty", duration_s=16.0, cover_at_s=5.0, cover_s=4.0, noise_sigma=2.0)
+    assert s.truth.view_changes == (ViewChangeTruth(5.0, 9.0, "covered"),)
+    fps = s.spec.fps
+    for t in (5.0, 7.0, 8.8):
+        covered = gray(s.render(round(t * fps)))
+        assert covered.mean() < 40 and covered.std() < 8  # near-uniform, dark
+    quiet = scene(scenario="empty", duration_s=16.0, cover_at_s=5.0, cover_s=4.0, noise_sigma=0)
+    assert np.array_equal(quiet.render(round(12.0 * fps)), quiet.render(round(2.0 * fps)))
+    view = gray(s.render(round(12.0 * fps)))
+    assert view.std() > 25  # the street again, with its contrast
+
+
+def test_nobody_is_seen_through_a_covered_lens() -> None:
+    s = scene(scenario="passers_by", duration_s=30.0, cover_at_s=3.0, cover_s=10.0)
+    covered = [f for f in s.truth.frames if 3.0 <= f.t < 13.0]
+    assert covered and all(f.actors == () for f in covered)
+    # People walk by before and after the cover (one every 10 s, alternately each way).
+    seen = {a.track_id for f in s.truth.frames for a in f.actors}
+    assert seen == {1, 2, 3}
+    assert s.truth.drop_at is None and not s.truth.expects_event(1.0)
+
+
+def test_a_night_street_is_dark_and_noisy_but_the_bag_shows_under_the_lamp() -> None:
+    s = scene(scenario="drop_and_leave", lighting="night", noise_sigma=3.0)
+    means = [gray(s.render(i)).mean() for i in range(0, len(s), 40)]
+    assert all(15 <= m <= 40 for m in means)
+    # The camera's gain at night doubles its noise.
+    diff = s.render(3).astype(np.float32) - s.render(4).astype(np.float32)
+    assert diff.std() == pytest.approx(2 * 3.0 * np.sqrt(2), abs=1.0)
+    truth = s.truth
+    assert truth.object_box is not None and truth.expects_event(30.0)
+    quiet = scene(scenario="drop_and_leave", lighting="night", noise_sigma=0.0)
+    lying = quiet.truth.frames[-1]
+    x1, y1, x2, y2 = truth.object_box
+    pavement = gray(quiet.render(0))[round(y1) : round(y2), round(x1) : round(x2)].mean()
+    bag = crop(gray(quiet.render(lying.index)), truth.object_box).mean()
+    assert pavement - bag > 20
+
+
+def test_view_changes_survive_the_truth_file(tmp_path: Path) -> None:
+    s = scene(scenario="passers_by", duration_s=4.0, cover_at_s=1.0, cover_s=2.0, width=320,
+              height=180, move_at_s=3.5)  # fmt: skip
+    _, truth_path = write_scene(s, tmp_path)
+    back = read_truth(truth_path)
+    assert back == s.truth
+    assert [v.condition for v in back.view_changes] == ["covered", "moved"]
+    assert SceneTruth.from_dict(s.truth.to_dict()).view_changes == s.truth.view_changes
