@@ -101,9 +101,7 @@ class CameraPipeline:
             ViewMonitor(camera.id, view_config(view)) if dumping.enabled and view.enabled else None
         )
         recorder = (
-            EvidenceRecorder(
-                camera.id, evidence_config(dumping), clock=lambda t: self._clock.at(t)
-            )
+            EvidenceRecorder(camera.id, evidence_config(dumping), clock=lambda t: self._clock.at(t))
             if self._evidence and dumping.enabled
             else None
         )
