@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 
-from pantau.ids import stable_id
 from pantau.messages import Box, CameraView
 from storage.rows import TABLES, Table, TrackSampler, Upsert, rows_for
 from tests.factories import SAMPLES, T0
@@ -118,18 +117,8 @@ def test_upsert_must_name_real_columns() -> None:
 
 
 def test_camera_view_becomes_one_row_with_what_the_detector_measured() -> None:
-    view = CameraView(
-        id=stable_id("test-view", 1),
-        ts_capture=T0,
-        seq=1,
-        camera_id="tps-gedeg",
-        condition="moved",
-        phase="start",
-        changed_frac=0.82,
-        brightness_spread=47.5,
-        sharpness_ratio=1.1,
-        relearn_s=120.0,
-    )
+    view = SAMPLES["camera_view"]
+    assert isinstance(view, CameraView)
     table, rows = rows_for(view)
     assert table.name == "camera_view_changes"
     assert dict(zip(table.columns, rows[0], strict=True)) == {

@@ -21,7 +21,7 @@ import storage.sink as sink_module
 from pantau.codec import decode_as, encode
 from pantau.consumers import Record
 from pantau.ids import uuid7
-from pantau.messages import CameraView, DeadLetter
+from pantau.messages import DeadLetter
 from pantau.poison import MAX_ORIGINAL_BYTES
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -544,16 +544,8 @@ def test_stopping_during_a_database_outage_commits_nothing_and_returns() -> None
 
 
 def test_camera_views_are_stored_and_anything_else_on_their_topic_is_a_dead_letter() -> None:
-    view = CameraView(
-        id=uuid7(),
-        ts_capture=SAMPLES["camera_heartbeat"].ts_capture,
-        seq=3,
-        camera_id="tps-gedeg",
-        condition="covered",
-        phase="start",
-        changed_frac=0.1,
-        brightness_spread=2.5,
-        sharpness_ratio=0.2,
+    view = SAMPLES["camera_view"].model_copy(
+        update={"id": uuid7(), "condition": "covered", "brightness_spread": 2.5}
     )
     heartbeat = encode(SAMPLES["camera_heartbeat"])
     records = [
