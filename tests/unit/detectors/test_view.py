@@ -3,7 +3,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from detectors.synthetic import Lighting, SceneSpec, SyntheticScene
 from detectors.view import ViewChange, ViewConfig, ViewMonitor, ViewStatus, view_config
 from pantau.settings import ViewSettings
-from tests.conftest import SHARED_DATA
 
 CAMERA = "tps-gedeg"
 FPS = 5.0
@@ -321,10 +319,8 @@ def clip_frames(path: Path, seconds: float = 60.0) -> Iterator[Frame]:
 
 
 @pytest.mark.parametrize("name", REAL_CLIPS)
-def test_real_footage_gives_no_view_change(name: str) -> None:
-    path = SHARED_DATA / "video" / "intel-sample-videos" / name
-    if not path.exists() and os.environ.get("CI") != "true":
-        pytest.skip(f"shared clip {name} not found under {SHARED_DATA}")
+def test_real_footage_gives_no_view_change(name: str, shared_data: Path) -> None:
+    path = shared_data / "video" / "intel-sample-videos" / name
     r = run(clip_frames(path))
     assert len(r.statuses) > 100
     assert r.changes == []
