@@ -258,7 +258,9 @@ class CameraPipeline:
             if self.view is not None and parts.get("view") is not None:
                 state = _bytes_in(parts["view"], snap.arrays)
                 self.view = ViewMonitor.from_state(state, self.view.config)
-        except (SnapshotError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:
+            # Whatever is wrong with it (a damaged record, a foreign writer on the topic, a
+            # field of the wrong shape), a snapshot is a convenience: never a reason to stop.
             log.warning(
                 "camera %s: its saved detector state cannot be used (%s); it starts afresh",
                 self.camera.id, exc,

@@ -130,3 +130,36 @@ def test_a_restarted_pipeline_ends_the_event_of_an_object_taken_away_while_it_wa
     assert not after.restore(saved[: len(saved) // 2], max_bytes=LIMIT)
     assert after.detector.tracker.cases() == ()
     assert "cannot be used" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("part", "value"),
+    [
+        ("static", ["not", "a", "mapping"]),
+        ("dumping", {"cases": [{"state": "alerted"}], "ignored": [], "last_t": 1.0}),
+        ("last_track_id", "many"),
+        ("clock_origin", "yesterday"),
+        ("events", None),
+    ],
+)
+def test_a_snapshot_with_a_part_of_the_wrong_shape_starts_the_camera_afresh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, part: str, value: object
+) -> None:
+    scene = SyntheticScene(SceneSpec("drop_and_leave", seed=3, duration_s=20))
+    before = pipeline_for(scene, tmp_path)
+    for frame in scene.frames():
+        before.frame(frame.t, frame.image, frame.truth.detections())
+    saved = before.snapshot()
+    assert saved is not None
+    snap = decode_snapshot(saved, max_bytes=LIMIT)
+    forged = encode_snapshot(
+        Snapshot(snap.camera_id, snap.t, snap.size, {**snap.parts, part: value}, snap.arrays)
+    )
+
+    after = pipeline_for(scene, tmp_path)
+    assert not after.restore(forged, max_bytes=LIMIT)
+    assert after.detector.tracker.cases() == ()
+    assert "cannot be used" in caplog.text
+    # The camera goes on from the next frame as a fresh one.
+    frame = next(iter(scene.frames()))
+    after.frame(frame.t, frame.image, frame.truth.detections())
