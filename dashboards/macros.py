@@ -10,10 +10,12 @@ is an error: a misspelt macro or variable must fail a test, not reach the wall.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 
 class MacroError(ValueError):
@@ -123,7 +125,8 @@ def _format_variable(name: str, value: VariableValue, fmt: str | None, quoted: b
     values = [value] if isinstance(value, str) else list(value)
     if fmt is None:
         if isinstance(value, str) and not quoted:
-            return value
+            # Grafana's SQL datasources double the quotes of a lone value, unquoted.
+            return value.replace("'", "''")
         if not values:
             raise MacroError(f"variable ${name} has no value: Grafana would send IN ()")
         return ",".join(_quote(v) for v in values)
@@ -138,12 +141,53 @@ def _format_variable(name: str, value: VariableValue, fmt: str | None, quoted: b
     raise MacroError(f"variable ${{{name}:{fmt}}}: unknown format {fmt!r}")
 
 
+# As Grafana reads them: `$name`, `[[name]]` or `[[name:format]]`, `${name}` or
+# `${name:format}`; a format is everything up to the closing bracket (`date:iso`).
 _VARIABLE = re.compile(
-    r"\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<fmt>[A-Za-z]+))?\}"
-    r"|\[\[(?P<bracket>[A-Za-z_][A-Za-z0-9_]*)\]\]"
-    r"|\$(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
+    r"\$\{(?P<braced>\w+)(?::(?P<fmt>[^}]+))?\}"
+    r"|\[\[(?P<bracket>\w+?)(?::(?P<bfmt>[^\]]+))?\]\]"
+    r"|\$(?P<plain>\w+)"
 )
 _MACRO = re.compile(r"\$__(\w+)\(([^)]*)\)")
+
+
+def _epoch_seconds(value: datetime) -> int:
+    """Whole seconds since 1970, floored as Go's Time.Unix() does (also before 1970)."""
+    return math.floor(value.timestamp())
+
+
+def go_number(value: float) -> str:
+    """A float as Go's `%v` writes it: the shortest digits that read back the same, in
+    exponent form from 1e+06 up and below 1e-04 (300, 0.02, 1.5, 1e+06)."""
+    if value == 0:
+        return "0"
+    text = repr(float(value))
+    if text in ("inf", "-inf", "nan"):
+        return {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}[text]
+    sign, digits, exponent = Decimal(text).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = "".join(str(d) for d in digits)
+    power = len(mantissa) - 1 + exponent  # of the leading digit
+    head = "-" if sign else ""
+    if power < -4 or power >= 6:
+        fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+        return f"{head}{mantissa[0]}{fraction}e{'-' if power < 0 else '+'}{abs(power):02d}"
+    if exponent >= 0:
+        return head + mantissa + "0" * exponent
+    point = len(mantissa) + exponent
+    if point > 0:
+        return f"{head}{mantissa[:point]}.{mantissa[point:]}"
+    return f"{head}0.{'0' * -point}{mantissa}"
+
+
+def _date_variable(name: str, moment: datetime, fmt: str) -> str:
+    """`${__from:date}` and its kin, for the formats this module knows."""
+    if fmt in ("date", "date:iso"):
+        utc = moment.astimezone(UTC)
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    if fmt == "date:seconds":
+        return str(_epoch_seconds(moment))
+    raise MacroError(f"variable ${{{name}:{fmt}}}: unknown format {fmt!r}")
 
 
 def _grafana_time(value: datetime) -> str:
@@ -162,20 +206,36 @@ def expand(sql: str, ctx: QueryContext) -> str:
                 return format_interval(ctx.interval)
             if name == "__interval_ms":
                 return str(round(ctx.interval.total_seconds() * 1000))
+            fmt = match.group("fmt") or match.group("bfmt")
             if name in ("__from", "__to"):
                 moment = ctx.time_from if name == "__from" else ctx.time_to
-                return str(round(moment.timestamp() * 1000))
+                if fmt is not None:
+                    return _date_variable(name, moment, fmt)
+                return str(math.floor(moment.timestamp() * 1000))
             return match.group(0)  # a datasource macro: expanded below
         if name not in ctx.variables:
             raise MacroError(f"unknown template variable ${name}")
-        return _format_variable(name, ctx.variables[name], match.group("fmt"), name in ctx.quoted)
+        fmt = match.group("fmt") or match.group("bfmt")
+        return _format_variable(name, ctx.variables[name], fmt, name in ctx.quoted)
 
     sql = _VARIABLE.sub(variable, sql)
-    sql = _MACRO.sub(lambda m: _macro(m.group(1), _arguments(m.group(2)), ctx), sql)
+    sql = _MACRO.sub(_macro_call(ctx), sql)
     leftover = re.search(r"\$__\w+", sql)
     if leftover:
         raise MacroError(f"unknown Grafana macro {leftover.group(0)}")
     return sql
+
+
+def _macro_call(ctx: QueryContext) -> Callable[[re.Match[str]], str]:
+    def call(match: re.Match[str]) -> str:
+        name, after = match.group(1), match.string[match.end() : match.end() + 1]
+        # Grafana keeps the pre-5.3 reading: $__timeGroup(...) right before a comma is a
+        # select-list column, and gets the "time" alias.
+        if name == "timeGroup" and after == ",":
+            name = "timeGroupAlias"
+        return _macro(name, _arguments(match.group(2)), ctx)
+
+    return call
 
 
 def _arguments(text: str) -> list[str]:
@@ -198,11 +258,16 @@ def _macro(name: str, args: list[str], ctx: QueryContext) -> str:
         return f"'{end}'"
     if name in ("timeGroup", "timeGroupAlias"):
         need(2)
+        if len(args) > 2:
+            # Grafana fills the gaps of the result itself (NULL, previous, a value); the
+            # queries here must not count on a fill this module would not reproduce.
+            raise MacroError(f"$__{name}: a fill argument is not supported here, got {args[2:]}")
         seconds = parse_interval(args[1]).total_seconds()
         if ctx.timescaledb:
-            group = f"time_bucket('{seconds:.0f}s',{args[0]})"
+            group = f"time_bucket('{seconds:.3f}s',{args[0]})"
         else:
-            group = f"floor(extract(epoch from {args[0]})/{seconds:g})*{seconds:g}"
+            step = go_number(seconds)
+            group = f"floor(extract(epoch from {args[0]})/{step})*{step}"
         return group + (' AS "time"' if name == "timeGroupAlias" else "")
     if name == "time":
         need(1)
@@ -212,10 +277,10 @@ def _macro(name: str, args: list[str], ctx: QueryContext) -> str:
         return f'extract(epoch from {args[0]}) as "time"'
     if name == "unixEpochFilter":
         need(1)
-        lo, hi = int(ctx.time_from.timestamp()), int(ctx.time_to.timestamp())
+        lo, hi = _epoch_seconds(ctx.time_from), _epoch_seconds(ctx.time_to)
         return f"{args[0]} >= {lo} AND {args[0]} <= {hi}"
     if name == "unixEpochFrom":
-        return str(int(ctx.time_from.timestamp()))
+        return str(_epoch_seconds(ctx.time_from))
     if name == "unixEpochTo":
-        return str(int(ctx.time_to.timestamp()))
+        return str(_epoch_seconds(ctx.time_to))
     raise MacroError(f"unknown Grafana macro $__{name}")

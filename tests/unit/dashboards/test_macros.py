@@ -11,6 +11,7 @@ from dashboards.macros import (
     QueryContext,
     expand,
     format_interval,
+    go_number,
     panel_interval,
     parse_interval,
 )
@@ -68,7 +69,79 @@ def test_expansion_matches_grafana(sql: str, expected: str) -> None:
 
 def test_timescaledb_switch_groups_with_time_bucket() -> None:
     sql = "SELECT $__timeGroupAlias(time, $__interval)"
-    assert expand(sql, ctx(timescaledb=True)) == "SELECT time_bucket('300s',time) AS \"time\""
+    assert expand(sql, ctx(timescaledb=True)) == "SELECT time_bucket('300.000s',time) AS \"time\""
+
+
+@pytest.mark.parametrize(
+    ("interval", "bucket", "plain"),
+    [
+        # Grafana writes the bucket with milliseconds: '0s' would fail, '2s' bucket wrongly.
+        ("20ms", "time_bucket('0.020s',t)", "floor(extract(epoch from t)/0.02)*0.02"),
+        ("1500ms", "time_bucket('1.500s',t)", "floor(extract(epoch from t)/1.5)*1.5"),
+        (
+            "2w",
+            "time_bucket('1209600.000s',t)",
+            "floor(extract(epoch from t)/1.2096e+06)*1.2096e+06",
+        ),
+    ],
+)
+def test_sub_second_and_long_buckets_are_written_as_grafana_writes_them(
+    interval: str, bucket: str, plain: str
+) -> None:
+    sql = f"GROUP BY $__timeGroup(t, '{interval}')"
+    assert expand(sql, ctx(timescaledb=True)) == f"GROUP BY {bucket}"
+    assert expand(sql, ctx()) == f"GROUP BY {plain}"
+
+
+def test_time_group_before_a_comma_gets_the_time_alias_as_in_grafana() -> None:
+    sql = "SELECT $__timeGroup(t, '5m'), count(*) FROM x GROUP BY $__timeGroup(t, '5m')"
+    assert expand(sql, ctx()) == (
+        'SELECT floor(extract(epoch from t)/300)*300 AS "time", count(*) FROM x '
+        "GROUP BY floor(extract(epoch from t)/300)*300"
+    )
+    # Inside a window's ORDER BY it is followed by ")" and stays bare.
+    assert "AS" not in expand("lag(v) OVER (ORDER BY $__timeGroup(t, '5m'))", ctx())
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (300.0, "300"),
+        (0.02, "0.02"),
+        (1.5, "1.5"),
+        (604800.0, "604800"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (-2.5, "-2.5"),
+    ],
+)
+def test_numbers_are_written_in_gos_shortest_form(value: float, text: str) -> None:
+    assert go_number(value) == text
+
+
+def test_epoch_seconds_are_floored_before_1970_too() -> None:
+    before = datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)
+    c = ctx(time_from=before, time_to=FROM)
+    assert expand("SELECT $__unixEpochFrom()", c) == "SELECT -1"
+    assert expand("WHERE $__unixEpochFilter(e)", c) == "WHERE e >= -1 AND e <= 1795366800"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT '${__from:date}'", "SELECT '2026-11-22T17:00:00.000Z'"),
+        ("SELECT '${__to:date:iso}'", "SELECT '2026-11-23T17:00:00.500Z'"),
+        ("SELECT ${__from:date:seconds}", "SELECT 1795366800"),
+        ("SELECT $__from, ${__to}", "SELECT 1795366800000, 1795453200500"),
+        # A lone value of a variable that is neither multi nor include-All: quotes doubled.
+        ("WHERE n = '$q'", "WHERE n = 'O''Brien'"),
+        ("WHERE d IN ([[desa:csv]])", "WHERE d IN (Sooko,Gedeg)"),
+    ],
+)
+def test_dates_formats_and_lone_values_like_grafana(sql: str, expected: str) -> None:
+    assert expand(sql, ctx()) == expected
 
 
 @pytest.mark.parametrize(
@@ -80,6 +153,10 @@ def test_timescaledb_switch_groups_with_time_bucket() -> None:
         ("SELECT $__timeGroup(time, soon)", "interval must look like"),
         ("WHERE x = ${desa:json}", "unknown format"),
         ("WHERE $__timeFilter", "unknown Grafana macro $__timeFilter"),
+        ("WHERE x = ${desa:a:b}", "unknown format 'a:b'"),
+        ("WHERE x = [[desa:fmt]]", "unknown format 'fmt'"),
+        ("SELECT ${__from:date:YYYY}", "unknown format 'date:YYYY'"),
+        ("SELECT $__timeGroup(t, '5m', NULL)", "fill argument"),
     ],
 )
 def test_mistakes_fail_instead_of_reaching_the_wall(sql: str, message: str) -> None:
