@@ -21,7 +21,8 @@ actions and repartitioned camera inputs meet its state in the same partition.
 
 Throughput: readings skip faust's per-record path (a task race per record in the fetcher, an
 event, a queue and a stream step per record: about 90 µs a record on one core, more than all
-of the processing). `_Consumer` hands each fetch of readings over as one batch, which
+of the processing). `BulkConsumer` (streams/faust_bulk.py, where faust's internals that
+this replaces are fenced) hands each fetch of readings over as one batch, which
 `StreamsApp._on_readings` handles and then acknowledges; the low-volume inputs keep faust's
 agents. The table holds each source's state as the JSON bytes that reach the changelog, and
 `_States` keeps the decoded form beside them, so a batch neither copies nor re-parses a state
@@ -41,8 +42,6 @@ from functools import partial
 from typing import Any, cast
 
 import faust
-from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import Message as KafkaMessage
 
 from pantau import kafka
@@ -73,11 +72,12 @@ from streams.engine import (
     mark_applied,
     new_state,
 )
+from streams.faust_bulk import BulkApp, BulkConsumer, faust_drift
 
 log = logging.getLogger(__name__)
 
 STAGE = "streams"
-# Readings are handled a fetch at a time (see `_Consumer`); the other inputs in batches of up
+# Readings are handled a fetch at a time (see `BulkConsumer`); the other inputs in batches of up
 # to this many events, gathered for at most _BATCH_WITHIN_S.
 _BATCH = 100
 _BATCH_WITHIN_S = 0.05
@@ -102,7 +102,13 @@ class StreamsApp:
         self.topics = Topics(settings.kafka)
         partitions = settings.kafka.partitions.readings
         streams = settings.streams
-        self.app = _App(
+        for problem in faust_drift():
+            log.warning(
+                "stream processor: %s; the fetch loop in streams/faust_bulk.py replaces faust's "
+                "and may no longer match it",
+                problem,
+            )
+        self.app = BulkApp(
             streams.app_id,
             broker=_broker_url(settings.kafka.bootstrap_servers),
             datadir=str(streams.data_dir),
@@ -224,7 +230,7 @@ class StreamsApp:
         Checked here, not when fetched: a rebalance may have begun while they waited.
         """
         app = self.app
-        consumer = cast(_Consumer, app.consumer)
+        consumer = cast(BulkConsumer, app.consumer)
         if not (consumer.flow_active and app.flow_control.is_active()):
             # A rebalance began after the fetch: faust seeks every partition back to its
             # committed offset before it lets records flow again, so these come back.
@@ -494,102 +500,6 @@ class _States:
         state = load_state(raw)
         self._cache[key] = (raw, state)
         return state
-
-
-class _Consumer(AIOKafkaConsumer):
-    """faust's aiokafka consumer, handing the records of the `bulk` topics over a whole fetch
-    at a time.
-
-    faust delivers each record with `wait_first(callback(record), suspend_flow.wait())`: four
-    tasks and an `asyncio.wait` per record (about 40 µs on this hardware), then an event, a
-    queue and a stream step. For the readings that was most of the worker's time.
-    """
-
-    bulk: dict[str, Callable[[list[KafkaMessage]], Awaitable[None]]]
-
-    async def _drain_messages(self, fetcher: Any) -> None:
-        # faust-streaming 0.15.3's Consumer._drain_messages, but for the bulk topics: their
-        # records (in order per partition) are collected and handed over after the fetch.
-        callback = self.callback
-        bulk = self.bulk
-        consumer_should_stop = self._stopped.is_set
-        fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        num_since_yield = 0
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                ait = self.getmany(timeout=1.0)
-                # getmany may return at once, again and again: let the loop run in between.
-                await self.sleep(0)
-                if self.should_stop:
-                    continue
-                fetched: dict[str, list[KafkaMessage]] = {}
-                async for tp, message in ait:
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is not None and offset < r_offset:
-                        self.log.dev("DROPPED MESSAGE ROFF %r", offset)
-                        continue
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    records = fetched.get(tp.topic)
-                    if records is not None or tp.topic in bulk:
-                        if records is None:
-                            records = fetched[tp.topic] = []
-                        records.append(message)
-                    else:
-                        num_since_yield += 1
-                        if num_since_yield > 100:
-                            await asyncio.sleep(0)
-                            num_since_yield = 0
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    set_read_offset(tp, offset)
-                self.diag.unset_flag(CONSUMER_FETCHING)
-                for topic, records in fetched.items():
-                    await bulk[topic](records)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
-
-
-class _App(faust.App):
-    """A faust app whose consumer is `_Consumer`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.bulk: dict[str, Callable[[list[KafkaMessage]], Awaitable[None]]] = {}
-
-    def _new_consumer(self) -> _Consumer:
-        consumer = _Consumer(
-            self.transport,
-            callback=self.topics.on_message,
-            on_partitions_revoked=self._on_partitions_revoked,
-            on_partitions_assigned=self._on_partitions_assigned,
-            beacon=self.beacon,
-            loop=self.transport.loop,
-        )
-        consumer.bulk = self.bulk
-        return consumer
 
 
 @dataclass(frozen=True)
