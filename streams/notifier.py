@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,7 @@ from pantau.ids import stable_id
 from pantau.messages import Alert, Notification
 from pantau.poison import guard
 from pantau.runtime import alive
-from pantau.settings import Settings
+from pantau.settings import NotifySettings, Settings
 from pantau.topics import Topics
 from streams.channels import Channels, DeliveryError, SentMessage
 from streams.routing import Delivery, deliveries_for, redact_recipient
@@ -68,6 +68,30 @@ def notification_id(alert: Alert, delivery: Delivery) -> UUID:
     return stable_id(
         "notification", alert.alarm_id, alert.version, delivery.channel, delivery.recipient
     )
+
+
+@dataclass(frozen=True)
+class Step:
+    """What becomes of a delivery after a try: sent, failed for good, or tried again later."""
+
+    status: Literal["sent", "failed", "pending"]
+    retry_in_s: float = 0.0
+
+
+def next_step(attempts: int, error: DeliveryError | None, notify: NotifySettings) -> Step:
+    """After the `attempts`-th try of a delivery that raised `error` (None: it went out).
+
+    A retryable failure waits retry_initial_s, doubling per attempt up to retry_max_s, or as
+    long as the channel asked (Retry-After) when that is longer; a failure the channel calls
+    final, or the max_attempts-th, gives up."""
+    if error is None:
+        return Step("sent")
+    if not error.retryable or attempts >= notify.max_attempts:
+        return Step("failed")
+    delay = min(notify.retry_max_s, notify.retry_initial_s * 2 ** (attempts - 1))
+    if error.retry_after_s is not None:
+        delay = max(delay, error.retry_after_s)
+    return Step("pending", delay)
 
 
 class Notifier:
@@ -247,9 +271,10 @@ class Notifier:
                 )
                 error = DeliveryError(describe(exc), retryable=False)
             now = datetime.now(UTC)
+            step = next_step(attempts, error, self._notify)
+            status = step.status
             if error is None:
                 self._failpoints.hit("notify.after_send")
-                status = "sent"
                 conn.execute(
                     "UPDATE notification_outbox SET status = 'sent', attempts = %s, sent_at = %s, "
                     "last_error = NULL WHERE notification_id = %s",
@@ -271,8 +296,7 @@ class Notifier:
                     row["channel"],
                     row["route"],
                 )
-            elif not error.retryable or attempts >= self._notify.max_attempts:
-                status = "failed"
+            elif step.status == "failed":
                 conn.execute(
                     "UPDATE notification_outbox SET status = 'failed', attempts = %s, "
                     "last_error = %s WHERE notification_id = %s",
@@ -281,12 +305,7 @@ class Notifier:
                 self.stats.failed += 1
                 log.error("gave up on %s after %d attempts: %s", row["recipient"], attempts, error)
             else:
-                status = "pending"
-                delay = min(
-                    self._notify.retry_max_s, self._notify.retry_initial_s * 2 ** (attempts - 1)
-                )
-                if error.retry_after_s is not None:
-                    delay = max(delay, error.retry_after_s)
+                delay = step.retry_in_s
                 conn.execute(
                     "UPDATE notification_outbox SET attempts = %s, last_error = %s, "
                     "next_attempt_at = %s WHERE notification_id = %s",
