@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from pantau import kafka  # noqa: E402
 from pantau.codec import decode_as, encode  # noqa: E402
-from pantau.consumers import open_consumer  # noqa: E402
 from pantau.ids import stable_id  # noqa: E402
+from pantau.kafka import open_consumer  # noqa: E402
 from pantau.messages import SensorReading  # noqa: E402
 from pantau.settings import Settings, load_settings  # noqa: E402
 from pantau.topics import Topics  # noqa: E402

@@ -44,11 +44,10 @@ from detectors.events import EventClock
 from detectors.state_topic import StateTopic, StateTopicError
 from pantau import kafka
 from pantau.codec import decode_as, describe, encode
-from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import stable_id, utcnow
 from pantau.imaging import ImageError, jpeg_size
-from pantau.kafka import DeadLetters
+from pantau.kafka import BatchConsumer, DeadLetters, Record, open_consumer
 from pantau.messages import CameraView, DumpingEvent, Frame
 from pantau.messages import Detections as DetectionsMessage
 from pantau.poison import BadInput, guard

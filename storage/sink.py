@@ -48,10 +48,9 @@ from psycopg import sql
 
 from pantau import kafka
 from pantau.codec import DecodeError, decode, decode_as, describe, storable_text
-from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import SeqCounter, utcnow
-from pantau.kafka import DeadLetters
+from pantau.kafka import BatchConsumer, DeadLetters, Record, open_consumer
 from pantau.messages import BY_KIND, DeadLetter, Message
 from pantau.poison import dead_letter, guard
 from pantau.runtime import alive

@@ -37,9 +37,9 @@ from psycopg.rows import dict_row
 
 from pantau import kafka
 from pantau.codec import decode_as, describe
-from pantau.consumers import BatchConsumer, Record, open_consumer
 from pantau.failpoints import Failpoints
 from pantau.ids import stable_id
+from pantau.kafka import BatchConsumer, Record, open_consumer
 from pantau.messages import Alert, Notification
 from pantau.poison import guard
 from pantau.runtime import alive

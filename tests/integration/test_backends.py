@@ -14,8 +14,8 @@ import pytest
 from detectors.backends import DetectorError, UltralyticsBackend, export_model, load_backend
 from detectors.service import DetectorService
 from pantau.codec import decode_as, encode
-from pantau.consumers import Record
 from pantau.ids import stable_id
+from pantau.kafka import Record
 from pantau.messages import Detections as DetectionsMessage
 from pantau.messages import Frame
 from pantau.settings import (

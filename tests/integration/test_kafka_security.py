@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from pantau import kafka
 from pantau.codec import decode_as
-from pantau.consumers import BatchConsumer, open_consumer
+from pantau.kafka import BatchConsumer, open_consumer
 from pantau.messages import Alert
 from pantau.settings import KafkaSettings, Settings
 from pantau.topics import Topics, TopicSpec

@@ -24,7 +24,7 @@ from detectors.detections import Detections
 from detectors.dumping import DumpingDetector
 from detectors.service import DetectorService, InfrastructureError
 from pantau.codec import MAGIC, decode_as, encode
-from pantau.consumers import Record
+from pantau.kafka import Record
 from pantau.messages import DeadLetter, Frame
 from pantau.messages import Detections as DetectionsMessage
 from pantau.settings import Settings, load_settings

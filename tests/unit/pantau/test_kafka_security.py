@@ -281,7 +281,7 @@ def test_a_ca_file_that_is_no_certificate_is_a_settings_error(tmp_path: Path) ->
 
 @pytest.fixture
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kafka, "_WARNED_OPEN", set())
+    monkeypatch.setattr(kafka.clients, "_WARNED_OPEN", set())
 
 
 @pytest.mark.parametrize(
@@ -299,10 +299,10 @@ def test_plaintext_beyond_this_machine_is_logged_as_an_open_door(
     fresh_warnings: None, caplog: pytest.LogCaptureFixture, servers: str, warned: bool
 ) -> None:
     settings = kafka_settings(bootstrap_servers=servers)
-    with caplog.at_level(logging.WARNING, logger="pantau.kafka"):
+    with caplog.at_level(logging.WARNING, logger="pantau.kafka.clients"):
         kafka.security_options(settings, "kafka-python")
         kafka.security_options(settings, "confluent")
-    warnings = [r.getMessage() for r in caplog.records if r.name == "pantau.kafka"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "pantau.kafka.clients"]
     if warned:
         # Once per process, at the first client it builds.
         assert len(warnings) == 1
@@ -315,6 +315,6 @@ def test_a_login_to_a_remote_broker_is_no_open_door(
     fresh_warnings: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = kafka_settings(bootstrap_servers="kafka:9092", **SASL)
-    with caplog.at_level(logging.DEBUG, logger="pantau.kafka"):
+    with caplog.at_level(logging.DEBUG, logger="pantau.kafka.clients"):
         kafka.security_options(settings, "kafka-python")
     assert caplog.records == []

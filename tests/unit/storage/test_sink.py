@@ -19,8 +19,8 @@ from psycopg.pq import Format
 
 import storage.sink as sink_module
 from pantau.codec import decode_as, encode
-from pantau.consumers import Record
 from pantau.ids import uuid7
+from pantau.kafka import Record
 from pantau.messages import DeadLetter
 from pantau.poison import MAX_ORIGINAL_BYTES
 from pantau.settings import Settings

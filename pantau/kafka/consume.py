@@ -1,72 +1,61 @@
-"""Batch consumers with one interface over two Kafka clients.
+"""Consuming, never auto-committing: a stage commits offsets only after what it produced
+from them is safely stored.
 
-kafka-python is pure Python and serves the low-volume stages. librdkafka (confluent-kafka)
-fetches and parses records in C, about eight times faster on this hardware, which is what a
-sink writing 100,000 rows a second needs. Both commit explicitly, never automatically: a
-stage commits the records it has safely processed.
+Batch consumers have one interface over two clients. kafka-python is pure Python and serves
+the low-volume stages. librdkafka (confluent-kafka) fetches and parses records in C, about eight
+times faster on this hardware, which is what a sink writing 100,000 rows a second needs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+from pantau.kafka.clients import _explained, security_options
+from pantau.kafka.records import BatchConsumer, Record, describe_partitions, next_offsets
 from pantau.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
+
+def consumer(
+    settings: KafkaSettings,
+    group_id: str | None,
+    topics: Sequence[str],
+    name: str,
+    *,
+    listener: ConsumerRebalanceListener | None = None,
+    **overrides: Any,
+) -> KafkaConsumer:
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": f"{settings.client_id}-{name}",
+        **security_options(settings, "kafka-python"),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        # A new group starts from the oldest retained record: nothing produced before the first
+        # start of a consumer is skipped.
+        "auto_offset_reset": "earliest",
+        "max_partition_fetch_bytes": settings.max_message_bytes + 128 * 1024,
+        # A crashed member's partitions move to the others after this long (default 45 s);
+        # a clean shutdown leaves the group at once.
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 2_000,
+    }
+    config.update(overrides)
+    client: KafkaConsumer = _explained(settings, KafkaConsumer, config)
+    if topics:
+        if listener is None:
+            client.subscribe(list(topics))
+        else:
+            client.subscribe(list(topics), listener=listener)
+    return client
+
+
 Client = Literal["confluent", "kafka-python"]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-class BatchConsumer(Protocol):
-    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
-
-    def commit(self, records: Iterable[Record]) -> bool:
-        """Commit past `records`; False when a rebalance took their partitions meanwhile."""
-        ...
-
-    def pause_all(self) -> None: ...
-
-    def resume_all(self) -> None: ...
-
-    def has_assignment(self) -> bool: ...
-
-    def lag(self) -> int:
-        """Records in the assigned partitions not yet consumed."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def next_offsets(records: Iterable[Record]) -> dict[tuple[str, int], int]:
-    """Per (topic, partition): the offset to commit once `records` are processed."""
-    offsets: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        if record.offset + 1 > offsets.get(key, -1):
-            offsets[key] = record.offset + 1
-    return offsets
-
-
-def describe_partitions(what: str, partitions: Iterable[Any]) -> str:
-    """'assigned 6 partitions: readings[0-5], ...' for the log."""
-    by_topic: dict[str, list[int]] = {}
-    for tp in partitions:
-        by_topic.setdefault(tp.topic, []).append(tp.partition)
-    count = sum(len(p) for p in by_topic.values())
-    parts = ", ".join(f"{topic}{sorted(numbers)}" for topic, numbers in sorted(by_topic.items()))
-    return f"{what} {count} partitions" + (f": {parts}" if parts else "")
 
 
 def open_consumer(
@@ -93,8 +82,6 @@ class ConfluentBatchConsumer:
         on_revoke: Callable[[], None] | None,
     ) -> None:
         from confluent_kafka import Consumer, KafkaError
-
-        from pantau.kafka import security_options
 
         # Errors that waiting does not mend: the login or the TLS handshake was refused, or the
         # user may not read a topic or join the group. librdkafka retries them forever, as if
@@ -222,8 +209,6 @@ class KafkaPythonBatchConsumer:
     ) -> None:
         from kafka import ConsumerRebalanceListener
 
-        from pantau import kafka
-
         outer = self
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -236,7 +221,7 @@ class KafkaPythonBatchConsumer:
                 log.info("consumer: %s", describe_partitions("assigned", assigned))
 
         self._on_revoke = on_revoke
-        self._consumer = kafka.consumer(settings, group_id, topics, name, listener=Listener())
+        self._consumer = consumer(settings, group_id, topics, name, listener=Listener())
 
     def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
