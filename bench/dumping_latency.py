@@ -1,7 +1,7 @@
 """Frame → dumping event latency through the real pipeline, with the camera at real time.
 
-Synthetic drop-and-leave scenes (`detectors.synthetic`, different seeds, drop places and
-lighting) are written as video files and each is played as its own live camera by
+Synthetic drop-and-leave scenes (`detectors.evaluation.synthetic`, different seeds, drop
+places and lighting) are written as video files and each is played as its own live camera by
 `pantau ingest camera --realtime` (motion gate on, as configured), with `pantau detect`
 (the configured backend) and `pantau sink` consuming, all under a throw-away topic prefix,
 consumer groups and a freshly migrated database. The camera zones are the scene's own
@@ -51,7 +51,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pipeline_runs import PipelineRun, RunFailed, Stage, bench_database, stop_on_sigterm
 from tqdm import tqdm
 
-from detectors.synthetic import Lighting, SceneSpec, SyntheticScene, write_scene
+from detectors.evaluation.synthetic import Lighting, SceneSpec, SyntheticScene, write_scene
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import DumpingEvent, Frame

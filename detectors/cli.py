@@ -70,10 +70,38 @@ def register(sub: SubParsers) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         help="score the dumping detector on annotated clips: precision, recall, F1, delay",
+        usage=(
+            "%(prog)s [-h] ANNOTATIONS [--out DIR]\n"
+            "       %(prog)s make-synthetic DIR [--dwell-s S]\n"
+            "       %(prog)s run-stand-in ANNOTATIONS [--out DIR]\n"
+            "       %(prog)s check ANNOTATIONS"
+        ),
+        description=(
+            "ANNOTATIONS: run the configured detector on the annotated clips and score it. "
+            "make-synthetic: render the synthetic set and its annotations into DIR. "
+            "run-stand-in: score synthetic clips with their exact person boxes in place of "
+            "YOLO. check: load an annotation file and list its clips."
+        ),
     )
-    evaluate.add_argument("annotations", type=Path, help="annotations YAML")
     evaluate.add_argument(
-        "--out", type=Path, default=Path("evaluation"), help="folder for table, JSON and plot"
+        "target",
+        metavar="ANNOTATIONS|make-synthetic|run-stand-in|check",
+        help="annotations YAML, or a subcommand (./check reaches a file named check)",
+    )
+    evaluate.add_argument(
+        "path", nargs="?", type=Path, metavar="DIR|ANNOTATIONS", help="what the subcommand uses"
+    )
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for table, JSON and plot (default: evaluation; run-stand-in: the table only)",
+    )
+    evaluate.add_argument(
+        "--dwell-s",
+        type=float,
+        metavar="S",
+        help="make-synthetic: dwell time of the watch zone (default 30)",
     )
     evaluate.set_defaults(handler=filecommands.evaluate)
 

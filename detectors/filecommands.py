@@ -118,28 +118,7 @@ def detect_file(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def evaluate(args: argparse.Namespace, ctx: Context) -> int:
-    from detectors.evaluate import (
-        AnnotationError,
-        EvaluationError,
-        evaluate,
-        format_table,
-        load_annotations,
-        write_report,
-    )
-    from detectors.offline import clip_runner
+    # The evaluation harness stays out of the runtime: loaded only when asked for.
+    from detectors.evaluation.commands import run_evaluate
 
-    try:
-        annotations = load_annotations(args.annotations, ctx.environ)
-        backend = _backend(ctx.settings)
-    except (AnnotationError, ValueError) as exc:
-        print(f"pantau evaluate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = evaluate(annotations, clip_runner(ctx.settings, backend))
-    except EvaluationError as exc:
-        print(f"pantau evaluate: {exc}", file=sys.stderr)
-        return 1
-    print(format_table(report))
-    written = write_report(report, args.out)
-    print(f"evaluate: written {', '.join(str(p) for p in written.values())}", file=sys.stderr)
-    return 0
+    return run_evaluate(args, ctx, _backend)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -25,13 +25,6 @@ from detectors.backends import Backend
 from detectors.camera import CameraPipeline
 from detectors.detections import Detections, kept_classes
 from detectors.dumping import DumpingRecord
-from detectors.evaluate import (
-    ClipSpec,
-    Runner,
-    RunResult,
-    detected_from_records,
-    view_alarms_from,
-)
 from detectors.events import EventClock
 from detectors.view import ViewChange
 from pantau.imaging import encode_jpeg
@@ -197,49 +190,3 @@ class FileRun:
             self.stats.events += 1
             self.stats.by_phase[message.phase] = self.stats.by_phase.get(message.phase, 0) + 1
             yield message
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def clip_camera(clip: ClipSpec, fps: float, max_width: int) -> CameraSettings:
-    """The camera an annotated clip stands for: its zones, the detect fps and width."""
-    return CameraSettings.model_validate(
-        {
-            "id": clip.camera_id or clip.name,
-            "url": str(clip.video),
-            "fps": fps,
-            "max_width": max_width,
-            "zones": [z.model_dump() for z in clip.zones],
-        }
-    )
-
-
-def clip_runner(
-    settings: Settings,
-    backend: Backend,
-    *,
-    fps: float = 5.0,
-    max_width: int = 640,
-) -> Runner:
-    """The real offline pipeline (YOLO, ByteTrack, static objects, dumping logic) as the
-    evaluation harness's runner; boxes are scaled back to the video's own pixels."""
-
-    def run(clip: ClipSpec) -> RunResult:
-        camera = clip_camera(clip, fps, max_width)
-        file_run = FileRun(
-            camera,
-            settings=settings,
-            backend=backend,
-            origin=datetime(2000, 1, 1, tzinfo=UTC),
-            dwell_s=clip.dwell_s,
-            evidence=False,
-        )
-        for _ in file_run.events(clip.video):
-            pass
-        events = [e.scaled(file_run.scale) for e in detected_from_records(file_run.records)]
-        # The camera's view changes (turned, covered, blurred), on the file's clock.
-        changes = file_run.view_changes
-        return RunResult(events, view_alarms_from(changes), duration_s=file_run.stats.video_s)
-
-    return run

@@ -500,7 +500,7 @@ class Demo:
         enter_s, drop_x = scene_variant(int(row[0]) if row else 0)
         result = subprocess.run(
             [
-                sys.executable, "-m", "detectors.synthetic", str(folder),
+                sys.executable, "-m", "detectors.evaluation.synthetic", str(folder),
                 "--name", _SCENE_NAME, "--scenario", "drop_and_leave",
                 "--enter-s", str(enter_s), "--drop-x", str(drop_x),
                 "--duration", f"{self.duration + 5:g}",

@@ -18,7 +18,7 @@ import difflib
 import os.path
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
@@ -1481,6 +1481,22 @@ def settings_from_mapping(data: Mapping[str, Any], base_dir: Path) -> Settings:
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 
 
+def expand_variables(text: str, environ: Mapping[str, str], unset: Callable[[str], str]) -> str:
+    """`${VAR}` and `${VAR:-default}` in `text` from `environ`: a variable that is set wins,
+    even when set to nothing; else its default; else `unset(name)` gives the text to put
+    there, or raises."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        return unset(name)
+
+    return _VAR.sub(substitute, text)
+
+
 def _interpolate(
     node: Any,
     environ: Mapping[str, str],
@@ -1494,19 +1510,14 @@ def _interpolate(
         return [_interpolate(v, environ, (*loc, i), path, problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
 
-        def substitute(match: re.Match[str]) -> str:
-            name, default = match.group("name"), match.group("default")
-            if name in environ:
-                return environ[name]
-            if default is not None:
-                return default
+        def unset(name: str) -> str:
             problems.append(
                 f"{path}: {_loc_text(loc)}: environment variable {name} is not set "
                 "(and the value gives no default)"
             )
             return ""
 
-        return _VAR.sub(substitute, node)
+        return expand_variables(node, environ, unset)
     return node
 
 

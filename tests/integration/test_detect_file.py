@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detectors.evaluate import default_synthetic_clips, make_synthetic_set
-from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
+from detectors.evaluation import default_synthetic_clips, make_synthetic_set
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene, write_scene
 from tests.integration.conftest import Pipeline
 
 

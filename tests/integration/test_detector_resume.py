@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene, write_scene
 from pantau.codec import decode_as
 from pantau.messages import DumpingEvent
 from pantau.topics import Topics

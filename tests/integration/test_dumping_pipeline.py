@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene, write_scene
 from pantau.evidence_store import file_uri_path
 from tests.integration.conftest import Pipeline
 

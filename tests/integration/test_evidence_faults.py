@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from detectors.synthetic import SceneSpec, SyntheticScene, write_scene
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene, write_scene
 from tests.integration.conftest import Pipeline
 
 DWELL_S = 10

@@ -15,8 +15,8 @@ import pytest
 
 from detectors.camera import CameraPipeline
 from detectors.detections import Detections
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene
 from detectors.events import EventClock
-from detectors.synthetic import SceneSpec, SyntheticScene
 from pantau.messages import DumpingEvent
 from pantau.settings import CameraSettings, DumpingSettings, TrackerSettings
 

@@ -23,8 +23,8 @@ from detectors.dumping import (
     iou,
     relative_gap,
 )
+from detectors.evaluation.synthetic import SceneSpec, SceneTruth, SyntheticScene
 from detectors.static_objects import StaticObjectModel
-from detectors.synthetic import SceneSpec, SceneTruth, SyntheticScene
 from detectors.zones import CameraZones, Zone
 
 CAMERA = "tps-gedeg"

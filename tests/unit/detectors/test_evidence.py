@@ -22,6 +22,7 @@ import pytest
 from detectors import evidence as evidence_module
 from detectors.detections import Detections
 from detectors.dumping import PERSON, DumpingRecord, event_id
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene
 from detectors.evidence import (
     KINDS,
     ORIGINALS_DIR,
@@ -33,7 +34,6 @@ from detectors.evidence import (
     draw_alert,
     redact_bystanders,
 )
-from detectors.synthetic import SceneSpec, SyntheticScene
 from pantau.evidence_store import FileStore, file_uri_path, verify
 from pantau.messages import EvidenceRef
 

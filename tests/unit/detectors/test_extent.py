@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from detectors.dumping import DumpingDetector, iou
+from detectors.evaluation.synthetic import FrameTruth, SceneSpec, SyntheticScene
 from detectors.extent import ExtentConfig, ExtentWindow, IntBox, grow, window_around
 from detectors.static_objects import StaticObject, StaticObjectConfig, StaticObjectModel
-from detectors.synthetic import FrameTruth, SceneSpec, SyntheticScene
 from detectors.zones import CameraZones
 
 CAMERA = "tps-gedeg"

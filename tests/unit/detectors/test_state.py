@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from detectors.camera import CameraPipeline
+from detectors.evaluation.synthetic import SceneSpec, SyntheticScene
 from detectors.events import EventClock
 from detectors.state import Snapshot, SnapshotError, decode_snapshot, encode_snapshot
-from detectors.synthetic import SceneSpec, SyntheticScene
 from pantau.messages import DumpingEvent
 from pantau.settings import CameraSettings, DumpingSettings, TrackerSettings
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from detectors.evaluation.synthetic import Lighting, SceneSpec, SyntheticScene
 from detectors.static_objects import StaticObject, StaticObjectConfig, StaticObjectModel
-from detectors.synthetic import Lighting, SceneSpec, SyntheticScene
 from detectors.zones import CameraZones, Zone
 
 W, H = 320, 180

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.synthetic import Lighting, SceneSpec, SyntheticScene
+from detectors.evaluation.synthetic import Lighting, SceneSpec, SyntheticScene
 from detectors.view import ViewChange, ViewConfig, ViewMonitor, ViewStatus, view_config
 from pantau.settings import ViewSettings
 

@@ -1,5 +1,5 @@
 """The import rules of the design: the spine imports no stage; stages import only the spine;
-third-party SDKs stay out of the pure cores."""
+third-party SDKs stay out of the pure cores; the runtime never loads the evaluation harness."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ PURE_CORES = (
     "detectors/dumping.py",
     "dashboards/macros.py",
     "dashboards/queries.py",
+    "streams/engine.py",
+    "streams/routing.py",
+    "streams/templates.py",
 )
 SDKS = (
     "cv2", "ultralytics", "kafka", "aiokafka", "faust", "psycopg", "paho", "torch",
@@ -65,3 +68,58 @@ def test_stages_import_only_the_spine(stage: str) -> None:
 @pytest.mark.parametrize("module", PURE_CORES)
 def test_pure_cores_use_no_sdk(module: str) -> None:
     assert imported_top_levels(REPO / module) & set(SDKS) == set()
+
+
+EVALUATION = "detectors.evaluation"
+RUNTIME = ("ingest", "streams", "storage", "dashboards", "pantau", "detectors")
+# `pantau evaluate` is the one way in: its handler loads the harness when it runs.
+LAZY_EVALUATION = ("detectors/filecommands.py", "evaluate")
+
+
+def imported_modules(node: ast.AST, package: str) -> set[str]:
+    """Every module an import under `node` names, relative imports resolved against
+    `package`; `from a import b` counts as `a` and `a.b`."""
+    names: set[str] = set()
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            names.update(alias.name for alias in child.names)
+        elif isinstance(child, ast.ImportFrom):
+            base = child.module or ""
+            if child.level:
+                parent = package.split(".")[: len(package.split(".")) - child.level + 1]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in child.names)
+    return names
+
+
+def loads_evaluation(node: ast.AST, package: str) -> bool:
+    return any(
+        m == EVALUATION or m.startswith(EVALUATION + ".") for m in imported_modules(node, package)
+    )
+
+
+def package_of(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).parts[:-1])
+
+
+def test_the_runtime_never_imports_the_evaluation_harness() -> None:
+    lazy_file, lazy_function = LAZY_EVALUATION
+    offenders = []
+    for stage in RUNTIME:
+        for path in python_files(stage):
+            name = path.relative_to(REPO).as_posix()
+            if name.startswith("detectors/evaluation/"):
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            nodes: list[ast.stmt] = tree.body
+            if name == lazy_file:
+                handler = [
+                    n for n in nodes if isinstance(n, ast.FunctionDef) and n.name == lazy_function
+                ]
+                # The check must see the import it allows, or it sees nothing at all.
+                assert [loads_evaluation(n, package_of(path)) for n in handler] == [True]
+                nodes = [n for n in nodes if n not in handler]
+            if any(loads_evaluation(n, package_of(path)) for n in nodes):
+                offenders.append(name)
+    assert offenders == []

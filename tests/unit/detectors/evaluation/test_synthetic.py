@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.synthetic import (
+from detectors.evaluation.synthetic import (
     PERSON,
     SceneSpec,
     SceneTruth,

@@ -12,8 +12,8 @@ Every frame comes with the boxes a perfect detector and tracker would report, so
 feed the dumping logic without running YOLO. Geometry is in fractions of the frame, so a
 scene renders at any resolution; everything is deterministic for a given spec.
 
-`python -m detectors.synthetic OUT_DIR` renders one scene as a video file (`pantau demo`
-plays one as a camera).
+`python -m detectors.evaluation.synthetic OUT_DIR` renders one scene as a video file
+(`pantau demo` plays one as a camera).
 """
 
 from __future__ import annotations
@@ -948,10 +948,10 @@ def read_truth(path: Path) -> SceneTruth:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m detectors.synthetic OUT_DIR`: one scene as `<name>.mp4` and `<name>.yaml`;
-    prints the video's path."""
+    """`python -m detectors.evaluation.synthetic OUT_DIR`: one scene as `<name>.mp4` and
+    `<name>.yaml`; prints the video's path."""
     parser = argparse.ArgumentParser(
-        prog="python -m detectors.synthetic",
+        prog="python -m detectors.evaluation.synthetic",
         description="render one synthetic street scene and its ground truth",
     )
     parser.add_argument("out_dir", type=Path)
