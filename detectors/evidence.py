@@ -120,7 +120,7 @@ class EvidenceConfig:
         checks = {
             "pre_roll_s >= 0": self.pre_roll_s >= 0,
             "post_roll_s >= 0": self.post_roll_s >= 0,
-            "1 <= jpeg_quality <= 100": 1 <= self.jpeg_quality <= 100,
+            "30 <= jpeg_quality <= 100": 30 <= self.jpeg_quality <= 100,
             "buffer_s >= pre_roll_s and buffer_s > 0": self.buffer_s >= self.pre_roll_s
             and self.buffer_s > 0,
             "max_buffer_frames >= 1": self.max_buffer_frames >= 1,
