@@ -68,6 +68,9 @@ def write_config(folder: Path, sensors: int) -> Path:
         for i in range(sensors)
     ]
     config["cameras"] = []
+    # The gateways may send for the bench's sensors (the registry refuses any other).
+    for gateway in config.get("gateways") or []:
+        gateway["sensors"] = [sensor["id"] for sensor in config["sensors"]]
     path = folder / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
     # Relative paths in the base config resolve against its folder; keep them valid.
