@@ -230,6 +230,7 @@ class CameraPipeline:
             "static": static_meta,
             "dumping": self.detector.tracker.export_state(),
             "events": self._mapper.export_state(),
+            "evidence": self.gate.export_state(),
             "last_track_id": ByteTracker.last_id(),
             # A file's frame clock starts at each run of its source: the saved cases keep the
             # times of the run that saw them, so their events keep their times and ids.
@@ -254,6 +255,7 @@ class CameraPipeline:
             self.static_model.import_state(parts["static"], snap.arrays)
             self.detector.tracker.import_state(parts["dumping"], snap.t)
             self._mapper.import_state(parts["events"])
+            self.gate.import_state(parts.get("evidence") or [])
             ByteTracker.continue_ids_after(int(parts["last_track_id"]))
             if self.view is not None and parts.get("view") is not None:
                 state = _bytes_in(parts["view"], snap.arrays)

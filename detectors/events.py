@@ -9,7 +9,7 @@ replayed through Kafka and the same file run offline give the same ids.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -220,6 +220,29 @@ class EventGate:
             for pack in self.recorder.ready():
                 out.extend(self._release(pack))
         return out
+
+    def export_state(self) -> list[dict[str, Any]]:
+        """The evidence of the open events, as plain data: a restarted detector's next step
+        of an event carries the stills (and clip) it already had, not an empty pack. A clip
+        still being recorded is not kept (its frames are not): that event goes on with its
+        stills."""
+        return [
+            {
+                "event_id": str(pack.event_id),
+                "refs": [ref.model_dump(mode="json") for ref in pack.refs],
+                "error": pack.error,
+            }
+            for pack in self._packs.values()
+        ]
+
+    def import_state(self, packs: Sequence[Mapping[str, Any]]) -> None:
+        for raw in packs:
+            event_id = uuid.UUID(str(raw["event_id"]))
+            refs = tuple(EvidenceRef.model_validate(ref) for ref in raw["refs"])
+            error = raw.get("error")
+            self._packs[event_id] = EvidencePack(
+                event_id, refs, None if error is None else str(error)
+            )
 
     def flush(self) -> list[DumpingEvent]:
         """At the end of a file or on shutdown: finish the packs with what there is."""

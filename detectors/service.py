@@ -568,15 +568,17 @@ class DetectorService:
 
     def forget_cameras(self) -> None:
         """Partitions moved (a rebalance): the cameras' pipelines are dropped after their
-        pending evidence is finished, and whichever process gets a camera next resumes it
-        from its saved state. The state is written first, so no step is lost."""
-        self._save_states(force=True)
+        pending evidence is finished and their state written, and whichever process gets a
+        camera next resumes it from that state."""
         for camera_id, camera in self._pipelines.items():
             try:
                 for event in camera.pipeline.flush():
                     self._send_event(event)
+                    camera.changed = True
             except Exception:
                 log.exception("camera %s: pending evidence not finished at a rebalance", camera_id)
+        # Saved after the packs are finished: the versions of the steps just sent are in it.
+        self._save_states(force=True)
         self._pipelines.clear()
 
     # ------------------------------------------------------------------ Kafka

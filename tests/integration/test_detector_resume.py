@@ -55,6 +55,13 @@ def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_
         timeout=300,
     )
     (alert,) = [e for e in _events(pipeline) if e.phase == "new"]
+    # The clip follows the alert after the post-roll; the state written with that batch
+    # goes to Kafka with it.
+    pipeline.wait_for(
+        "the step that brings the clip",
+        lambda: any("clip" in {r.kind for r in e.evidence} for e in _events(pipeline)),
+        timeout=120,
+    )
     # The state written with the alert's batch is in Kafka before that batch's commit;
     # let the detector finish the part, then kill it: no clean shutdown, no flush.
     topics = Topics(pipeline.settings.kafka)
@@ -83,6 +90,8 @@ def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_
     assert end.ended_at is not None and end.alerted_at <= end.ended_at
     # The event keeps its times though the second part's frames came on a new file clock.
     assert (end.appeared_at, end.alerted_at) == (alert.appeared_at, alert.alerted_at)
+    # ... and its evidence: the end carries the stills and the clip the first detector sent.
+    assert {ref.kind for ref in end.evidence} == {"before", "alert", "owner", "clip"}
     assert [e.event_id for e in _events(pipeline) if e.phase == "new"] == [alert.event_id]
     log = pipeline.log_of(second)
     assert "resumed its detector state" in log, log[-3000:]
@@ -98,3 +107,4 @@ def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_
     )
     # One row: the event's end updated the row of its alert.
     assert pipeline.scalar("SELECT count(*) FROM dumping_events") == 1
+    assert pipeline.scalar("SELECT jsonb_array_length(evidence) FROM dumping_events") == 4

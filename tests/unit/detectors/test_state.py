@@ -78,7 +78,12 @@ def test_an_archive_that_unpacks_to_far_more_than_it_weighs_is_refused() -> None
 
 
 def pipeline_for(
-    scene: SyntheticScene, evidence_dir: Path, camera_id: str = "tps", origin: datetime = ORIGIN
+    scene: SyntheticScene,
+    evidence_dir: Path,
+    camera_id: str = "tps",
+    origin: datetime = ORIGIN,
+    *,
+    evidence: bool = False,
 ) -> CameraPipeline:
     camera = CameraSettings.model_validate(
         {"id": camera_id, "url": "synthetic", "zones": scene.truth.camera_zones(5.0)}
@@ -90,7 +95,7 @@ def pipeline_for(
         dumping=dumping,
         names={0: "person"},
         clock=EventClock(origin),
-        evidence=False,
+        evidence=evidence,
     )
 
 
@@ -140,6 +145,7 @@ def test_a_restarted_pipeline_ends_the_event_of_an_object_taken_away_while_it_wa
         ("last_track_id", "many"),
         ("clock_origin", "yesterday"),
         ("events", None),
+        ("evidence", [{"event_id": "not-a-uuid", "refs": []}]),
     ],
 )
 def test_a_snapshot_with_a_part_of_the_wrong_shape_starts_the_camera_afresh(
@@ -163,3 +169,34 @@ def test_a_snapshot_with_a_part_of_the_wrong_shape_starts_the_camera_afresh(
     # The camera goes on from the next frame as a fresh one.
     frame = next(iter(scene.frames()))
     after.frame(frame.t, frame.image, frame.truth.detections())
+
+
+def test_a_restarted_pipeline_ends_the_event_with_the_evidence_it_had(tmp_path: Path) -> None:
+    scene = SyntheticScene(SceneSpec("drop_and_clean", seed=7, clean_after_s=30.0, duration_s=80))
+    removed_at = scene.truth.removed_at
+    assert removed_at is not None
+    frames = list(scene.frames())
+    before = pipeline_for(scene, tmp_path, evidence=True)
+    sent: list[DumpingEvent] = []
+    for frame in frames:
+        if frame.t >= removed_at - 8:
+            break
+        sent += before.frame(frame.t, frame.image, frame.truth.detections())[2]
+    # The alert with its stills, then the step that brought the clip.
+    assert [e.phase for e in sent] == ["new", "update"]
+    kept = {ref.kind for ref in sent[-1].evidence}
+    assert kept == {"before", "alert", "owner", "clip"}
+    saved = before.snapshot()
+    assert saved is not None
+
+    after = pipeline_for(scene, tmp_path, evidence=True)
+    assert after.restore(saved, max_bytes=LIMIT)
+    later: list[DumpingEvent] = []
+    for frame in frames:
+        if frame.t >= removed_at + 10:
+            later += after.frame(frame.t, frame.image, frame.truth.detections())[2]
+    (end,) = later
+    assert (end.phase, end.state) == ("end", "cleaned")
+    # The stored event keeps its evidence: the end carries what the update had.
+    assert end.evidence == sent[-1].evidence
+    assert end.version == sent[-1].version + 1
