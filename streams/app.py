@@ -62,17 +62,9 @@ from pantau.runtime import RUN_ENV, alive
 from pantau.settings import Settings
 from pantau.supervisor import EXIT_RESTART_NOW
 from pantau.topics import Topics
-from streams.engine import (
-    Engine,
-    Output,
-    State,
-    dump_state,
-    is_replay,
-    load_state,
-    mark_applied,
-    new_state,
-)
+from streams.engine import Engine, Output, State, is_replay, mark_applied
 from streams.faust_bulk import BulkApp, BulkConsumer, faust_drift
+from streams.state import SourceKind, dump_state, load_state, new_state
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +423,7 @@ class StreamsApp:
                         ts_capture=datetime.fromtimestamp(now, UTC),
                         seq=next(self._seq),
                         action="check",
-                        source_kind="camera" if state["kind"] == "camera" else "sensor",
+                        source_kind=state.kind,
                         source_id=key,
                     )
                 )
@@ -512,7 +504,7 @@ class _Input:
     repartition: str | None = None
 
 
-def _kind(decoded: Message) -> str:
+def _kind(decoded: Message) -> SourceKind:
     """The kind of state a new source gets: sensors, or cameras (heartbeats, views, dumping)."""
     if isinstance(decoded, SensorReading):
         return "sensor"

@@ -8,33 +8,12 @@ inputs — times come from the messages, never from the clock — so replaying t
 after a crash yields the same alarms with the same ids and versions, and downstream
 de-duplication by (alarm_id, version) makes the effects idempotent.
 
-State is a JSON-able dict, because faust writes it to the table's changelog topic:
-
-    kind        "sensor" | "camera"
-    offsets     {topic: last applied offset}   (inputs at or below are replays)
-    last_ts     newest capture time seen (epoch seconds)
-    windows     {window start: {quantity: [count, min, max, sum]}}
-    closed      start of the newest window already emitted (older readings are late)
-    hist        {quantity: [[t, value], ...]} for rate-of-change rules
-    above       {rule id: bool}    edge detection: a crossing is a trigger, holding is not
-    alarms      {alarm type: Alert as JSON}   the latest version of each alarm
-    silent      {alarm type: bool}  re-opened within the cool-down without telling anyone
-    online_ts   camera: last heartbeat that said online
-    open_since  {alarm type: epoch}  when the alarm last became OPEN (escalation counts from it)
-    action_ids  [action id, ...]     the newest actions decided, so a repeat changes nothing
-    live        camera: {dumping event id: epoch last seen} events that have not ended
-    cleanup     camera: the resolved dumping alarm whose clean-up the camera has yet to confirm:
-                {alarm_id, resolved (epoch, None once re-opened), events, reopened}
-    tamper      camera: the conditions ("covered", "blurred") the detector reported and has not
-                yet ended; the camera_tampered alarm clears once none is left
-
-Keys added after the first release are read with defaults: a state from the changelog of an
-older version goes on where it was.
+State is a `SourceState` (streams/state.py), which faust writes to the table's changelog as
+JSON; its fields are listed there.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
@@ -71,8 +50,9 @@ from pantau.settings import (
     StaleRule,
     ThresholdRule,
 )
+from streams.state import AlarmEvents, Cleanup, SourceState, WindowAggregate
 
-State = dict[str, Any]
+State = SourceState
 
 ACTIVE: frozenset[str] = ACTIVE_STATES
 CAMERA_OFFLINE = "camera-offline"
@@ -157,49 +137,19 @@ class _Threshold:
     clear_below: float
 
 
-def new_state(kind: str, source_id: str) -> State:
-    return {
-        "kind": kind,
-        "source_id": source_id,
-        "offsets": {},
-        "last_ts": None,
-        "windows": {},
-        "hist": {},
-        "above": {},
-        "alarms": {},
-        "silent": {},
-        "online_ts": None,
-        "open_since": {},
-        "action_ids": [],
-        "live": {},
-        "cleanup": None,
-        "tamper": [],
-    }
-
-
-def dump_state(state: State) -> bytes:
-    """The bytes of a state in the table's changelog: one compact JSON object."""
-    return json.dumps(state, separators=(",", ":")).encode()
-
-
-def load_state(data: bytes) -> State:
-    state: State = json.loads(data)
-    return state
-
-
 def _active(state: State, alarm_type: str) -> bool:
-    current = state["alarms"].get(alarm_type)
-    return current is not None and current["state"] in ACTIVE
+    current = state.alarms.get(alarm_type)
+    return current is not None and current.state in ACTIVE
 
 
 def is_replay(state: State, topic: str, offset: int) -> bool:
     """True when this input was applied before (a redelivery after a crash)."""
-    last = state["offsets"].get(topic)
+    last = state.offsets.get(topic)
     return last is not None and offset <= last
 
 
 def mark_applied(state: State, topic: str, offset: int) -> None:
-    state["offsets"][topic] = offset
+    state.offsets[topic] = offset
 
 
 def _epoch(ts: datetime) -> float:
@@ -276,9 +226,9 @@ class Engine:
         out = Output()
         sensor = self.sensors.get(reading.sensor_id)
         t = _epoch(reading.ts_capture)
-        last = state["last_ts"]
+        last = state.last_ts
         newest = t if last is None else max(last, t)
-        state["last_ts"] = newest
+        state.last_ts = newest
         self._add_to_window(state, reading, t, newest, out)
         if sensor is None:
             return out
@@ -305,36 +255,33 @@ class Engine:
         self, state: State, reading: SensorReading, t: float, newest: float, out: Output
     ) -> None:
         start = math.floor(t / self.window_s) * self.window_s
-        closed = state.get("closed")
+        closed = state.closed
         if start + self.window_s + self.grace_s <= newest or (
             closed is not None and start <= closed
         ):
             # Its window is closed and stored already; the raw reading is still stored.
             out.late += 1
         else:
-            window = state["windows"].setdefault(str(start), {})
+            window = state.windows.get(start)
+            if window is None:
+                window = state.windows[start] = {}
             for quantity, value in reading.values.items():
                 agg = window.get(quantity)
                 if agg is None:
-                    window[quantity] = [1, value, value, value]
+                    window[quantity] = WindowAggregate(1, value, value, value)
                 else:
-                    agg[0] += 1
-                    if value < agg[1]:
-                        agg[1] = value
-                    if value > agg[2]:
-                        agg[2] = value
-                    agg[3] += value
+                    agg.add(value)
         self._close_windows(state, reading.sensor_id, newest, out)
 
     def _close_windows(self, state: State, sensor_id: str, watermark: float, out: Output) -> None:
-        windows: dict[str, dict[str, list[float]]] = state["windows"]
-        for key in sorted(windows, key=float):
-            start = float(key)
+        windows = state.windows
+        for start in sorted(windows):
             if start + self.window_s + self.grace_s > watermark:
                 break
             # Whatever arrives for this window or an earlier one from now on is late.
-            state["closed"] = max(start, state.get("closed") or start)
-            for quantity, (count, low, high, total) in sorted(windows.pop(key).items()):
+            state.closed = start if state.closed is None else max(start, state.closed)
+            for quantity, agg in sorted(windows.pop(start).items()):
+                count = agg.count
                 out.windows.append(
                     SensorWindow(
                         id=stable_id("sensor_window", sensor_id, quantity, int(start)),
@@ -343,10 +290,10 @@ class Engine:
                         sensor_id=sensor_id,
                         quantity=quantity,
                         window_s=self.window_s,
-                        count=int(count),
-                        min=low,
-                        max=high,
-                        mean=total / count,
+                        count=count,
+                        min=agg.low,
+                        max=agg.high,
+                        mean=agg.total / count,
                     )
                 )
 
@@ -360,14 +307,15 @@ class Engine:
         out: Output,
     ) -> None:
         rule = th.rule
-        was_above = state["above"].get(rule.id, False)
+        above = state.above
+        was_above = above.get(rule.id, False)
         if value >= th.raise_above:
-            state["above"][rule.id] = True
+            above[rule.id] = True
             severity: Severity = rule.severity
             if rule.critical_above is not None and value >= rule.critical_above:
                 severity = "critical"
             escalates = _active(state, rule.id) and (
-                SEVERITY_RANK[severity] > SEVERITY_RANK[state["alarms"][rule.id]["severity"]]
+                SEVERITY_RANK[severity] > SEVERITY_RANK[state.alarms[rule.id].severity]
             )
             if not was_above or escalates:
                 self._raise(
@@ -375,11 +323,11 @@ class Engine:
                     value=value, quantity=rule.quantity, threshold=th.raise_above,
                 )  # fmt: skip
         elif value < th.clear_below:
-            state["above"][rule.id] = False
+            above[rule.id] = False
             self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=value)
         elif was_above and value < th.raise_above:
             # Between the levels: not a trigger any more, not yet clear (hysteresis).
-            state["above"][rule.id] = False
+            above[rule.id] = False
 
     def _rate_rules(
         self,
@@ -393,7 +341,7 @@ class Engine:
     ) -> None:
         horizon = self._rate_horizon[sensor.id]
         values = reading.values
-        hists: dict[str, list[list[float]]] = state["hist"]
+        hists = state.hist
         # Each history stays sorted by time (a late reading is inserted after its equals), so
         # trimming and the look-back window are bisections instead of sorts and scans.
         for quantity in self._rate_quantities[sensor.id]:
@@ -402,9 +350,9 @@ class Engine:
                 continue
             hist = hists.setdefault(quantity, [])
             if not hist or hist[-1][0] <= t:
-                hist.append([t, value])
+                hist.append((t, value))
             else:
-                hist.insert(bisect_right(hist, t, key=_at), [t, value])
+                hist.insert(bisect_right(hist, t, key=_at), (t, value))
             old = bisect_left(hist, t - horizon, key=_at)
             if old:
                 del hist[:old]
@@ -415,33 +363,33 @@ class Engine:
             hist = hists[rule.quantity]
             since = bisect_left(hist, t - rule.period_s, key=_at)
             rise = value - min(map(_value, hist[since:]))
-            above = state["above"].get(rule.id, False)
+            above = state.above.get(rule.id, False)
             if rise >= rule.rise:
-                state["above"][rule.id] = True
+                state.above[rule.id] = True
                 if not above:
                     self._raise(
                         state, "sensor", sensor.id, rule.id, rule.severity, ctx, out,
                         value=rise, quantity=rule.quantity, threshold=rule.rise,
                     )  # fmt: skip
             elif rise < rule.rise / 2:
-                state["above"][rule.id] = False
+                state.above[rule.id] = False
                 self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=rise)
             else:
-                state["above"][rule.id] = False
+                state.above[rule.id] = False
 
     # ------------------------------------------------------------------ cameras
 
     def on_heartbeat(self, state: State, beat: CameraHeartbeat, *, ts_rule: datetime) -> Output:
         out = Output()
         t = _epoch(beat.ts_capture)
-        state["last_ts"] = t if state["last_ts"] is None else max(state["last_ts"], t)
+        state.last_ts = t if state.last_ts is None else max(state.last_ts, t)
         if beat.status == "online":
-            state["online_ts"] = t if state["online_ts"] is None else max(state["online_ts"], t)
+            state.online_ts = t if state.online_ts is None else max(state.online_ts, t)
             ctx = self._camera_ctx(beat.camera_id, str(beat.id), beat.ts_capture, ts_rule)
             self._clear(state, "camera", beat.camera_id, CAMERA_OFFLINE, ctx, out)
-        elif state["online_ts"] is None:
+        elif state.online_ts is None:
             # Never seen online: count from its first sign of life.
-            state["online_ts"] = t
+            state.online_ts = t
         return out
 
     def on_view(self, state: State, view: CameraView, *, ts_rule: datetime) -> Output:
@@ -473,7 +421,7 @@ class Engine:
                     "its zones still need checking",
                 )  # fmt: skip
             return out
-        tamper: list[str] = state.setdefault("tamper", [])
+        tamper = state.tamper
         if view.phase == "start":
             if not _active(state, CAMERA_TAMPERED):
                 # A new episode: a condition whose end never came (a person settled the alarm
@@ -496,8 +444,8 @@ class Engine:
             tamper.remove(view.condition)
         if not tamper:
             # The value measured its own condition: the alarm's last value only if it is that.
-            current = state["alarms"].get(CAMERA_TAMPERED)
-            same = current is not None and current.get("quantity") == quantity
+            current = state.alarms.get(CAMERA_TAMPERED)
+            same = current is not None and current.quantity == quantity
             self._clear(
                 state, "camera", view.camera_id, CAMERA_TAMPERED, ctx, out,
                 value=value if same else None,
@@ -522,7 +470,7 @@ class Engine:
         ctx.event_id = event.event_id
         t = _epoch(event.ts_capture)
         key = str(event.event_id)
-        live: dict[str, float] = state.setdefault("live", {})
+        live = state.live
         if event.phase == "end":
             live.pop(key, None)
         else:
@@ -536,29 +484,28 @@ class Engine:
             )  # fmt: skip
             # Which objects this alarm stands for: a clean-up is the camera's to confirm for
             # them, not for an older object of another (settled) alarm still in view.
-            alarm_id = state["alarms"][DUMPING]["alarm_id"]
-            mine: dict[str, Any] = state.get("alarm_events") or {}
-            if mine.get("alarm_id") != alarm_id:
-                mine = {"alarm_id": alarm_id, "events": []}
-            if key not in mine["events"]:
-                mine["events"] = [*mine["events"], key][-LIVE_EVENTS_KEPT:]
-            state["alarm_events"] = mine
+            alarm_id = str(state.alarms[DUMPING].alarm_id)
+            mine = state.alarm_events
+            if mine is None or mine.alarm_id != alarm_id:
+                mine = state.alarm_events = AlarmEvents(alarm_id, [])
+            if key not in mine.events:
+                mine.events = [*mine.events, key][-LIVE_EVENTS_KEPT:]
         elif event.phase == "end" and event.state in GONE:
             self._clear(state, "dumping", event.camera_id, DUMPING, ctx, out)
         self._follow_cleanup(state, event, t, ts_rule, out)
         return out
 
-    def _cleanup_alarm(self, state: State) -> dict[str, Any] | None:
+    def _cleanup_alarm(self, state: State) -> Cleanup | None:
         """The resolved dumping alarm waiting for the camera's word, if there still is one
         (a newer alarm, or a re-open by hand, ends the wait)."""
-        cleanup: dict[str, Any] | None = state.get("cleanup")
-        if cleanup is None or cleanup["resolved"] is None:
+        cleanup = state.cleanup
+        if cleanup is None or cleanup.resolved is None:
             return None
-        current = state["alarms"].get(DUMPING)
+        current = state.alarms.get(DUMPING)
         if (
             current is None
-            or current["alarm_id"] != cleanup["alarm_id"]
-            or current["state"] != "RESOLVED"
+            or str(current.alarm_id) != cleanup.alarm_id
+            or current.state != "RESOLVED"
         ):
             return None
         return cleanup
@@ -570,57 +517,57 @@ class Engine:
         there `cleanup_confirm_s` after the resolve re-opens the alarm."""
         cleanup = self._cleanup_alarm(state)
         key = str(event.event_id)
-        if cleanup is None or key not in cleanup["events"]:
+        if cleanup is None or cleanup.resolved is None or key not in cleanup.events:
             return
         if event.phase == "end" and event.state in GONE:
-            cleanup["events"].remove(key)
-            if not cleanup["events"]:
-                state["cleanup"] = None
+            cleanup.events.remove(key)
+            if not cleanup.events:
+                state.cleanup = None
                 self._pipeline_version(
                     state, DUMPING, event.ts_capture, ts_rule, out,
                     change="confirmed", notify=False,
                     message=f"camera confirmed the clean-up: the object is gone ({event.state})",
                 )  # fmt: skip
-        elif t >= cleanup["resolved"] + self.cleanup_confirm_s:
+        elif t >= cleanup.resolved + self.cleanup_confirm_s:
             self._reopen_uncleaned(state, cleanup, event.ts_capture, ts_rule, out)
         elif event.phase == "end":
             # No longer followed (expired): the camera will say nothing more about it.
-            cleanup["events"].remove(key)
-            if not cleanup["events"]:
-                state["cleanup"] = None
+            cleanup.events.remove(key)
+            if not cleanup.events:
+                state.cleanup = None
 
-    def _uncleaned_due(self, state: State, now: float) -> dict[str, Any] | None:
+    def _uncleaned_due(self, state: State, now: float) -> Cleanup | None:
         """The clean-up to take back at `now`: past its deadline, an object of it not reported
         gone, and the camera online since the deadline (it was watching)."""
         cleanup = self._cleanup_alarm(state)
-        if cleanup is None or cleanup["reopened"]:
+        if cleanup is None or cleanup.reopened or cleanup.resolved is None:
             return None
-        deadline = cleanup["resolved"] + self.cleanup_confirm_s
-        online = state["online_ts"]
+        deadline = cleanup.resolved + self.cleanup_confirm_s
+        online = state.online_ts
         if now < deadline or online is None or online < deadline:
             return None
-        live = state.get("live", {})
-        if not any(key in live for key in cleanup["events"]):
+        live = state.live
+        if not any(key in live for key in cleanup.events):
             return None
         return cleanup
 
     def _reopen_uncleaned(
         self,
         state: State,
-        cleanup: dict[str, Any],
+        cleanup: Cleanup,
         ts: datetime,
         ts_rule: datetime,
         out: Output,
     ) -> None:
-        if cleanup["reopened"]:
+        if cleanup.reopened or cleanup.resolved is None:
             return
-        minutes = int((_epoch(ts) - cleanup["resolved"]) // 60)
+        minutes = int((_epoch(ts) - cleanup.resolved) // 60)
         # Once per alarm: an object the detector lost track of must not re-open it after
         # every resolve.
-        cleanup["reopened"] = True
-        cleanup["resolved"] = None
-        state["silent"][DUMPING] = False
-        state.setdefault("open_since", {})[DUMPING] = _epoch(ts)
+        cleanup.reopened = True
+        cleanup.resolved = None
+        state.silent[DUMPING] = False
+        state.open_since[DUMPING] = _epoch(ts)
         self._pipeline_version(
             state, DUMPING, ts, ts_rule, out,
             change="reopened", notify=True, alarm_state="OPEN", escalation=0,
@@ -630,30 +577,24 @@ class Engine:
     def _watch_cleanup(self, state: State, alert: Alert, now: float) -> None:
         """A dumping alarm resolved while the camera still follows its object: wait for the
         camera's word."""
-        mine: dict[str, Any] = state.get("alarm_events") or {}
-        ours = mine.get("alarm_id") == str(alert.alarm_id)
-        events = set(mine.get("events", ())) if ours else set()
-        live = sorted(k for k in state.get("live", {}) if k in events)
-        prior: dict[str, Any] | None = state.get("cleanup")
-        reopened = (
-            prior is not None and prior["alarm_id"] == str(alert.alarm_id) and prior["reopened"]
-        )
-        state["cleanup"] = (
-            {"alarm_id": str(alert.alarm_id), "resolved": now, "events": live, "reopened": reopened}
-            if live
-            else None
-        )
+        alarm_id = str(alert.alarm_id)
+        mine = state.alarm_events
+        events = set(mine.events) if mine is not None and mine.alarm_id == alarm_id else set()
+        live = sorted(k for k in state.live if k in events)
+        prior = state.cleanup
+        reopened = prior is not None and prior.alarm_id == alarm_id and prior.reopened
+        state.cleanup = Cleanup(alarm_id, now, live, reopened) if live else None
 
     # ------------------------------------------------------------------ silence and actions
 
     def due(self, state: State, now: float) -> bool:
         """Whether a silence check would change anything now (the timer asks, cheaply)."""
-        windows = state["windows"]
-        if windows and min(float(k) for k in windows) + self.window_s + self.grace_s <= now:
+        windows = state.windows
+        if windows and min(windows) + self.window_s + self.grace_s <= now:
             return True
         if self.escalate_after_s and self._unacknowledged(state, now):
             return True
-        if state["kind"] == "camera":
+        if state.kind == "camera":
             if self._uncleaned_due(state, now) is not None:
                 return True
             return self._offline_for(state, now) is not None and not _active(state, CAMERA_OFFLINE)
@@ -662,33 +603,35 @@ class Engine:
     def _unacknowledged(self, state: State, now: float) -> list[str]:
         """The alarms still OPEN past their severity's escalation delay, not yet passed on."""
         due: list[str] = []
-        since_by_type: dict[str, float] = state.get("open_since", {})
-        for alarm_type, alarm in state["alarms"].items():
-            if alarm["state"] != "OPEN" or alarm.get("escalation", 0) >= 1:
+        since_by_type = state.open_since
+        for alarm_type, alarm in state.alarms.items():
+            if alarm.state != "OPEN" or alarm.escalation >= 1:
                 continue
-            after = self.escalate_after_s.get(alarm["severity"])
+            after = self.escalate_after_s.get(alarm.severity)
             if after is None:
                 continue
             since = since_by_type.get(alarm_type)
             if since is None:
-                since = _epoch(datetime.fromisoformat(alarm["opened_at"]))
+                since = _epoch(alarm.opened_at)
             if now - since >= after:
                 due.append(alarm_type)
         return due
 
     def _offline_for(self, state: State, now: float) -> float | None:
         """How long a camera has not been online, once that is long enough for an alarm."""
-        online = state["online_ts"]
+        online = state.online_ts
         if online is None or now - online < self.offline_after_s:
             return None
         return float(now - online)
 
-    def _stale_due(self, state: State, now: float) -> StaleRule | None:
-        if state["last_ts"] is None:
+    def _stale_due(self, state: State, now: float) -> tuple[StaleRule, float] | None:
+        """The stale rule a sensor now breaks, and for how long it has been silent."""
+        last = state.last_ts
+        if last is None:
             return None
-        for rule in self._stale.get(state["source_id"], ()):
-            if not _active(state, rule.id) and now - state["last_ts"] >= rule.after_s:
-                return rule
+        for rule in self._stale.get(state.source_id, ()):
+            if not _active(state, rule.id) and now - last >= rule.after_s:
+                return rule, now - last
         return None
 
     def on_action(self, state: State, action: AlarmAction, *, ts_rule: datetime) -> Output:
@@ -697,7 +640,7 @@ class Engine:
         if action.action == "check":
             self._close_windows(state, action.source_id, now, out)
             self._checked(state, action, now, ts_rule, out)
-            if state["kind"] == "camera":
+            if state.kind == "camera":
                 offline_s = self._offline_for(state, now)
                 if offline_s is not None:
                     ctx = self._camera_ctx(
@@ -711,20 +654,21 @@ class Engine:
             else:
                 sensor = self.sensors.get(action.source_id)
                 if sensor is not None:
-                    rule = self._stale_due(state, now)
-                    if rule is not None:
+                    stale = self._stale_due(state, now)
+                    if stale is not None:
+                        rule, silent_s = stale
                         ctx = _Trigger(
                             str(action.id), action.ts_capture, None, ts_rule,
                             _place(sensor.location, sensor.name or sensor.id),
                         )  # fmt: skip
                         self._raise(
                             state, "sensor", sensor.id, rule.id, rule.severity, ctx, out,
-                            value=now - state["last_ts"],
+                            value=silent_s,
                         )  # fmt: skip
             return out
         # The same action again (its id): a bot or a console that retried a press. Decided
         # once, refused or applied, and then never again.
-        decided: list[str] = state.setdefault("action_ids", [])
+        decided = state.action_ids
         action_id = str(action.id)
         if action_id in decided:
             return out
@@ -741,39 +685,38 @@ class Engine:
         on, and a clean-up the camera never saw is taken back."""
         if self.escalate_after_s:
             for alarm_type in self._unacknowledged(state, now):
-                after = self.escalate_after_s[state["alarms"][alarm_type]["severity"]]
+                after = self.escalate_after_s[state.alarms[alarm_type].severity]
                 self._pipeline_version(
                     state, alarm_type, action.ts_capture, ts_rule, out,
                     change="unacknowledged", notify=True, escalation=1,
                     message=f"not acknowledged within {_duration(after)}; "
                     "passed on to the next level",
                 )  # fmt: skip
-        if state["kind"] == "camera":
+        if state.kind == "camera":
             cleanup = self._uncleaned_due(state, now)
             if cleanup is not None:
                 self._reopen_uncleaned(state, cleanup, action.ts_capture, ts_rule, out)
 
     def _operator(self, state: State, action: AlarmAction, ts_rule: datetime, out: Output) -> None:
-        alarm_type, current = next(
+        alarm_type, alert = next(
             (
                 (t, a)
-                for t, a in state["alarms"].items()
-                if action.alarm_id is not None and a["alarm_id"] == str(action.alarm_id)
+                for t, a in state.alarms.items()
+                if action.alarm_id is not None and a.alarm_id == action.alarm_id
             ),
             (None, None),
         )
-        if current is None or alarm_type is None:
+        if alert is None or alarm_type is None:
             raise ActionRejected(
                 f"{action.action}: no alarm {action.alarm_id} on {action.source_id} "
                 "(unknown id, or a newer alarm replaced it)"
             )
-        alert = Alert.model_validate(current)
         by = action.by or "operator"
         note = f" — {action.note}" if action.note else ""
         update: dict[str, Any]
         if action.action in _NOTES:
             change = _NOTES[action.action]
-            self._refuse_unless(action, current["state"], ACTION_APPLIES_TO[action.action])
+            self._refuse_unless(action, alert.state, ACTION_APPLIES_TO[action.action])
             update = {"change": change, "notify": False}
             if action.action == "assign":
                 update["assignee"] = action.to
@@ -782,7 +725,7 @@ class Engine:
                 update["message"] = f"comment by {by}{note}"
         else:
             move = _ACTIONS[action.action]
-            self._refuse_unless(action, current["state"], move.allowed)
+            self._refuse_unless(action, alert.state, move.allowed)
             update = {
                 "state": move.state,
                 "change": move.change,
@@ -833,7 +776,7 @@ class Engine:
     ) -> None:
         """Open the alarm, or update (re-open) it; a `message` describes what triggered it,
         and a later trigger's message and quantity replace the earlier ones."""
-        current = state["alarms"].get(alarm_type)
+        current = state.alarms.get(alarm_type)
         t = _epoch(ctx.ts_capture)
         common: dict[str, Any] = {
             "last_value": value,
@@ -849,12 +792,12 @@ class Engine:
             common["evidence"] = ctx.evidence
         if ctx.event_id is not None:
             common["event_id"] = ctx.event_id
-        if current is not None and current["state"] in ACTIVE:
-            alert = Alert.model_validate(current)
+        if current is not None and current.state in ACTIVE:
+            alert = current
             escalated = SEVERITY_RANK[severity] > SEVERITY_RANK[alert.severity]
             if escalated:
                 # People hear of this one, so they must hear of its clear too.
-                state["silent"][alarm_type] = False
+                state.silent[alarm_type] = False
             update = {
                 **common,
                 "version": alert.version + 1,
@@ -867,14 +810,14 @@ class Engine:
             return
         if (
             current is not None
-            and current["state"] == "CLEARED"
-            and current.get("cleared_at") is not None
-            and t - _epoch(datetime.fromisoformat(current["cleared_at"])) < self.cooldown_s
+            and current.state == "CLEARED"
+            and current.cleared_at is not None
+            and t - _epoch(current.cleared_at) < self.cooldown_s
         ):
             # Flapping: the same alarm again, quietly; its clear will be quiet too.
-            alert = Alert.model_validate(current)
-            state["silent"][alarm_type] = True
-            state.setdefault("open_since", {})[alarm_type] = t
+            alert = current
+            state.silent[alarm_type] = True
+            state.open_since[alarm_type] = t
             update = {
                 **common,
                 "version": alert.version + 1,
@@ -889,8 +832,8 @@ class Engine:
             }
             self._emit(state, alarm_type, alert.model_copy(update=update), out)
             return
-        state["silent"][alarm_type] = False
-        state.setdefault("open_since", {})[alarm_type] = t
+        state.silent[alarm_type] = False
+        state.open_since[alarm_type] = t
         alarm_id = stable_id("alarm", source_id, alarm_type, ctx.trigger_id)
         if message is None:
             common["message"] = f"{alarm_type} at {ctx.place.name}" + (
@@ -930,12 +873,12 @@ class Engine:
     ) -> None:
         if not _active(state, alarm_type):
             return
-        alert = Alert.model_validate(state["alarms"][alarm_type])
+        alert = state.alarms[alarm_type]
         update = {
             "version": alert.version + 1,
             "state": "CLEARED",
             "change": "cleared",
-            "notify": not state["silent"].get(alarm_type, False),
+            "notify": not state.silent.get(alarm_type, False),
             "cleared_at": ctx.ts_capture,
             "updated_at": ctx.ts_capture,
             "ts_capture": ctx.ts_capture,
@@ -961,7 +904,7 @@ class Engine:
         escalation: int | None = None,
     ) -> None:
         """A new version of an alarm that time or the camera made, not a person."""
-        alert = Alert.model_validate(state["alarms"][alarm_type])
+        alert = state.alarms[alarm_type]
         update: dict[str, Any] = {
             "version": alert.version + 1,
             "change": change,
@@ -1003,8 +946,7 @@ class Engine:
                 "location": actor.location if actor else None,
             }
         )
-        as_json = alert.model_dump(mode="json")
-        state["alarms"][alarm_type] = as_json
+        state.alarms[alarm_type] = alert
         out.alerts.append(alert)
 
 

@@ -24,7 +24,8 @@ from pantau.ids import stable_id
 from pantau.messages import Alert, CameraHeartbeat, SensorReading
 from pantau.settings import load_settings
 from pantau.topics import Topics
-from streams.engine import Engine, new_state
+from streams.engine import Engine
+from streams.state import new_state
 from tests.integration.conftest import BASE_CONFIG, Pipeline
 from tests.integration.test_sensor_pipeline import publish, wait_subscribed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from pantau.messages import Alert, CameraView, DeadLetter, SensorReading
 from pantau.settings import settings_from_mapping
 from pantau.topics import Topics
 from streams.app import StreamsApp, _States
-from streams.engine import dump_state, load_state, new_state
+from streams.state import WindowAggregate, dump_state, load_state, new_state
 
 SETTINGS = settings_from_mapping(
     {
@@ -127,7 +127,7 @@ def test_state_is_stored_only_after_the_broker_has_the_alarm(
         assert table == {}, "the state reached the table before its alarm was acknowledged"
         producer.acknowledge()
         await task
-        assert load_state(table["wl-lengkong"])["offsets"] == {READINGS: 1}
+        assert load_state(table["wl-lengkong"]).offsets == {READINGS: 1}
 
     asyncio.run(scenario())
 
@@ -144,7 +144,7 @@ def test_bad_reading_becomes_a_dead_letter_and_the_rest_is_applied(
     assert (letter.source_topic, letter.offset, letter.source_key) == (READINGS, 1, "wl-lengkong")
     assert letter.error.startswith("not JSON")
     assert letter.original == broken.value
-    assert load_state(table["wl-lengkong"])["offsets"] == {READINGS: 2}
+    assert load_state(table["wl-lengkong"]).offsets == {READINGS: 2}
 
 
 def test_redelivered_readings_are_skipped_and_change_nothing(
@@ -167,7 +167,7 @@ def test_state_cache_follows_the_tables_bytes() -> None:
     states = _States(table)
     assert states.take("wl-lengkong") is None
     state = new_state("sensor", "wl-lengkong")
-    state["last_ts"] = 1.0
+    state.last_ts = 1.0
     states.put_back("wl-lengkong", None, state, changed=True)
     raw = table["wl-lengkong"]
     assert load_state(raw) == state
@@ -177,24 +177,25 @@ def test_state_cache_follows_the_tables_bytes() -> None:
     states.put_back("wl-lengkong", raw, state, changed=False)
     assert states.take("wl-lengkong") == (raw, state)
     # A batch that failed never puts its state back: the stored bytes are decoded again.
-    state["last_ts"] = 99.0
+    state.last_ts = 99.0
     again = states.take("wl-lengkong")
-    assert again is not None and again[1]["last_ts"] == 1.0
+    assert again is not None and again[1].last_ts == 1.0
     # Other bytes in the table (recovered from the changelog after a rebalance) win.
     states.put_back("wl-lengkong", raw, again[1], changed=False)
-    recovered = dump_state({**state, "last_ts": 7.0})
+    recovered = dump_state(replace(state, last_ts=7.0))
     table["wl-lengkong"] = recovered
-    assert states.peek("wl-lengkong", recovered)["last_ts"] == 7.0
+    assert states.peek("wl-lengkong", recovered).last_ts == 7.0
     assert states.take("wl-lengkong") == (recovered, load_state(recovered))
 
 
 def test_states_written_by_fausts_json_serializer_still_load() -> None:
     state = new_state("sensor", "wl-lengkong")
-    state["windows"] = {"1795368480": {"waterLevel": [2, 2.0, 3.4, 5.4]}}
-    state["hist"] = {"waterLevel": [[1795367892.992143, 2.0]]}
-    older = faust_json.dumps(state)
+    state.windows = {1795368480: {"waterLevel": WindowAggregate(2, 2.0, 3.4, 5.4)}}
+    state.hist = {"waterLevel": [(1795367892.992143, 2.0)]}
+    as_json = state.to_json()
+    older = faust_json.dumps(as_json)
     assert load_state(older if isinstance(older, bytes) else older.encode()) == state
-    assert json.loads(dump_state(state)) == state
+    assert json.loads(dump_state(state)) == json.loads(json.dumps(as_json))
 
 
 # Views reach the worker re-keyed onto the state's partitions, through faust's repartition topic.
@@ -247,4 +248,4 @@ def test_camera_views_raise_and_clear_tampered_and_garbage_is_a_dead_letter_of_t
         1,
         "tps-gedeg",
     )
-    assert load_state(table["tps-gedeg"])["kind"] == "camera"
+    assert load_state(table["tps-gedeg"]).kind == "camera"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,10 @@ from streams.engine import (
     Engine,
     Output,
     State,
-    dump_state,
     is_replay,
-    load_state,
     mark_applied,
-    new_state,
 )
+from streams.state import dump_state, load_state, new_state
 from tests.factories import EVENT_ID, SAMPLES
 
 # Minute-aligned, so window starts are whole multiples of BASE's epoch seconds.
@@ -421,14 +420,14 @@ def test_late_reading_counts_in_the_rise_it_belongs_to() -> None:
     # 1.0 at 0 s and 1.2 at 300 s; then a reading from 100 s arrives late, with 0.5.
     for seconds, value in [(0, 1.0), (300, 1.2), (100, 0.5)]:
         assert feed(state, "wl-ploso", "waterLevel", seconds, value).alerts == []
-    assert [t for t, _ in state["hist"]["waterLevel"]] == [epoch(0), epoch(100), epoch(300)]
+    assert [t for t, _ in state.hist["waterLevel"]] == [epoch(0), epoch(100), epoch(300)]
     # 1.05 at 400 s: up 0.55 on the late 0.5 (only 0.05 on the readings in order).
     [opened] = feed(state, "wl-ploso", "waterLevel", 400, 1.05).alerts
     assert opened.change == "opened"
     assert opened.last_value == pytest.approx(0.55)
     # At 1000 s the look-back (600 s) has left 0 s and 100 s behind; history keeps no more.
     feed(state, "wl-ploso", "waterLevel", 1000, 1.1)
-    assert [t for t, _ in state["hist"]["waterLevel"]] == [epoch(400), epoch(1000)]
+    assert [t for t, _ in state.hist["waterLevel"]] == [epoch(400), epoch(1000)]
 
 
 def test_state_through_the_changelog_format_behaves_the_same() -> None:
@@ -630,7 +629,7 @@ def test_camera_beat_that_is_not_online_neither_clears_nor_resets_the_clock(stat
     camera_check(state, OFFLINE_AFTER_S)
 
     assert beat(state, OFFLINE_AFTER_S + 5, status).alerts == []
-    assert state["alarms"][CAMERA_OFFLINE]["state"] == "OPEN"
+    assert state.alarms[CAMERA_OFFLINE].state == "OPEN"
 
 
 def test_camera_that_never_sent_a_heartbeat_is_not_offline() -> None:
@@ -711,7 +710,7 @@ def test_view_relearnt_is_a_quiet_note_and_the_alarm_stays_open() -> None:
     assert "resumed" in note.message
     # Only a person ends it: the camera watches another view now.
     assert ENGINE.due(state, epoch(100_000)) is False
-    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "OPEN"
+    assert state.alarms[CAMERA_VIEW_CHANGED].state == "OPEN"
 
 
 def test_view_relearnt_after_a_person_resolved_the_alarm_changes_nothing() -> None:
@@ -724,7 +723,7 @@ def test_view_relearnt_after_a_person_resolved_the_alarm_changes_nothing() -> No
     )
 
     assert seen(state, 120, "moved", "end") == []
-    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "RESOLVED"
+    assert state.alarms[CAMERA_VIEW_CHANGED].state == "RESOLVED"
 
 
 def test_moved_again_after_a_resolve_opens_a_new_alarm() -> None:
@@ -773,7 +772,7 @@ def test_tampered_clears_only_once_every_condition_has_ended() -> None:
     assert blurred.quantity == "sharpness_ratio"
 
     assert seen(state, 20, "covered", "end") == []
-    assert state["alarms"][CAMERA_TAMPERED]["state"] == "OPEN"
+    assert state.alarms[CAMERA_TAMPERED].state == "OPEN"
 
     [cleared] = seen(state, 30, "blurred", "end")
     assert (cleared.alarm_id, cleared.state) == (opened.alarm_id, "CLEARED")
@@ -813,7 +812,7 @@ def test_end_without_a_start_raises_nothing() -> None:
 
     assert seen(state, 0, "covered", "end") == []
     assert seen(state, 0, "moved", "end") == []
-    assert state["alarms"] == {}
+    assert state.alarms == {}
 
 
 def test_moved_and_tampered_are_separate_alarms() -> None:
@@ -824,7 +823,7 @@ def test_moved_and_tampered_are_separate_alarms() -> None:
     assert moved.alarm_id != covered.alarm_id
     [cleared] = seen(state, 20, "covered", "end")
     assert cleared.alarm_type == CAMERA_TAMPERED
-    assert state["alarms"][CAMERA_VIEW_CHANGED]["state"] == "OPEN"
+    assert state.alarms[CAMERA_VIEW_CHANGED].state == "OPEN"
 
 
 def test_view_of_an_unknown_camera_still_raises_an_alarm_named_after_it() -> None:
@@ -865,8 +864,9 @@ def test_view_alarms_replay_identically_and_survive_the_changelog() -> None:
 
 
 def test_camera_state_from_before_view_alarms_takes_a_tamper_report() -> None:
-    state = camera_state()
-    del state["tamper"]
+    older = json.loads(dump_state(camera_state()))
+    del older["tamper"]
+    state = load_state(json.dumps(older).encode())
 
     [opened] = seen(state, 0, "blurred", "start")
     [cleared] = seen(state, 10, "blurred", "end")
@@ -928,11 +928,11 @@ def test_action_that_does_not_fit_the_alarm_state_is_rejected(
     opened = opened_water_alarm(state)
     for i, earlier in enumerate(before):
         act(state, earlier, 20 + i, opened.alarm_id)
-    alarms_before: dict[str, Any] = {k: dict(v) for k, v in state["alarms"].items()}
+    alarms_before = dict(state.alarms)
 
     with pytest.raises(ActionRejected, match=reason):
         ENGINE.on_action(state, action(kind, 60, alarm_id=opened.alarm_id), ts_rule=at(60))
-    assert state["alarms"] == alarms_before
+    assert state.alarms == alarms_before
 
 
 def test_action_on_an_unknown_alarm_is_rejected() -> None:
@@ -1072,7 +1072,7 @@ def test_dumping_alarm_clears_only_when_the_waste_is_gone(
         assert cleared.cleared_at == at(120)
     else:
         assert alerts == []
-        assert state["alarms"][DUMPING]["state"] == "OPEN"
+        assert state.alarms[DUMPING].state == "OPEN"
 
 
 # --------------------------------------------------------------------------- escalation
@@ -1221,11 +1221,12 @@ def test_quietly_reopened_alarm_counts_from_its_reopening() -> None:
 def test_escalation_survives_a_restart_and_fires_once(older_state: bool) -> None:
     state = sensor_state()
     open_water(ESCALATING, state, 4.1, seconds=10)
-    stored = load_state(dump_state(state))
+    as_json = json.loads(dump_state(state))
     if older_state:
         # A state written before escalation existed: counted from the alarm's opening.
         for key in ("open_since", "action_ids", "live", "cleanup"):
-            del stored[key]
+            del as_json[key]
+    stored = load_state(json.dumps(as_json).encode())
 
     [passed_on] = escalating_check(stored, 610)
     again = load_state(dump_state(stored))
@@ -1255,7 +1256,7 @@ def camera_story(steps: list[tuple[float, str]]) -> tuple[State, list[Alert]]:
         elif step == "check":
             out = camera_check(state, seconds)
         else:
-            alarm_id = UUID(state["alarms"][DUMPING]["alarm_id"])
+            alarm_id = state.alarms[DUMPING].alarm_id
             taken = action(step, seconds, "tps-gedeg", alarm_id=alarm_id, source_kind="dumping")
             out = ENGINE.on_action(state, taken, ts_rule=at(seconds))
         alerts += [a for a in out.alerts if a.alarm_type == DUMPING]
@@ -1351,7 +1352,7 @@ def test_an_older_object_of_a_settled_alarm_does_not_hold_up_the_next_confirmati
         return ENGINE.on_dumping(state, event, ts_rule=at(seconds)).alerts
 
     def resolve(seconds: float) -> None:
-        alarm_id = UUID(state["alarms"][DUMPING]["alarm_id"])
+        alarm_id = state.alarms[DUMPING].alarm_id
         taken = action("resolve", seconds, "tps-gedeg", alarm_id=alarm_id, source_kind="dumping")
         ENGINE.on_action(state, taken, ts_rule=at(seconds))
 
@@ -1436,7 +1437,7 @@ def test_the_same_action_twice_is_decided_once(kind: str, fields: dict[str, Any]
     # Again, also after a restart: no new version, and no refusal either.
     assert ENGINE.on_action(state, pressed, ts_rule=at(21)).alerts == []
     assert ENGINE.on_action(after_first, pressed, ts_rule=at(21)).alerts == []
-    assert state["alarms"] == after_first["alarms"]
+    assert state.alarms == after_first.alarms
     assert first.action_id == pressed.id
 
 
@@ -1468,4 +1469,4 @@ def test_remembered_action_ids_stay_bounded() -> None:
     for i in range(200):
         ENGINE.on_action(state, person("comment", 20 + i, opened.alarm_id), ts_rule=at(0))
 
-    assert len(state["action_ids"]) == ACTION_IDS_KEPT
+    assert len(state.action_ids) == ACTION_IDS_KEPT

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from streams.engine import DUMPING, State, dump_state, load_state, mark_applied, new_state
+from streams.engine import DUMPING, State, mark_applied
+from streams.state import SourceKind, dump_state, load_state, new_state
 from tests.unit.streams.test_engine import (
     ENGINE,
     action,
@@ -69,7 +70,7 @@ def _alarm_id(state: State, alarm_type: str) -> Any:
     return json.loads(dump_state(state))["alarms"][alarm_type]["alarm_id"]
 
 
-STORIES: dict[str, tuple[str, str, Callable[[State], None]]] = {
+STORIES: dict[str, tuple[SourceKind, str, Callable[[State], None]]] = {
     "sensor": ("sensor", "wl-lengkong", _sensor_story),
     "rate": ("sensor", "wl-ploso", _rate_story),
     "camera": ("camera", "tps-gedeg", _camera_story),
