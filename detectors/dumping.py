@@ -34,6 +34,7 @@ import numpy.typing as npt
 from detectors.detections import Detections
 from detectors.zones import CameraZones, Zone
 from pantau.ids import stable_id
+from pantau.settings import DumpingSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,12 @@ class DumpingConfig:
     (its larger side: a person's height, a car's length), times are seconds."""
 
     # The owner attends the object while the gap between their boxes is at most this: about
-    # one metre for a standing person, close enough to be "with" a bag.
-    attend_ratio: float = 0.75
+    # one metre for a standing person, close enough to be "with" a bag. (This field, the
+    # next, `max_age_s` and `trash_bag_class` are the `dumping` settings': their defaults and
+    # bounds are written there.)
+    attend_ratio: float = DumpingSettings.default_of("attend_ratio")
     # The owner is the actor nearest the object when it appeared, if within this.
-    associate_ratio: float = 1.5
+    associate_ratio: float = DumpingSettings.default_of("associate_ratio")
     # ... looking this far either side of the estimated appearance time (the estimate comes
     # from when the pixels first differed, which can be a little early or late).
     associate_window_s: float = 3.0
@@ -100,7 +103,7 @@ class DumpingConfig:
     # track was last seen: detectors miss a frame now and then.
     exclude_hold_s: float = 1.5
     # Cases end as expired this long after the object appeared.
-    max_age_s: float = 3600.0
+    max_age_s: float = DumpingSettings.default_of("max_age_s")
     # The evidence "before" still is taken this long before the appearance.
     before_margin_s: float = 3.0
     # Removed while the owner was near within this: picked up rather than cleaned.
@@ -108,7 +111,7 @@ class DumpingConfig:
     actor_classes: frozenset[int] = ACTOR_CLASSES
     carriable_classes: frozenset[int] = CARRIABLE_CLASSES
     # A litter model's trash-bag class, when one is configured.
-    trash_bag_class: int | None = None
+    trash_bag_class: int | None = DumpingSettings.default_of("trash_bag_class")
     # A YOLO box counts for a candidate when IoU >= this or its centre lies inside it.
     class_iou: float = 0.2
     # Confidence is a noisy-or of independent evidence: a static object that stayed for the
@@ -122,10 +125,18 @@ class DumpingConfig:
     update_box_iou: float = 0.7
 
     def __post_init__(self) -> None:
+        DumpingSettings.check_fields(
+            "dumping config",
+            {
+                "attend_ratio": self.attend_ratio,
+                "associate_ratio": self.associate_ratio,
+                "max_age_s": self.max_age_s,
+                "trash_bag_class": self.trash_bag_class,
+            },
+        )
         checks = {
-            "0 < attend_ratio <= associate_ratio": 0 < self.attend_ratio <= self.associate_ratio,
+            "attend_ratio <= associate_ratio": self.attend_ratio <= self.associate_ratio,
             "history_s > associate_window_s > 0": self.history_s > self.associate_window_s > 0,
-            "max_age_s > 0": self.max_age_s > 0,
             "weights in 0..1": all(
                 0 <= w <= 1
                 for w in (

@@ -46,6 +46,7 @@ from detectors.dumping import PERSON, DumpingRecord
 from pantau.codec import describe
 from pantau.evidence_store import FileStore, Store, sha256_hex
 from pantau.messages import EvidenceRef
+from pantau.settings import EvidenceSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,15 @@ class EvidenceConfig:
     """
 
     root: Path
-    # The clip starts this long before the object appeared ...
-    pre_roll_s: float = 20.0
-    # ... and ends this long after the alert.
-    post_roll_s: float = 5.0
-    blur_bystanders: bool = True
-    keep_originals: bool = False
-    jpeg_quality: int = 85
-    buffer_s: float = 120.0
+    # The settings' fields (`dumping.evidence`): their defaults and bounds are the settings'.
+    # The clip starts `pre_roll_s` before the object appeared and ends `post_roll_s` after
+    # the alert.
+    pre_roll_s: float = EvidenceSettings.default_of("pre_roll_s")
+    post_roll_s: float = EvidenceSettings.default_of("post_roll_s")
+    blur_bystanders: bool = EvidenceSettings.default_of("blur_bystanders")
+    keep_originals: bool = EvidenceSettings.default_of("keep_originals")
+    jpeg_quality: int = EvidenceSettings.default_of("jpeg_quality")
+    buffer_s: float = EvidenceSettings.default_of("buffer_s")
     # At 5 fps, 120 s. A 640x360 frame is 691 kB raw but 14-26 kB as a quality-85 JPEG
     # (measured: 26 kB a synthetic street frame, 14-26 kB the Intel sample clips), so a full
     # buffer holds about 10-16 MB per camera, 25 MB for a busy scene at 40 kB a frame.
@@ -117,18 +119,27 @@ class EvidenceConfig:
     owner_pad: float = 0.2
 
     def __post_init__(self) -> None:
+        EvidenceSettings.check_fields(
+            "evidence config", {name: getattr(self, name) for name in _FROM_SETTINGS}
+        )
         checks = {
-            "pre_roll_s >= 0": self.pre_roll_s >= 0,
-            "post_roll_s >= 0": self.post_roll_s >= 0,
-            "30 <= jpeg_quality <= 100": 30 <= self.jpeg_quality <= 100,
-            "buffer_s >= pre_roll_s and buffer_s > 0": self.buffer_s >= self.pre_roll_s
-            and self.buffer_s > 0,
+            "buffer_s >= pre_roll_s": self.buffer_s >= self.pre_roll_s,
             "max_buffer_frames >= 1": self.max_buffer_frames >= 1,
             "owner_pad >= 0": self.owner_pad >= 0,
         }
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"evidence config: expected {', '.join(failed)}, got {self}")
+
+
+_FROM_SETTINGS = (
+    "pre_roll_s",
+    "post_roll_s",
+    "blur_bystanders",
+    "keep_originals",
+    "jpeg_quality",
+    "buffer_s",
+)
 
 
 class EvidencePack(NamedTuple):

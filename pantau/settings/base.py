@@ -4,6 +4,7 @@ settings file, secrets strong enough to guard a door, and the error every mistak
 from __future__ import annotations
 
 import os.path
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationError,
     ValidationInfo,
 )
 
@@ -66,6 +68,25 @@ def _section() -> Any:
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def default_of(cls, name: str) -> Any:
+        """The default of one field: a core's own config takes it from here, so each
+        default is written once."""
+        return cls.model_fields[name].get_default(call_default_factory=True)
+
+    @classmethod
+    def check_fields(cls, what: str, values: Mapping[str, Any]) -> None:
+        """Refuse values the section would refuse (its bounds, written once), with a
+        ValueError naming each field and its bound; the other fields take their defaults."""
+        try:
+            cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}, got {e['input']!r}"
+                for e in exc.errors()
+            )
+            raise ValueError(f"{what}: {problems}") from None
 
 
 class Location(Section):

@@ -719,8 +719,8 @@ def test_records_and_frames_of_the_wrong_kind_are_refused(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"pre_roll_s": -1.0}, "pre_roll_s >= 0"),
-        ({"jpeg_quality": 0}, "30 <= jpeg_quality <= 100"),
+        ({"pre_roll_s": -1.0}, "pre_roll_s: Input should be greater than or equal to 0"),
+        ({"jpeg_quality": 0}, "jpeg_quality: Input should be greater than or equal to 30"),
         ({"buffer_s": 10.0, "pre_roll_s": 20.0}, "buffer_s >= pre_roll_s"),
         ({"max_buffer_frames": 0}, "max_buffer_frames >= 1"),
     ],
