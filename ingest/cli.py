@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 
+from ingest.assignment import cameras_of
 from pantau import kafka
 from pantau.commands import Context, SubParsers, supervised
 from pantau.runtime import alive, stop_after, stop_on_signals
@@ -33,6 +34,13 @@ def register(sub: SubParsers) -> None:
     camera.add_argument("--max-frames", type=int, help="stop after publishing this many frames")
     camera.add_argument("--start-s", type=float, default=0.0, help="start this far into a file")
     camera.add_argument("--duration", type=float, help="stop after this many seconds")
+    camera.add_argument(
+        "--member",
+        metavar="K/N",
+        type=_member,
+        help="this process is member K (from 0) of N sharing the enabled cameras (default: "
+        "ingest.camera_member / ingest.camera_members); each camera is taken by one member",
+    )
     supervised(camera, "ingest-camera")
     camera.set_defaults(handler=_camera)
 
@@ -60,15 +68,45 @@ def register(sub: SubParsers) -> None:
     sim.set_defaults(handler=_simulate)
 
 
+def _member(text: str) -> tuple[int, int]:
+    member, slash, members = text.partition("/")
+    try:
+        k, n = int(member), int(members)
+    except ValueError:
+        k = n = -1
+    if not slash or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, e.g. 0/3; got {text!r}")
+    return k, n
+
+
 def _camera(args: argparse.Namespace, ctx: Context) -> int:
     from ingest.camera import CameraIngest
 
     settings = ctx.settings
-    chosen = (
-        [settings.camera(c) for c in args.cameras]
-        if args.cameras
-        else [c for c in settings.cameras if c.enabled]
+    member, members = args.member or (
+        settings.ingest.camera_member,
+        settings.ingest.camera_members,
     )
+    if args.cameras:
+        chosen = [settings.camera(c) for c in args.cameras]
+    else:
+        enabled = [c for c in settings.cameras if c.enabled]
+        mine = set(cameras_of([c.id for c in enabled], member, members))
+        chosen = [c for c in enabled if c.id in mine]
+        if members > 1:
+            log.info(
+                "member %d of %d: %d of %d cameras (%s)",
+                member, members, len(chosen), len(enabled),
+                ", ".join(c.id for c in chosen) or "none",
+            )  # fmt: skip
+            if not chosen and enabled:
+                # A member with nothing to do now is still a member: it idles until stopped,
+                # so the set keeps its size (and its assignment) as configured.
+                stop = stop_on_signals()
+                stop_after(stop, args.duration)
+                while not stop.wait(1.0):
+                    alive()
+                return 0
     if not chosen:
         print("pantau ingest camera: no camera configured", file=sys.stderr)
         return 2

@@ -51,6 +51,8 @@ def broker_access_dir(settings: Settings) -> Path:
 def script_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     access = broker_access_dir(settings)
+    if settings.services.kafka_brokers is not None:
+        env["PANTAU_KAFKA_BROKERS"] = str(settings.services.kafka_brokers)
     env.update(
         {
             "PANTAU_STATE_DIR": str(settings.services.state_dir),
@@ -103,11 +105,22 @@ def register(sub: SubParsers) -> None:
     parser.add_argument(
         "service", nargs="*", help="any of " + ", ".join(SERVICES) + " (default: all)"
     )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=range(1, 10),
+        metavar="N",
+        help="up: a Kafka cluster of N nodes on this machine (services.kafka_brokers; node i "
+        "on the first port + 100 x (i - 1)); the count is fixed when the cluster is formatted",
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace, ctx: Context) -> int:
     services = tuple(args.service) or SERVICES
+    if args.brokers is not None:
+        ctx.environ = {**ctx.environ, "PANTAU__SERVICES__KAFKA_BROKERS": str(args.brokers)}
+        ctx.reload()
     unknown = [s for s in services if s not in SERVICES]
     if unknown:
         print(f"pantau services: unknown service {', '.join(unknown)}", file=sys.stderr)

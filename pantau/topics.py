@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pantau.settings import KafkaSettings
+from pantau.settings import KafkaSettings, Replication
 
 FRAMES = "cctv.frames.v1"
 DETECTIONS = "detections.v1"
@@ -55,9 +55,24 @@ def is_dead_letter_topic(topic: str) -> bool:
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """A topic as the settings want it. `config` holds the topic-level configs Pantau sets
+    (retention, sizes, compaction, min.insync.replicas); the broker's defaults rule the rest."""
+
     name: str
     partitions: int
     config: Mapping[str, str] = field(default_factory=dict)
+    replicas: int = 1
+
+
+def _replicated(
+    name: str, partitions: int, replication: Replication, config: Mapping[str, str]
+) -> TopicSpec:
+    return TopicSpec(
+        name,
+        partitions,
+        {**config, "min.insync.replicas": str(replication.min_insync)},
+        replication.replicas,
+    )
 
 
 class Topics:
@@ -129,33 +144,37 @@ class Topics:
 
     def _data_specs(self) -> list[TopicSpec]:
         parts = self._kafka.partitions
+        replication = self._kafka.replication
         limit = str(self._kafka.max_message_bytes + 64 * 1024)
         week = {"retention.ms": str(_DEFAULT_RETENTION_MS)}
+        data = replication.data
         return [
-            TopicSpec(
+            _replicated(
                 self.frames,
                 parts.frames,
+                replication.frames,
                 {"retention.ms": str(_FRAMES_RETENTION_MS), "max.message.bytes": limit},
             ),
-            TopicSpec(self.detections, parts.detections, week),
-            TopicSpec(self.readings, parts.readings, week),
-            TopicSpec(self.camera_health, parts.camera_health, week),
-            TopicSpec(self.camera_view, parts.camera_health, week),
-            TopicSpec(self.reading_windows, parts.readings, week),
-            TopicSpec(self.dumping_events, parts.events, week),
-            TopicSpec(self.alerts, parts.events, week),
-            TopicSpec(self.alarm_actions, parts.readings, week),
-            TopicSpec(self.notifications, parts.events, week),
-            TopicSpec(self.metrics, parts.metrics, week),
+            _replicated(self.detections, parts.detections, data, week),
+            _replicated(self.readings, parts.readings, data, week),
+            _replicated(self.camera_health, parts.camera_health, data, week),
+            _replicated(self.camera_view, parts.camera_health, data, week),
+            _replicated(self.reading_windows, parts.readings, data, week),
+            _replicated(self.dumping_events, parts.events, data, week),
+            _replicated(self.alerts, parts.events, data, week),
+            _replicated(self.alarm_actions, parts.readings, data, week),
+            _replicated(self.notifications, parts.events, data, week),
+            _replicated(self.metrics, parts.metrics, data, week),
         ]
 
     def specs(self) -> list[TopicSpec]:
         """Every topic the pipeline uses, each data topic with its dead-letter twin."""
         limit = str(self._kafka.max_message_bytes + 64 * 1024)
         data = self._data_specs()
-        state = TopicSpec(
+        state = _replicated(
             self.detect_state,
             self._kafka.partitions.camera_health,
+            self._kafka.replication.state,
             {
                 "cleanup.policy": "compact",
                 # Snapshots come every few seconds per camera; only the latest counts, so
@@ -166,9 +185,10 @@ class Topics:
             },
         )
         return [*data, state] + [
-            TopicSpec(
+            _replicated(
                 dead_letter_name(spec.name),
                 self._kafka.partitions.dead_letters,
+                self._kafka.replication.dead_letters,
                 # A dead letter wraps the original, so it may be a little larger than it.
                 {"retention.ms": str(_DEAD_LETTER_RETENTION_MS), "max.message.bytes": limit},
             )

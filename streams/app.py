@@ -107,7 +107,10 @@ class StreamsApp:
             store="memory://",
             processing_guarantee="at_least_once",
             topic_partitions=partitions,
-            topic_replication_factor=1,
+            # Its changelog and repartition topics are state: as many copies as the settings
+            # give state topics; every record it produces waits for all in-sync copies.
+            topic_replication_factor=settings.kafka.replication.state.replicas,
+            producer_acks=-1,
             key_serializer="raw",
             value_serializer="raw",
             broker_commit_interval=1.0,

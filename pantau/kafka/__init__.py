@@ -12,6 +12,7 @@ All take their security from `security_options`.
 """
 
 from pantau.kafka.admin import (
+    TopicDifference,
     admin,
     committed_offsets,
     delete_topics,
@@ -19,6 +20,7 @@ from pantau.kafka.admin import (
     group_lag,
     group_positions,
     message_counts,
+    topic_differences,
 )
 from pantau.kafka.clients import (
     KafkaRefused,
@@ -48,6 +50,7 @@ __all__ = [
     "KafkaUnavailable",
     "Library",
     "Record",
+    "TopicDifference",
     "admin",
     "committed_offsets",
     "consumer",
@@ -63,5 +66,6 @@ __all__ = [
     "publish",
     "security_options",
     "ssl_context",
+    "topic_differences",
     "wait_until_ready",
 ]

@@ -1,4 +1,4 @@
-"""Administration: topics created as the topic specs say, retained record counts, a
+"""Administration: topics created and kept as the topic specs say, retained record counts, a
 group's committed positions and lag, topics deleted by prefix (tests, benchmarks)."""
 
 from __future__ import annotations
@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from pantau.kafka.clients import _explained, security_options
@@ -28,19 +30,47 @@ def admin(settings: KafkaSettings) -> KafkaAdminClient:
     return _explained(settings, KafkaAdminClient, config)
 
 
+@dataclass(frozen=True)
+class TopicDifference:
+    """Where an existing topic is not what the settings say."""
+
+    topic: str
+    what: str  # "partitions", "replicas", or a topic config such as "min.insync.replicas"
+    have: str
+    want: str
+
+    @property
+    def config(self) -> bool:
+        """A topic config: the broker changes it in place, nothing moves."""
+        return self.what not in ("partitions", "replicas")
+
+    def __str__(self) -> str:
+        return f"topic {self.topic}: {self.what} is {self.have}, the settings say {self.want}"
+
+
 def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet, and bring the existing ones' configs to what
+    the settings say; returns the names created.
+
+    Every difference is logged. A topic config (retention, min.insync.replicas, sizes) is set
+    to the settings' value. Partition and replica counts are left as they are, with a
+    warning: more partitions would move keys to other partitions (and with them the order of
+    each source's records), and new replicas need a reassignment; both are an operator's
+    decision (see `topic_differences`)."""
     wanted = {spec.name: spec for spec in specs}
     client = admin(settings)
     try:
         existing = set(client.list_topics())
+        present = [spec for name, spec in wanted.items() if name in existing]
+        if present:
+            _reconcile(client, present)
         missing = [spec for name, spec in wanted.items() if name not in existing]
         if not missing:
             return []
         request = {
             spec.name: {
                 "num_partitions": spec.partitions,
-                "replication_factor": settings.replication_factor,
+                "replication_factor": spec.replicas,
                 "configs": dict(spec.config),
             }
             for spec in missing
@@ -62,6 +92,78 @@ def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[s
         return created
     finally:
         client.close()
+
+
+def topic_differences(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[TopicDifference]:
+    """How the existing topics among `specs` differ from them (missing topics are not listed)."""
+    client = admin(settings)
+    try:
+        existing = set(client.list_topics())
+        return _differences(client, [spec for spec in specs if spec.name in existing])
+    finally:
+        client.close()
+
+
+def _differences(client: KafkaAdminClient, specs: list[TopicSpec]) -> list[TopicDifference]:
+    if not specs:
+        return []
+    found: list[TopicDifference] = []
+    described = {t["name"]: t for t in client.describe_topics([s.name for s in specs])}
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict.fromkeys(spec.config))
+        for spec in specs
+        if spec.config
+    ]
+    configs: dict[str, Any] = {}
+    if resources:
+        configs = client.describe_configs(resources, config_filter="all").get("topic", {})
+    for spec in specs:
+        topic = described.get(spec.name) or {}
+        partitions = topic.get("partitions") or []
+        if partitions and len(partitions) != spec.partitions:
+            found.append(
+                TopicDifference(spec.name, "partitions", str(len(partitions)), str(spec.partitions))
+            )
+        replicas = {len(p.get("replica_nodes") or ()) for p in partitions}
+        if partitions and replicas != {spec.replicas}:
+            have = "/".join(str(r) for r in sorted(replicas))
+            found.append(TopicDifference(spec.name, "replicas", have, str(spec.replicas)))
+        entries = configs.get(spec.name) or {}
+        for key, want in spec.config.items():
+            entry = entries.get(key)
+            value = entry.get("value") if isinstance(entry, dict) else None
+            if value != want:
+                found.append(TopicDifference(spec.name, key, str(value), want))
+    return found
+
+
+def _reconcile(client: KafkaAdminClient, specs: list[TopicSpec]) -> None:
+    differences = _differences(client, specs)
+    changes: dict[str, dict[str, str]] = {}
+    for difference in differences:
+        if difference.config:
+            changes.setdefault(difference.topic, {})[difference.what] = difference.want
+            log.warning("%s: setting it as the settings say", difference)
+        elif difference.what == "partitions":
+            log.warning(
+                "%s; left as it is: adding partitions moves keys (and each source's order) "
+                "to other partitions, so it is for an operator to do with the stages drained",
+                difference,
+            )
+        else:
+            log.warning(
+                "%s; left as it is: changing the copies of a topic is a partition "
+                "reassignment (kafka-reassign-partitions), for an operator to run",
+                difference,
+            )
+    if changes:
+        result = client.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in changes.items()]
+        )
+        for topic, outcome in (result.get("topic") or {}).items():
+            if str(outcome) != "OK":
+                # e.g. a min.insync.replicas above the topic's replicas: the broker says why.
+                raise KafkaError(f"setting the configs of topic {topic!r} failed: {outcome}")
 
 
 def message_counts(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, int]:

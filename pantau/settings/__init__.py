@@ -39,7 +39,7 @@ from pantau.settings.detector import (
     ViewSettings,
 )
 from pantau.settings.ingest import IngestSettings
-from pantau.settings.kafka import KafkaSettings, TopicPartitions
+from pantau.settings.kafka import KafkaSettings, Replication, TopicPartitions, TopicReplication
 from pantau.settings.loader import (
     DEFAULT_CONFIG,
     ENV_PREFIX,
@@ -103,6 +103,7 @@ __all__ = [
     "OpenVinoDetector",
     "PostgresSettings",
     "RateOfChangeRule",
+    "Replication",
     "RetentionSettings",
     "Route",
     "Rule",
@@ -123,6 +124,7 @@ __all__ = [
     "TelegramSettings",
     "ThresholdRule",
     "TopicPartitions",
+    "TopicReplication",
     "TrackerSettings",
     "UltralyticsDetector",
     "ViewSettings",

@@ -17,6 +17,19 @@ from pantau.settings.cameras import MotionSettings
 
 class IngestSettings(Section):
     heartbeat_interval_s: float = Field(5.0, gt=0, description="camera heartbeat period")
+    camera_members: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="camera ingest processes sharing the cameras (each camera is taken by "
+        "one; adding a process moves only the cameras it takes over)",
+    )
+    camera_member: int = Field(
+        0,
+        ge=0,
+        description="which of them this process is, 0 .. camera_members - 1 (in Kubernetes: "
+        "the StatefulSet pod's index)",
+    )
     motion: MotionSettings = Field(
         default_factory=MotionSettings,
         description="every camera's motion gate (a camera's own `motion` keys override)",
@@ -83,6 +96,15 @@ class IngestSettings(Section):
         description="most client connections open at once; a further one is answered 503 "
         "and closed",
     )
+
+    @model_validator(mode="after")
+    def verify_camera_member(self) -> Self:
+        if self.camera_member >= self.camera_members:
+            raise ValueError(
+                f"ingest.camera_member ({self.camera_member}) must be below "
+                f"ingest.camera_members ({self.camera_members}): members count from 0"
+            )
+        return self
 
     @model_validator(mode="after")
     def verify_http_tls(self) -> Self:

@@ -27,13 +27,54 @@ class TopicPartitions(Section):
     dead_letters: int = Field(1, ge=1, description="every *.dlq.v1 topic")
 
 
+class Replication(Section):
+    """How many brokers keep a copy of a topic's partitions, and how many copies must have a
+    record before a producer with acks=all is told it is stored. With `replicas: 3` and
+    `min_insync: 2` one broker may be lost without losing a record or stopping the pipeline;
+    with two lost, producers are refused (and retry) rather than keep one copy only."""
+
+    replicas: int = Field(1, ge=1, le=9, description="copies of each partition")
+    min_insync: int = Field(
+        1, ge=1, le=9, description="copies that must have a record before it counts as stored"
+    )
+
+    @model_validator(mode="after")
+    def fits(self) -> Self:
+        if self.min_insync > self.replicas:
+            raise ValueError(
+                f"min_insync ({self.min_insync}) cannot exceed replicas ({self.replicas}): "
+                "no record could ever be stored"
+            )
+        return self
+
+
+class TopicReplication(Section):
+    """Replication per class of topic. One broker (development): 1 / 1 everywhere. A cluster:
+    data, state and dead letters 3 / 2; frames 2 / 1 (bulky, kept hours, and a lost frame is
+    one picture of many)."""
+
+    frames: Replication = _section()
+    data: Replication = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="readings, windows, detections, camera health and view, dumping events, "
+        "alerts, actions, notifications, metrics",
+    )
+    state: Replication = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="detect.state.v1 and the stream processor's changelog and repartition topics",
+    )
+    dead_letters: Replication = _section()
+
+
 class KafkaSettings(Section):
     bootstrap_servers: str = Field("localhost:9092", description="host:port[,host:port...]")
     topic_prefix: str = Field(
         "", pattern=r"^[A-Za-z0-9._-]*$", description="prefix for every topic name (isolates sites)"
     )
     client_id: str = Field("pantau", description="client id prefix shown in broker logs")
-    replication_factor: int = Field(1, ge=1, description="replication factor for created topics")
+    replication: TopicReplication = _section()
     partitions: TopicPartitions = _section()
     max_message_bytes: int = Field(
         1_000_000, ge=10_000, description="largest message produced; the broker's default limit"
@@ -77,6 +118,16 @@ class KafkaSettings(Section):
     ssl_key_password: SecretStr | None = Field(
         None, description="the password of an encrypted ssl_key_file, from the environment"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def replication_per_class(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "replication_factor" in data:
+            raise ValueError(
+                "kafka.replication_factor is replaced by kafka.replication, per class of topic: "
+                "frames, data, state, dead_letters, each with replicas and min_insync"
+            )
+        return data
 
     @field_validator(
         "sasl_username", "sasl_password", "ssl_ca_file", "ssl_key_password", mode="before"

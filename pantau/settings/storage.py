@@ -58,3 +58,11 @@ class ServicesSettings(Section):
         Path("../.pantau"), validate_default=True, description="data, logs and caches"
     )
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_brokers: int | None = Field(
+        None,
+        ge=1,
+        le=9,
+        description="Kafka nodes on this machine (KRaft, each broker and controller); node i "
+        "listens on the first port + 100 x (i - 1). Fixed when the cluster is first formatted; "
+        "unset: as formatted, or 1",
+    )

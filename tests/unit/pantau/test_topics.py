@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from pantau.settings import KafkaSettings
 from pantau.topics import Topics, dead_letter_name, is_dead_letter_topic
@@ -31,3 +32,41 @@ def test_every_topic_is_versioned_prefixed_and_has_a_dead_letter_twin() -> None:
     assert names["mjk.sensors.readings.dlq.v1"].partitions == 1
     # Frames are perishable: they must not pile up for a week.
     assert int(names["mjk.cctv.frames.v1"].config["retention.ms"]) <= 24 * 3_600_000
+
+
+CLUSTER = {
+    "replication": {
+        "frames": {"replicas": 2, "min_insync": 1},
+        "data": {"replicas": 3, "min_insync": 2},
+        "state": {"replicas": 3, "min_insync": 2},
+        "dead_letters": {"replicas": 3, "min_insync": 2},
+    }
+}
+
+
+def test_each_class_of_topic_gets_its_own_copies_and_in_sync_minimum() -> None:
+    topics = Topics(KafkaSettings.model_validate(CLUSTER))
+    specs = {spec.name: spec for spec in topics.specs()}
+    copies = {
+        name: (spec.replicas, spec.config["min.insync.replicas"]) for name, spec in specs.items()
+    }
+    assert copies[topics.frames] == (2, "1")
+    for data in (topics.readings, topics.dumping_events, topics.alerts, topics.alarm_actions):
+        assert copies[data] == (3, "2")
+    assert copies[topics.detect_state] == (3, "2")
+    assert copies[topics.dead_letters(topics.readings)] == (3, "2")
+
+
+def test_one_broker_by_default_keeps_one_copy_of_everything() -> None:
+    specs = Topics(KafkaSettings()).specs()
+    assert {(s.replicas, s.config["min.insync.replicas"]) for s in specs} == {(1, "1")}
+
+
+def test_an_in_sync_minimum_above_the_copies_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"min_insync \(3\) cannot exceed replicas \(2\)"):
+        KafkaSettings.model_validate({"replication": {"data": {"replicas": 2, "min_insync": 3}}})
+
+
+def test_the_single_replication_factor_of_older_settings_says_what_replaced_it() -> None:
+    with pytest.raises(ValidationError, match="replaced by kafka.replication"):
+        KafkaSettings.model_validate({"replication_factor": 3})
