@@ -46,6 +46,12 @@ def register(sub: SubParsers) -> None:
 
     sensors = which.add_parser("sensors", help="MQTT sensor readings into Kafka")
     sensors.add_argument("--duration", type=float, help="stop after this many seconds")
+    sensors.add_argument(
+        "--member",
+        type=int,
+        metavar="K",
+        help="with mqtt.shared_group: this process's number in the group (default: mqtt.member)",
+    )
     supervised(sensors, "ingest-sensors")
     sensors.set_defaults(handler=_sensors)
 
@@ -160,6 +166,12 @@ def _sensors(args: argparse.Namespace, ctx: Context) -> int:
     from ingest.sensors import run_mqtt_ingest
 
     settings = ctx.settings
+    if args.member is not None:
+        if args.member < 0:
+            print("pantau ingest sensors: --member counts from 0", file=sys.stderr)
+            return 2
+        mqtt = settings.mqtt.model_copy(update={"member": args.member})
+        settings = settings.model_copy(update={"mqtt": mqtt})
     stop = stop_on_signals()
     topics = Topics(settings.kafka)
     kafka.wait_until_ready(settings.kafka)

@@ -155,10 +155,21 @@ def ingest_client_id(settings: MqttSettings) -> str:
     the readings queued for it), and no client without the password can take the session
     over by connecting with the same id."""
     host = socket.gethostname()
+    if settings.shared_group is not None and settings.member:
+        # Each member of a shared subscription keeps its own session.
+        host = f"{host}-m{settings.member}"
     if settings.password is None:
         return f"{settings.client_id}-{host}"
     suffix = stable_suffix(settings.password.get_secret_value(), settings.client_id, host)
     return f"{settings.client_id}-{host}-{suffix}"
+
+
+def subscription_of(settings: MqttSettings) -> str:
+    """What the ingest subscribes to: every sensor's topic, alone or as one of a group."""
+    topics = settings.topic_prefix.rstrip("/") + "/+"
+    if settings.shared_group is None:
+        return topics
+    return f"$share/{settings.shared_group}/{topics}"
 
 
 def ingest_login(settings: MqttSettings) -> tuple[str | None, str | None]:
@@ -195,7 +206,7 @@ def run_mqtt_ingest(
     without a subscription. `alive` is called about once a second while all is well.
     """
     ingest = SensorIngest(settings, producer, topics)
-    subscription = settings.mqtt.topic_prefix.rstrip("/") + "/+"
+    subscription = subscription_of(settings.mqtt)
     username, password = ingest_login(settings.mqtt)
     client = mqtt_client(
         settings.mqtt,

@@ -50,6 +50,20 @@ class MqttSettings(Section):
         "the password can make follow, so no other client can take the session over",
     )
     keepalive_s: int = Field(30, ge=5)
+    shared_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="several sensor ingest processes share the readings: each subscribes as "
+        "a member of this group ($share/GROUP/...) and the broker hands each reading to one "
+        "of them; unset: one process takes every reading",
+    )
+    member: int = Field(
+        0,
+        ge=0,
+        le=9999,
+        description="with shared_group: this process's number in the group, so that each "
+        "member keeps its own persistent session across restarts (`--member K`)",
+    )
 
     def require_login(self) -> None:
         """SettingsError unless the ingest has a password or anonymity was chosen."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -11,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.codec import decode_as
 from pantau.ids import utcnow
-from pantau.messages import DeadLetter
+from pantau.messages import DeadLetter, SensorReading
 from pantau.topics import Topics
 from tests.integration.conftest import Pipeline, gateway_login
 
@@ -147,3 +148,52 @@ def test_readings_sent_while_ingest_is_down_arrive_when_it_returns(pipeline: Pip
             == 25
         ),
     )
+
+
+def test_two_ingest_processes_in_a_shared_group_take_each_reading_once(
+    pipeline: Pipeline,
+) -> None:
+    group = {"PANTAU__MQTT__SHARED_GROUP": f"ingest-{pipeline.tag}"}
+    members = [
+        pipeline.start(f"ingest-sensors-{k}", "ingest", "sensors", "--member", str(k), env=group)
+        for k in range(2)
+    ]
+    for member in members:
+        wait_subscribed(pipeline, member)
+    start = utcnow().replace(microsecond=0) - timedelta(minutes=10)
+    sensor = "wl-brantas-lengkong"
+    publish(
+        pipeline,
+        sensor,
+        [
+            json.dumps(
+                {
+                    "sensorId": sensor,
+                    "dateObserved": (start + timedelta(seconds=i)).isoformat(),
+                    "seq": i,
+                    "waterLevel": 2.0 + i / 1000,
+                }
+            ).encode()
+            for i in range(60)
+        ],
+    )
+    topic = Topics(pipeline.settings.kafka).readings
+
+    def taken() -> Counter[int]:
+        return Counter(
+            r.seq
+            for r in (decode_as(m.value, SensorReading) for m in pipeline.read_topic(topic))
+            if r.sensor_id == sensor
+        )
+
+    pipeline.wait_for("all 60 readings on Kafka", lambda: len(taken()) == 60)
+    counts = taken()
+    assert set(counts) == set(range(60))
+    assert set(counts.values()) == {1}, "a reading was taken by both members"
+    accepted = []
+    for member in members:
+        assert pipeline.stop(member) == 0
+        [line] = [x for x in pipeline.log_of(member).splitlines() if "sensors: accepted" in x]
+        accepted.append(int(line.split("accepted ")[1].split(",")[0]))
+    assert sum(accepted) == 60
+    assert min(accepted) > 0, f"the broker gave one member every reading: {accepted}"

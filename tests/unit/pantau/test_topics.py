@@ -68,5 +68,5 @@ def test_an_in_sync_minimum_above_the_copies_is_refused() -> None:
 
 
 def test_the_single_replication_factor_of_older_settings_says_what_replaced_it() -> None:
-    with pytest.raises(ValidationError, match="replaced by kafka.replication"):
+    with pytest.raises(ValidationError, match=r"replaced by kafka\.replication"):
         KafkaSettings.model_validate({"replication_factor": 3})
