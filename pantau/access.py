@@ -45,6 +45,7 @@ SECRETS: tuple[Secret, ...] = (
     Secret("PANTAU_CONSOLE_DB_PASSWORD", "pantau_console, the incident console's role"),
     Secret("GRAFANA_ADMIN_PASSWORD", "Grafana's admin user"),
     Secret("PANTAU_KAFKA_PASSWORD", "the Pantau services' SCRAM user on Kafka"),
+    Secret("PANTAU_METRICS_TOKEN", "the bearer token of every stage's /metrics"),
 )
 
 

@@ -65,10 +65,13 @@ def _runs_supervised(args: argparse.Namespace, ctx: Context) -> bool:
 def _supervise(args: argparse.Namespace, ctx: Context, arguments: list[str]) -> int:
     """Run the command as worker processes (the same command line) under the supervisor."""
     from pantau.health import metrics_publisher
+    from pantau.health_http import HealthServer, MetricsAccess, metrics_token, serve_health
     from pantau.runtime import stop_on_signals
+    from pantau.settings import with_secrets
     from pantau.supervisor import Supervisor, WorkerSpec
 
     settings = ctx.settings
+    runtime = settings.runtime
     count = args.worker_count(args, settings) if args.worker_count is not None else 1
     command = (sys.executable, "-m", "pantau.cli", *arguments)
     component: str = args.supervised_as
@@ -76,12 +79,28 @@ def _supervise(args: argparse.Namespace, ctx: Context, arguments: list[str]) -> 
         WorkerSpec(component if count == 1 else f"{component}-{n}", command)
         for n in range(1, count + 1)
     ]
-    stop = stop_on_signals()
     publisher = metrics_publisher(settings)
+    supervisor = Supervisor(component, workers, runtime, metrics=publisher)
+    server: HealthServer | None = None
+    if runtime.health_port is not None:
+        # Like every secret: the environment, else the secrets file.
+        access = MetricsAccess(
+            token=metrics_token(with_secrets(ctx.config_path, ctx.environ)),
+            open=runtime.metrics_open,
+        )
+        try:
+            server = serve_health(
+                component, runtime.health_host, runtime.health_port, supervisor.health, access
+            )
+        except OSError as exc:
+            print(f"pantau {component}: {exc}", file=sys.stderr)
+            return 1
+    stop = stop_on_signals()
     try:
-        supervisor = Supervisor(component, workers, settings.runtime, metrics=publisher)
         return supervisor.run(stop)
     finally:
+        if server is not None:
+            server.close()
         publisher.close()
 
 

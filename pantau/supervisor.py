@@ -13,9 +13,11 @@ their stage in worker processes (one, or `sink.workers` for the sink) and watch 
   blocked call): it is stopped and started again, with "stalled" as the reason.
 - The supervisor says what it sees: in its log, with the reason a worker stopped (its exit
   code and the last error it logged); in a status file per command under
-  `runtime.status_dir` (`pantau health` prints them); and as `up` and `restarts` metrics on
-  `pipeline.metrics.v1`, which the sink stores and the pipeline dashboard shows. A stage that
-  is restarting or silent is visible on the wall, not only in a log nobody reads.
+  `runtime.status_dir` (`pantau health` prints them); as `up` and `restarts` metrics on
+  `pipeline.metrics.v1`, which the sink stores and the pipeline dashboard shows; and, when
+  `runtime.health_port` is set, over HTTP (`/healthz`, `/readyz`, `/metrics`: see
+  `pantau.health_http`) from the state its loop publishes each time round. A stage that is
+  restarting or silent is visible on the wall, not only in a log nobody reads.
 
 Workers inherit stdout; their stderr passes through the supervisor line by line, which keeps
 the last lines for the reason. SIGTERM or SIGINT stop the workers (each finishes its batch)
@@ -40,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
+from pantau.health_http import UP_STATES, HealthSnapshot, WorkerHealth
 from pantau.ids import SeqCounter, stable_id
 from pantau.messages import Metric
 from pantau.runtime import HEARTBEAT_FD_ENV, RUN_ENV, WORKER_ENV, die_with_parent
@@ -133,6 +136,10 @@ class Supervisor:
         self._seq = SeqCounter()
         self._status_at = 0.0
         self._status_path = runtime.status_dir / f"{component}.json"
+        self._started_unix_s = time.time()
+        # Replaced (never changed) by the loop each time round, so that the health server's
+        # thread reads one consistent picture without a lock.
+        self._health: HealthSnapshot | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -140,17 +147,21 @@ class Supervisor:
         for worker in self._workers:
             self._start(worker)
         self._report(force=True)
+        self._take_health(running=True)
         try:
             while not stop.wait(_TICK_S):
                 now = time.monotonic()
                 for worker in self._workers:
                     self._tend(worker, now)
                 self._report()
+                self._take_health(running=True)
                 if all(w.status.state == "done" for w in self._workers):
                     break
         finally:
+            self._take_health(running=False)
             code = self._stop_all()
             self._report(force=True)
+            self._take_health(running=False)
         return code
 
     def _tend(self, worker: _Worker, now: float) -> None:
@@ -333,6 +344,33 @@ class Supervisor:
     def statuses(self) -> list[WorkerStatus]:
         return [w.status for w in self._workers]
 
+    def health(self) -> HealthSnapshot | None:
+        """The state the loop last saw (None before it started), for the health server."""
+        return self._health
+
+    def _take_health(self, *, running: bool) -> None:
+        workers = []
+        for worker in self._workers:
+            status = worker.status
+            workers.append(
+                WorkerHealth(
+                    name=status.name,
+                    state=status.state,
+                    restarts=status.restarts,
+                    started=worker.started,
+                    last_beat=worker.last_beat,
+                    ended=None if status.exit_code is None else _exit_text(status.exit_code),
+                )
+            )
+        self._health = HealthSnapshot(
+            component=self.component,
+            started_unix_s=self._started_unix_s,
+            taken_at=time.monotonic(),
+            running=running,
+            stall_after_s=self._runtime.stall_after_s,
+            workers=tuple(workers),
+        )
+
     def _report(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._status_at < self._runtime.status_interval_s:
@@ -370,7 +408,7 @@ class Supervisor:
             labels = {"worker": status.name, "state": status.state}
             if status.reason:
                 labels["reason"] = status.reason[:1000]
-            up = 1.0 if status.state in ("running", "done") else 0.0
+            up = 1.0 if status.state in UP_STATES else 0.0
             for name, value, unit in (
                 ("up", up, ""),
                 ("restarts", float(status.restarts), "restarts"),

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
 )
 
 from pantau.settings.base import ConfigPath, Section
+
+
+def _blank_is_none(value: Any) -> Any:
+    # `PANTAU__RUNTIME__HEALTH_PORT=` (set, but empty) means "no server", like leaving it out.
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
 
 
 class RuntimeSettings(Section):
@@ -37,6 +45,25 @@ class RuntimeSettings(Section):
     )
     status_interval_s: float = Field(
         10.0, gt=0, description="how often status and `up` metrics are written"
+    )
+    # This machine only, unless set: a pod's kubelet probes the pod's own address, so a
+    # deployment sets 0.0.0.0 on purpose.
+    health_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="address the supervisor's /healthz, /readyz and /metrics listen on",
+    )
+    health_port: Annotated[int | None, BeforeValidator(_blank_is_none)] = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="port of /healthz, /readyz and /metrics (none: no HTTP server); one "
+        "port per supervised command on a machine",
+    )
+    metrics_open: bool = Field(
+        False,
+        description="serve /metrics without a token (logged as a warning at start); "
+        "otherwise it needs `Authorization: Bearer $PANTAU_METRICS_TOKEN`",
     )
 
 
