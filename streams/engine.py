@@ -275,8 +275,13 @@ class Engine:
 
     def _close_windows(self, state: State, sensor_id: str, watermark: float, out: Output) -> None:
         windows = state.windows
+        # Windows that started at or before this have ended, grace included.
+        last_start = watermark - self.window_s - self.grace_s
+        # Most readings close nothing: one look at the oldest window says so.
+        if not windows or min(windows) > last_start:
+            return
         for start in sorted(windows):
-            if start + self.window_s + self.grace_s > watermark:
+            if start > last_start:
                 break
             # Whatever arrives for this window or an earlier one from now on is late.
             state.closed = start if state.closed is None else max(start, state.closed)
