@@ -207,6 +207,7 @@ def run_mqtt_ingest(
     """
     ingest = SensorIngest(settings, producer, topics)
     subscription = subscription_of(settings.mqtt)
+    unshared = subscription_of(settings.mqtt.model_copy(update={"shared_group": None}))
     username, password = ingest_login(settings.mqtt)
     client = mqtt_client(
         settings.mqtt,
@@ -233,6 +234,11 @@ def run_mqtt_ingest(
                      f" ({reason})")  # fmt: skip
             return
         client.subscribe(subscription, qos=settings.mqtt.qos)
+        if subscription != unshared:
+            # A persistent session keeps its subscriptions: a member whose session once held
+            # the plain subscription (a single ingest before the group) would get every
+            # reading besides its share.
+            client.unsubscribe(unshared)
         log.info(
             "MQTT connected to %s:%d, subscribed to %s",
             settings.mqtt.host,
