@@ -41,14 +41,15 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (their threads included), in seconds."""
+    """User + system CPU time of these processes and of those they started (a supervised
+    stage's workers), their threads included, in seconds."""
     total = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
+        total += (int(fields[11]) + int(fields[12])) / _TICK + cpu_seconds(children(pid))
     return total
 
 
