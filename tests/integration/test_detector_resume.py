@@ -18,58 +18,79 @@ FPS = 5
 DWELL_S = 10
 
 
-def _events(pipeline: Pipeline) -> list[DumpingEvent]:
+def dumping_events(pipeline: Pipeline) -> list[DumpingEvent]:
     topic = Topics(pipeline.settings.kafka).dumping_events
     return [decode_as(r.value, DumpingEvent) for r in pipeline.read_topic(topic)]
+
+
+def drop_and_clean(
+    folder: Path, camera_id: str, *, seed: int, fps: int = FPS
+) -> tuple[dict[str, Any], SyntheticScene]:
+    """A camera of a synthetic street: a bag left at ~6 s (alerted after the dwell), a cleaner
+    taking it away at ~36 s, the spot empty to 80 s. Its settings, and the scene."""
+    scene = SyntheticScene(
+        SceneSpec("drop_and_clean", seed=seed, clean_after_s=30.0, duration_s=80.0)
+    )
+    video, _ = write_scene(scene, folder)
+    camera = {
+        "id": camera_id,
+        "url": str(video),
+        "fps": fps,
+        "zones": scene.truth.camera_zones(DWELL_S),
+    }
+    return camera, scene
+
+
+def alerted_part_one(pipeline: Pipeline, env: dict[str, str], camera_id: str) -> DumpingEvent:
+    """The camera's first 28 s (past the alert: drop and dwell; before the cleaner comes)
+    through the detector, until the alert, the clip step after it and the camera's saved
+    state are on Kafka. The alert."""
+    pipeline.run("ingest", "camera", "--no-realtime", "--max-frames", str(28 * FPS),
+                 env=env, timeout=300)  # fmt: skip
+    pipeline.wait_for(
+        "the dumping alert",
+        lambda: any(e.phase == "new" for e in dumping_events(pipeline)),
+        timeout=300,
+    )
+    (alert,) = [e for e in dumping_events(pipeline) if e.phase == "new"]
+    # The clip follows the alert after the post-roll; the state is written with that batch.
+    state = Topics(pipeline.settings.kafka).detect_state
+    pipeline.wait_for(
+        "the step that brings the clip, and the camera's saved state",
+        lambda: (
+            any("clip" in {r.kind for r in e.evidence} for e in dumping_events(pipeline))
+            and any(r.key == camera_id.encode() for r in pipeline.read_topic(state))
+        ),
+        timeout=120,
+    )
+    return alert
+
+
+def detector_env(cameras: list[dict[str, Any]], folder: Path) -> dict[str, str]:
+    """The cameras, every sampled frame published (so parts of a file cut it exactly), no
+    frame too old to detect, evidence under `folder`."""
+    return {
+        "PANTAU__CAMERAS": json.dumps(cameras),
+        "PANTAU__INGEST__MOTION__ENABLED": "false",
+        "PANTAU__DETECT__MAX_FRAME_AGE_S": "0",
+        "PANTAU__DUMPING__EVIDENCE__DIR": str(folder / "evidence"),
+    }
 
 
 def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_was_down(
     isolated_pipeline: Pipeline, tmp_path: Path
 ) -> None:
     pipeline = isolated_pipeline
-    # A bag left at ~6 s; a cleaner takes it away at ~36 s; the spot stays empty to 80 s.
-    scene = SyntheticScene(SceneSpec("drop_and_clean", seed=7, clean_after_s=30.0, duration_s=80.0))
-    video, _ = write_scene(scene, tmp_path / "scene")
+    camera, scene = drop_and_clean(tmp_path / "scene", "resume-cam", seed=7)
     truth = scene.truth
     assert truth.drop_at is not None and truth.removed_at is not None
-    zones: list[dict[str, Any]] = truth.camera_zones(DWELL_S)
-    env = {
-        "PANTAU__CAMERAS__0__ID": "resume-cam",
-        "PANTAU__CAMERAS__0__URL": str(video),
-        "PANTAU__CAMERAS__0__FPS": str(FPS),
-        "PANTAU__CAMERAS__0__ZONES": json.dumps(zones),
-        # Every sampled frame is published, so the two parts below cut the file exactly.
-        "PANTAU__INGEST__MOTION__ENABLED": "false",
-        "PANTAU__DETECT__MAX_FRAME_AGE_S": "0",
-        "PANTAU__DUMPING__EVIDENCE__DIR": str(tmp_path / "evidence"),
-    }
+    env = detector_env([camera], tmp_path)
     first = pipeline.start("detect", "detect", env=env)
     pipeline.start("sink", "sink", env=env)
 
-    # Part one: up to 28 s, past the alert (drop + dwell), before the cleaner comes.
-    pipeline.run("ingest", "camera", "--no-realtime", "--max-frames", str(28 * FPS),
-                 env=env, timeout=300)  # fmt: skip
-    pipeline.wait_for(
-        "the dumping alert",
-        lambda: any(e.phase == "new" for e in _events(pipeline)),
-        timeout=300,
-    )
-    (alert,) = [e for e in _events(pipeline) if e.phase == "new"]
-    # The clip follows the alert after the post-roll; the state written with that batch
-    # goes to Kafka with it.
-    pipeline.wait_for(
-        "the step that brings the clip",
-        lambda: any("clip" in {r.kind for r in e.evidence} for e in _events(pipeline)),
-        timeout=120,
-    )
-    # The state written with the alert's batch is in Kafka before that batch's commit;
-    # let the detector finish the part, then kill it: no clean shutdown, no flush.
-    topics = Topics(pipeline.settings.kafka)
-    pipeline.wait_for(
-        "the camera's saved state",
-        lambda: any(r.key == b"resume-cam" for r in pipeline.read_topic(topics.detect_state)),
-        timeout=60,
-    )
+    alert = alerted_part_one(pipeline, env, "resume-cam")
+    # The state written with the alert's batch is in Kafka before that batch's commit; the
+    # detector has finished the part: kill it, no clean shutdown, no flush.
     first.kill()
     first.wait(timeout=30)
     # Killed on purpose: not a process that died on its own.
@@ -80,10 +101,10 @@ def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_
     second = pipeline.start("detect", "detect", env=env)
     pipeline.wait_for(
         "the event's end",
-        lambda: any(e.phase == "end" for e in _events(pipeline)),
+        lambda: any(e.phase == "end" for e in dumping_events(pipeline)),
         timeout=300,
     )
-    ends = [e for e in _events(pipeline) if e.phase == "end"]
+    ends = [e for e in dumping_events(pipeline) if e.phase == "end"]
     assert [(e.event_id, e.state) for e in ends] == [(alert.event_id, "cleaned")]
     end = ends[0]
     assert end.version > alert.version and end.seq > alert.seq
@@ -92,7 +113,7 @@ def test_a_killed_detector_resumes_and_ends_the_event_of_a_bag_cleaned_while_it_
     assert (end.appeared_at, end.alerted_at) == (alert.appeared_at, alert.alerted_at)
     # ... and its evidence: the end carries the stills and the clip the first detector sent.
     assert {ref.kind for ref in end.evidence} == {"before", "alert", "owner", "clip"}
-    assert [e.event_id for e in _events(pipeline) if e.phase == "new"] == [alert.event_id]
+    assert [e.event_id for e in dumping_events(pipeline) if e.phase == "new"] == [alert.event_id]
     log = pipeline.log_of(second)
     assert "resumed its detector state" in log, log[-3000:]
 

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,10 +31,10 @@ from pantau import kafka
 from pantau.access import write_broker_files
 from pantau.codec import decode_as
 from pantau.messages import Detections, Frame, SensorReading
-from pantau.settings import Settings
+from pantau.settings import Settings, load_settings
 from pantau.topics import Topics
 from tests.conftest import REPO
-from tests.integration.conftest import Pipeline, gateway_login
+from tests.integration.conftest import BASE_CONFIG, Pipeline, gateway_login
 from tests.integration.test_alerts_pipeline import (
     Recorder,
     alert_env,
@@ -214,6 +214,144 @@ def readings_on_topic(pipeline: Pipeline) -> dict[str, list[SensorReading]]:
     return by_sensor
 
 
+# Two gauges' water levels, repeating: crossings open and clear alarms all along.
+LEVELS = {WATER: [2.0, 3.1, 2.8, 3.2, 2.5], CANAL: [1.5, 2.3, 1.9]}
+
+
+def on_private_kafka(
+    pipeline: Pipeline,
+    receiver: tuple[Recorder, str, int],
+    bootstrap: str,
+    folder: Path,
+    **environ: str,
+) -> Settings:
+    """Point the pipeline's stages at a broker (or cluster) of the test's own, its alarms at
+    the recorder, its supervisors' status at `folder`/health; the settings they now read."""
+    _rec, base_url, smtp_port = receiver
+    pipeline.env.update(alert_env(base_url, smtp_port))
+    pipeline.env.update(
+        {
+            "PANTAU__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "PANTAU__STREAMS__COOLDOWN_S": "0",
+            # The camera's heartbeats stop while a broker is away; its offline alarm would
+            # be right, but these tests count the sensors' alarms.
+            "PANTAU__STREAMS__CAMERA_OFFLINE_AFTER_S": "600",
+            "PANTAU__RUNTIME__STATUS_DIR": str(folder / "health"),
+            "PANTAU__RUNTIME__RESTART_INITIAL_S": "0.5",
+            "PANTAU__DETECT__MAX_FRAME_AGE_S": "0",
+            "PANTAU__DUMPING__EVIDENCE__DIR": str(folder / "evidence"),
+            **environ,
+        }
+    )
+    settings = load_settings(BASE_CONFIG, pipeline.env)
+    pipeline.settings = settings
+    kafka.wait_until_ready(settings.kafka)
+    # The topics as the stages will find them.
+    kafka.ensure_topics(settings.kafka, Topics(settings.kafka).specs())
+    return settings
+
+
+def start_every_stage(
+    pipeline: Pipeline,
+) -> tuple[dict[str, subprocess.Popen[bytes]], subprocess.Popen[bytes]]:
+    """The sink, stream processor, notifier, detector and MQTT ingest, ready; then a camera
+    playing for 45 s. The long-running stages, and the camera."""
+    processes = {
+        "sink": pipeline.start("sink", "sink"),
+        "streams": pipeline.start("streams", "streams"),
+        "notify": pipeline.start("notify", "notify"),
+        "detect": pipeline.start("detect", "detect"),
+        "ingest-sensors": pipeline.start("ingest-sensors", "ingest", "sensors"),
+    }
+    pipeline.wait_for(
+        "the stream worker",
+        lambda: "Worker ready" in pipeline.log_of(processes["streams"]),
+        timeout=180,
+    )
+    pipeline.wait_for(
+        "the MQTT subscription",
+        lambda: "subscribed to" in pipeline.log_of(processes["ingest-sensors"]),
+    )
+    camera = pipeline.start(
+        "ingest-camera", "ingest", "camera", "--camera", "demo-table", "--duration", "45"
+    )
+    return processes, camera
+
+
+def assert_all_running(
+    pipeline: Pipeline, processes: dict[str, subprocess.Popen[bytes]], status_dir: Path
+) -> dict[str, int]:
+    """Every stage still up with every worker running; the restarts their supervisors made."""
+    for name, process in processes.items():
+        assert process.poll() is None, f"{name} ended:\n{pipeline.log_of(process)[-3000:]}"
+        states = [w["state"] for w in status_of(status_dir, name)["workers"]]
+        assert states == ["running"] * len(states), (name, states)
+    return {
+        name: sum(w["restarts"] for w in status_of(status_dir, name)["workers"])
+        for name in processes
+    }
+
+
+def send_levels(sensor: Sensor, rounds: int, pause_s: float = 0.3) -> dict[str, list[datetime]]:
+    """`rounds` readings of each gauge, 5 s apart in their time, an hour ago; their times."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    sent: dict[str, list[datetime]] = {sensor_id: [] for sensor_id in LEVELS}
+    for i in range(rounds):
+        for sensor_id, pattern in LEVELS.items():
+            at = start + timedelta(seconds=5 * i)
+            sensor.send(sensor_id, at, i + 1, waterLevel=pattern[i % len(pattern)])
+            sent[sensor_id].append(at)
+        time.sleep(pause_s)
+    return sent
+
+
+def readings_during(
+    pipeline: Pipeline, fault: Callable[[], None], rounds: int = 120
+) -> dict[str, list[datetime]]:
+    """The gauges' readings sent over MQTT (QoS 1, each acknowledged in the end) while
+    `fault` runs beside them in a thread; their times."""
+    sensor = Sensor(pipeline, pipeline.settings.mqtt.port, "gauge")
+    beside = threading.Thread(target=fault)
+    beside.start()
+    sent = send_levels(sensor, rounds)
+    beside.join()
+    sensor.close()
+    return sent
+
+
+def assert_stored_and_notified_once(
+    pipeline: Pipeline, rec: Recorder, sent: dict[str, list[datetime]]
+) -> None:
+    """Every reading sent is stored once, and people heard of exactly the alarm versions the
+    engine makes of the readings on the topic: none missing, none twice."""
+    for sensor_id, times in sent.items():
+        pipeline.wait_for(
+            f"every reading of {sensor_id} stored once",
+            lambda sensor_id=sensor_id, times=times: stored_once(pipeline, sensor_id, times),
+            timeout=240,
+        )
+    expected = expected_notified(pipeline, readings_on_topic(pipeline))
+    assert sum(expected.values()) >= 20
+    pipeline.wait_for(
+        "every notification", lambda: sum(rec.telegram_alarm_ids().values()) >= sum(
+            expected.values()), timeout=240)  # fmt: skip
+    time.sleep(5)  # a repeat would arrive now
+    assert rec.telegram_alarm_ids() == expected
+
+
+def assert_every_frame_detected(pipeline: Pipeline, min_frames: int = 50) -> None:
+    topics = Topics(pipeline.settings.kafka)
+    frames = {decode_as(r.value, Frame).id for r in pipeline.read_topic(topics.frames)}
+    assert len(frames) > min_frames, "too few frames reached Kafka to say anything"
+
+    def detected() -> set[Any]:
+        return {
+            decode_as(r.value, Detections).frame_id for r in pipeline.read_topic(topics.detections)
+        }
+
+    pipeline.wait_for("detections of every frame", lambda: frames <= detected(), timeout=240)
+
+
 def test_kafka_broker_restart_while_readings_frames_and_alerts_flow(
     isolated_pipeline: Pipeline,
     services: Settings,
@@ -221,55 +359,10 @@ def test_kafka_broker_restart_while_readings_frames_and_alerts_flow(
     recorder: tuple[Recorder, str, int],  # noqa: F811 - the fixture
 ) -> None:
     pipeline = isolated_pipeline
-    rec, base_url, smtp_port = recorder
-    status_dir = tmp_path / "health"
+    rec = recorder[0]
     with private_kafka(services, tmp_path) as broker:
-        pipeline.env.update(alert_env(base_url, smtp_port))
-        pipeline.env.update(
-            {
-                "PANTAU__KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
-                "PANTAU__STREAMS__COOLDOWN_S": "0",
-                # The camera's heartbeats stop while the broker is away; its offline alarm
-                # would be right, but this test counts the sensors' alarms.
-                "PANTAU__STREAMS__CAMERA_OFFLINE_AFTER_S": "600",
-                "PANTAU__RUNTIME__STATUS_DIR": str(status_dir),
-                "PANTAU__RUNTIME__RESTART_INITIAL_S": "0.5",
-                "PANTAU__DETECT__MAX_FRAME_AGE_S": "0",
-                "PANTAU__DUMPING__EVIDENCE__DIR": str(tmp_path / "evidence"),
-            }
-        )
-        settings = pipeline.settings.model_copy(
-            update={"kafka": pipeline.settings.kafka.model_copy(
-                update={"bootstrap_servers": broker.bootstrap})}
-        )  # fmt: skip
-        pipeline.settings = settings
-        kafka.wait_until_ready(settings.kafka)
-        topics = Topics(settings.kafka)
-        kafka.ensure_topics(settings.kafka, topics.specs())
-        processes = {
-            "sink": pipeline.start("sink", "sink"),
-            "streams": pipeline.start("streams", "streams"),
-            "notify": pipeline.start("notify", "notify"),
-            "detect": pipeline.start("detect", "detect"),
-            "ingest-sensors": pipeline.start("ingest-sensors", "ingest", "sensors"),
-        }
-        pipeline.wait_for(
-            "the stream worker",
-            lambda: "Worker ready" in pipeline.log_of(processes["streams"]),
-            timeout=120,
-        )
-        pipeline.wait_for(
-            "the MQTT subscription",
-            lambda: "subscribed to" in pipeline.log_of(processes["ingest-sensors"]),
-        )
-        camera = pipeline.start(
-            "ingest-camera", "ingest", "camera", "--camera", "demo-table", "--duration", "45"
-        )
-
-        sensor = Sensor(pipeline, pipeline.settings.mqtt.port, "gauge")
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-        levels = {WATER: [2.0, 3.1, 2.8, 3.2, 2.5], CANAL: [1.5, 2.3, 1.9]}
-        sent: dict[str, list[datetime]] = {WATER: [], CANAL: []}
+        on_private_kafka(pipeline, recorder, broker.bootstrap, tmp_path)
+        processes, camera = start_every_stage(pipeline)
         restarted: list[float] = []
 
         def restart_broker() -> None:
@@ -277,51 +370,13 @@ def test_kafka_broker_restart_while_readings_frames_and_alerts_flow(
             restarted.append(broker.run("down"))
             restarted.append(broker.run("up"))
 
-        outage = threading.Thread(target=restart_broker)
-        outage.start()
-        for i in range(120):
-            for sensor_id, pattern in levels.items():
-                at = start + timedelta(seconds=5 * i)
-                sensor.send(sensor_id, at, i + 1, waterLevel=pattern[i % len(pattern)])
-                sent[sensor_id].append(at)
-            time.sleep(0.3)
-        outage.join()
-        sensor.close()
+        sent = readings_during(pipeline, restart_broker)
         assert restarted, "the broker was not restarted"
 
-        for sensor_id, times in sent.items():
-            pipeline.wait_for(
-                f"every reading of {sensor_id} stored once",
-                lambda sensor_id=sensor_id, times=times: stored_once(pipeline, sensor_id, times),
-                timeout=240,
-            )
-        expected = expected_notified(pipeline, readings_on_topic(pipeline))
-        assert sum(expected.values()) >= 20
-        pipeline.wait_for(
-            "every notification", lambda: sum(rec.telegram_alarm_ids().values()) >= sum(
-                expected.values()), timeout=240)  # fmt: skip
-        time.sleep(5)  # a repeat would arrive now
-        assert rec.telegram_alarm_ids() == expected
-
+        assert_stored_and_notified_once(pipeline, rec, sent)
         assert camera.wait(timeout=120) == 0, pipeline.log_of(camera)
-        frames = {decode_as(r.value, Frame).id for r in pipeline.read_topic(topics.frames)}
-        assert len(frames) > 50, "too few frames reached Kafka to say anything"
-
-        def detected() -> set[Any]:
-            return {
-                decode_as(r.value, Detections).frame_id
-                for r in pipeline.read_topic(topics.detections)
-            }
-
-        pipeline.wait_for("detections of every frame", lambda: frames <= detected(), timeout=240)
-        for name, process in processes.items():
-            assert process.poll() is None, f"{name} ended:\n{pipeline.log_of(process)[-3000:]}"
-            states = [w["state"] for w in status_of(status_dir, name)["workers"]]
-            assert states == ["running"] * len(states), (name, states)
-        restarts = {
-            name: sum(w["restarts"] for w in status_of(status_dir, name)["workers"])
-            for name in processes
-        }
+        assert_every_frame_detected(pipeline)
+        restarts = assert_all_running(pipeline, processes, tmp_path / "health")
         down_s, up_s = restarted
         print(f"broker restart: down {down_s:.1f} s, up {up_s:.1f} s; restarts {restarts}")
         pipeline.stop_all()
