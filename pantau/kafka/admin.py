@@ -247,11 +247,14 @@ def committed_offsets(admin_client: KafkaAdminClient, group_id: str) -> dict[Any
             time.sleep(0.5)
 
 
-def delete_topics(settings: KafkaSettings, prefix: str) -> list[str]:
-    """Delete every topic whose name starts with `prefix` (test runs, benchmarks)."""
+def delete_topics(settings: KafkaSettings, prefix: str, *, anywhere: bool = False) -> list[str]:
+    """Delete every topic whose name starts with `prefix`, or holds it `anywhere` (faust names
+    its repartition topics after the agent first) (test runs, benchmarks)."""
     client = admin(settings)
     try:
-        names = [t for t in client.list_topics() if t.startswith(prefix)]
+        names = [
+            t for t in client.list_topics() if (prefix in t if anywhere else t.startswith(prefix))
+        ]
         if names:
             client.delete_topics(names, timeout_ms=30_000)
         return names

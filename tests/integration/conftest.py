@@ -328,7 +328,7 @@ def gateway_login(settings: Settings, sensor_id: str | None = None) -> tuple[str
 
 def drop_topics(settings: Settings, prefix: str) -> None:
     """Delete a test's topics, so the broker does not carry thousands of dead partitions."""
-    kafka.delete_topics(settings.kafka, prefix)
+    kafka.delete_topics(settings.kafka, prefix, anywhere=True)
 
 
 # The console's running site (a module-scoped fixture); imported last, as it builds on the
