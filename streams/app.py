@@ -43,6 +43,7 @@ from typing import Any, cast
 
 import faust
 from faust.types import Message as KafkaMessage
+from kafka.errors import KafkaError
 
 from pantau import kafka
 from pantau.codec import decode_as, encode
@@ -383,13 +384,21 @@ class StreamsApp:
         }
         if not assigned:
             return
-        positions = await asyncio.get_running_loop().run_in_executor(
-            None,
-            kafka.group_positions,
-            self.settings.kafka,
-            self.settings.streams.app_id,
-            sorted({topic for topic, _ in assigned}),
-        )
+        try:
+            positions = await asyncio.get_running_loop().run_in_executor(
+                None,
+                kafka.group_positions,
+                self.settings.kafka,
+                self.settings.streams.app_id,
+                sorted({topic for topic, _ in assigned}),
+            )
+        except KafkaError as exc:
+            # The broker is away (a restart, a lost node): nothing is measured this round,
+            # and the worker waits for it like its consumer does, rather than crash on it.
+            log.warning("progress not measured this time: %s", exc)
+            # Time without the broker is no partition's stall: measure afresh once it is back.
+            self._progress.clear()
+            return
         now = time.monotonic()
         stalled = []
         for tp, (done, end) in positions.items():

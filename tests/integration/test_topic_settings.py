@@ -4,6 +4,7 @@ existing topic that differs is brought in line where that is safe and named wher
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -64,7 +65,12 @@ def test_topics_differing_from_the_settings_are_set_right_or_named(
     with caplog.at_level(logging.WARNING, logger="pantau.kafka.admin"):
         assert kafka.ensure_topics(after, Topics(after).specs()) == []
 
-    assert _config(after, topics.frames, "max.message.bytes") == str(2_000_000 + 64 * 1024)
+    # The controller has it at once; the broker answering may take a moment to hear of it.
+    larger = str(2_000_000 + 64 * 1024)
+    deadline = time.monotonic() + 15
+    while _config(after, topics.frames, "max.message.bytes") != larger:
+        assert time.monotonic() < deadline, "the frames' larger limit was never set"
+        time.sleep(0.2)
     left = kafka.topic_differences(after, Topics(after).specs())
     assert {(d.topic, d.what, d.have, d.want) for d in left} == {
         (topics.readings, "partitions", "6", "8"),

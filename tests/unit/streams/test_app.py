@@ -249,3 +249,55 @@ def test_camera_views_raise_and_clear_tampered_and_garbage_is_a_dead_letter_of_t
         "tps-gedeg",
     )
     assert load_state(table["tps-gedeg"]).kind == "camera"
+
+
+class _Assigned:
+    def __init__(self, topic: str) -> None:
+        self.topic, self.partition = topic, 0
+
+
+def _watch(streams: StreamsApp, monkeypatch: pytest.MonkeyPatch, positions: Any) -> list[str]:
+    """One round of the progress watchdog with `positions` (or an exception) from the
+    broker; whether it asked for a fresh worker."""
+    import streams.app as app_module
+
+    readings = streams.topics.readings
+    monkeypatch.setattr(
+        type(streams.app), "consumer", property(lambda _self: type("C", (), {
+            "assignment": staticmethod(lambda: [_Assigned(readings)])})()),
+    )  # fmt: skip
+
+    def measured(*_args: Any) -> Any:
+        if isinstance(positions, Exception):
+            raise positions
+        return positions
+
+    exits: list[str] = []
+    monkeypatch.setattr(app_module.kafka, "group_positions", measured)
+    monkeypatch.setattr(app_module, "_exit_for_a_fresh_worker", lambda: exits.append("exit"))
+    asyncio.run(streams._watch_progress())
+    return exits
+
+
+def test_a_partition_whose_commits_stopped_gets_a_fresh_worker(
+    worker: tuple[StreamsApp, dict[str, Any], Producer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    streams = worker[0]
+    tp = (streams.topics.readings, 0)
+    # Committed 10 of 50, and the same 10 since long before the stall limit.
+    streams._progress[tp] = (10, -1e9)
+    assert _watch(streams, monkeypatch, {tp: (10, 50)}) == ["exit"]
+
+
+def test_a_broker_away_is_no_stall_and_no_crash_and_the_clock_starts_again(
+    worker: tuple[StreamsApp, dict[str, Any], Producer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kafka.errors import KafkaTimeoutError
+
+    streams = worker[0]
+    tp = (streams.topics.readings, 0)
+    streams._progress[tp] = (10, -1e9)
+    away = KafkaTimeoutError("Unable to bootstrap from localhost:9092")
+    assert _watch(streams, monkeypatch, away) == []
+    # Back, still at 10: counted from now, not from before the outage.
+    assert _watch(streams, monkeypatch, {tp: (10, 50)}) == []
