@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,7 +59,7 @@ from pipeline_runs import (  # noqa: E402
     cpu_seconds,
     stop_on_sigterm,
 )
-from sink_throughput import CONFIG, publish, run_sink  # noqa: E402
+from sink_throughput import CONFIG, publish, run_sink, send_all  # noqa: E402
 from streams_alerts import reading, write_config  # noqa: E402
 
 from pantau import kafka  # noqa: E402
@@ -162,20 +162,15 @@ class Stuck(RuntimeError):
 def stream_backlog(settings: Settings, topic: str, count: int) -> None:
     """As bench/streams_alerts.py: 500 sensors, one reading each per 10 s of event time (so
     windows close as it goes), a few crossing their thresholds."""
-    out = producer(settings)
     start_at = datetime.now(UTC) - timedelta(days=1)
-    for n in tqdm(range(count), desc="backlog", unit="msg", mininterval=2):
-        sensor, i = n % SENSORS, n // SENSORS
-        r = reading(sensor, i, start_at + timedelta(seconds=10 * i), crossing=sensor % 50 == 0)
-        while True:
-            try:
-                out.produce(topic, encode(r), r.key)
-                break
-            except BufferError:
-                out.poll(0.1)
-        if n % 10_000 == 0:
-            out.poll(0)
-    out.flush()
+
+    def records() -> Iterator[tuple[bytes, bytes]]:
+        for n in tqdm(range(count), desc="backlog", unit="msg", mininterval=2):
+            sensor, i = n % SENSORS, n // SENSORS
+            r = reading(sensor, i, start_at + timedelta(seconds=10 * i), crossing=sensor % 50 == 0)
+            yield encode(r), r.key
+
+    send_all(producer(settings), topic, records())
 
 
 def stream_rate(

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,21 +60,31 @@ def publish(settings: Settings, topic: str, count: int) -> None:
     )
     start = datetime.now(UTC) - timedelta(minutes=30)
     now = datetime.now(UTC)
-    for i in tqdm(range(count), desc="publishing", unit="msg", mininterval=1, file=sys.stderr):
-        sensor = f"aq-bench-{i % SENSORS:03d}"
-        at = start + timedelta(microseconds=i * 50)
-        reading = SensorReading(
-            id=stable_id(sensor, at.isoformat()),
-            ts_capture=at,
-            seq=i,
-            sensor_id=sensor,
-            sensor_type="air_quality",
-            values={"pm25": float(i % 300) / 3},
-            ts_ingest=now,
-        )
+
+    def records() -> Iterator[tuple[bytes, bytes]]:
+        for i in tqdm(range(count), desc="publishing", unit="msg", mininterval=1, file=sys.stderr):
+            sensor = f"aq-bench-{i % SENSORS:03d}"
+            at = start + timedelta(microseconds=i * 50)
+            reading = SensorReading(
+                id=stable_id(sensor, at.isoformat()),
+                ts_capture=at,
+                seq=i,
+                sensor_id=sensor,
+                sensor_type="air_quality",
+                values={"pm25": float(i % 300) / 3},
+                ts_ingest=now,
+            )
+            yield encode(reading), sensor.encode()
+
+    send_all(producer, topic, records())
+
+
+def send_all(producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+    """Produce (value, key) pairs, waiting for room whenever librdkafka's queue is full."""
+    for i, (value, key) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, encode(reading), sensor.encode())
+                producer.produce(topic, value, key)
                 break
             except BufferError:
                 producer.poll(0.1)

@@ -14,7 +14,7 @@ from kafka.errors import KafkaError
 
 from pantau import kafka
 from pantau.settings import KafkaSettings, Settings
-from pantau.topics import Topics
+from pantau.topics import Topics, TopicSpec
 from tests.integration.conftest import drop_topics
 
 
@@ -88,3 +88,16 @@ def test_more_copies_than_brokers_is_refused_with_the_brokers_reason(
     settings = _settings(services, prefix, replication={"data": {"replicas": 5, "min_insync": 2}})
     with pytest.raises(KafkaError, match=r"[Rr]eplication factor"):
         kafka.ensure_topics(settings, Topics(settings).specs())
+
+
+def test_a_config_the_broker_refuses_is_named_and_the_stage_goes_on(
+    services: Settings, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(services, prefix)
+    topic = f"{prefix}refused"
+    kafka.ensure_topics(settings, [TopicSpec(topic, 1, {"retention.ms": "86400000"})])
+    wrong = TopicSpec(topic, 1, {"retention.ms": "a week"})
+    with caplog.at_level(logging.WARNING, logger="pantau.kafka.admin"):
+        assert kafka.ensure_topics(settings, [wrong]) == []
+    assert f"topic {topic}: its configs were left as they are" in caplog.text
+    assert _config(settings, topic, "retention.ms") == "86400000"
