@@ -95,17 +95,22 @@ def drop_database(services: Settings, name: str, *, wait_s: float = 30.0) -> Non
     with psycopg.connect(**owner, autocommit=True) as conn:  # type: ignore[arg-type]
         deadline = time.monotonic() + wait_s
         while True:
+            # A backend still logging in has no user yet: it counts as another role's.
             others = conn.execute(
                 "SELECT usename, application_name FROM pg_stat_activity"
-                " WHERE datname = %s AND usename <> current_user",
+                " WHERE datname = %s AND usename IS DISTINCT FROM current_user",
                 (name,),
             ).fetchall()
-            if not others or time.monotonic() > deadline:
-                break
+            if not others:
+                try:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    return
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    # Another role's session came between the look and the drop.
+                    others = [("another role", str(exc))]
+            if time.monotonic() > deadline:
+                pytest.fail(f"database {name} still has sessions of other roles: {others}")
             time.sleep(0.2)
-        if others:
-            pytest.fail(f"database {name} still has sessions of other roles: {others}")
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
