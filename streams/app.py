@@ -250,8 +250,12 @@ class StreamsApp:
                 await self._handle(batch, self.readings)
             except Exception as exc:
                 _give_up(batch, exc)
-        for message in batch:
-            consumer.ack(message)
+        if not consumer.settle(batch):
+            log.info(
+                "a rebalance came while %d readings were handled: they come again, and what "
+                "was applied is skipped",
+                len(batch),
+            )
 
     # ------------------------------------------------------------------ handling
 

@@ -1,12 +1,14 @@
 """faust-streaming's internals that the stream processor replaces, fenced in one place.
 
 Readings skip faust's per-record path: `BulkConsumer._drain_messages` is faust's own fetch loop
-with one change (the records of the `bulk` topics are collected and handed over a whole fetch at
-a time), and `BulkApp._new_consumer` builds that consumer instead of faust's. Both stand in for
-private methods of one faust version: `faust_drift()` names what differs in the installed faust
-(its version, or the source of a replaced method), a unit test fails on it, and the stream
-processor logs it at start-up. Whoever upgrades faust compares the copies here with the new
-originals, then updates `FAUST_VERSION` and `REPLACED`.
+with two changes (the records of the `bulk` topics are collected and handed over a whole fetch
+at a time; `admit` decides which records go on), and `BulkApp._new_consumer` builds that
+consumer instead of faust's. `BulkConsumer._new_offset` is faust's with one repair, so that a
+group whose members come and go keeps committing at the pace it works (see there). These stand
+in for private methods of one faust version: `faust_drift()` names what differs in the
+installed faust (its version, or the source of a replaced method), a unit test fails on it, and
+the stream processor logs it at start-up. Whoever upgrades faust compares the copies here with
+the new originals, then updates `FAUST_VERSION` and `REPLACED`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP
 from faust.types import Message as KafkaMessage
+from faust.utils.functional import consecutive_numbers
 
 FAUST_VERSION = "0.15.3"
 # (module, qualified name) of each faust method replaced here -> SHA-256 of its source in
@@ -29,6 +33,9 @@ FAUST_VERSION = "0.15.3"
 REPLACED: dict[tuple[str, str], str] = {
     ("faust.transport.consumer", "Consumer._drain_messages"): (
         "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+    ),
+    ("faust.transport.consumer", "Consumer._new_offset"): (
+        "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0"
     ),
     ("faust.app.base", "App._new_consumer"): (
         "bff6ccd646b71ea99a7e7a7d1c62adbf3d34432a0b42a39e6f60b4c0307d89c8"
@@ -64,6 +71,34 @@ def faust_drift(installed_version: str | None = None) -> list[str]:
     return problems
 
 
+DELIVER = "deliver"
+STALE = "fetched before the latest rebalance"
+READ = "below the read offset"
+
+
+def admit(
+    message: KafkaMessage, read_offset: int | None, *, generation: int, flowing: bool, bulk: bool
+) -> str:
+    """Whether the fetch loop hands a record on (`DELIVER`), or why it leaves it.
+
+    A record fetched before the latest rebalance, or while one runs, is left without a trace:
+    the seek to the committed offsets that ends every rebalance brings it again. faust's loop
+    would still move the partition's read offset to it; landing after the seek, that leaves
+    the read offset ahead of the records the seek brings, and faust drops them as read,
+    never acknowledged, so the partition's commits hold until the fetch passes the stale
+    read offset.
+
+    A record of a bulk topic below the read offset is handed on all the same: its handler
+    skips what a source's state says was applied, and leaving it would hold that partition's
+    commits at it. Other topics keep faust's rule and drop it.
+    """
+    if message.generation_id != generation or not flowing:
+        return STALE
+    if read_offset is not None and message.offset < read_offset and not bulk:
+        return READ
+    return DELIVER
+
+
 class BulkConsumer(AIOKafkaConsumer):
     """faust's aiokafka consumer, handing the records of the `bulk` topics over a whole fetch
     at a time.
@@ -76,8 +111,9 @@ class BulkConsumer(AIOKafkaConsumer):
     bulk: dict[str, Callable[[list[KafkaMessage]], Awaitable[None]]]
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        # faust-streaming 0.15.3's Consumer._drain_messages, but for the bulk topics: their
-        # records (in order per partition) are collected and handed over after the fetch.
+        # faust-streaming 0.15.3's Consumer._drain_messages, with two changes: the records of
+        # the bulk topics (in order per partition) are collected and handed over after the
+        # fetch, and `admit` decides which records go on (see there).
         callback = self.callback
         bulk = self.bulk
         consumer_should_stop = self._stopped.is_set
@@ -99,8 +135,15 @@ class BulkConsumer(AIOKafkaConsumer):
                 async for tp, message in ait:
                     offset = message.offset
                     r_offset = get_read_offset(tp)
-                    if r_offset is not None and offset < r_offset:
-                        self.log.dev("DROPPED MESSAGE ROFF %r", offset)
+                    fate = admit(
+                        message,
+                        r_offset,
+                        generation=self.app.consumer_generation_id,
+                        flowing=self.flow_active,
+                        bulk=tp.topic in bulk,
+                    )
+                    if fate is not DELIVER:
+                        self.log.dev("DROPPED MESSAGE %r: %s", offset, fate)
                         continue
                     gap = offset - (r_offset or 0)
                     if gap > 1 and r_offset and acks_enabled_for(message.topic):
@@ -138,6 +181,55 @@ class BulkConsumer(AIOKafkaConsumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        # faust-streaming 0.15.3's Consumer._new_offset, with one change: an offset listed twice
+        # is listed once. faust fills a gap in the fetched offsets into the acknowledged ones
+        # without looking whether some were acknowledged too (records handled before a
+        # rebalance, fetched again after it from a position past the committed offset). The
+        # run of consecutive offsets it commits then ends at the first repeat: one offset a
+        # commit, for as many commits as there were repeats.
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        max_offset = max(acked)
+        gap_for_tp: Any = self._gap[tp]  # an intervaltree.IntervalTree
+        if gap_for_tp:
+            candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda x: x.begin)
+            if candidates:
+                filled: list[int] = []
+                for entry in candidates:
+                    filled.extend(range(entry.begin, entry.end))
+                new_max_offset = max(filled[-1], max_offset + 1)
+                acked.extend(filled)
+                gap_for_tp.chop(0, new_max_offset)
+        acked[:] = sorted(set(acked))
+        committed_offset = self._committed_offset[tp]
+        if committed_offset and acked[0] - committed_offset > 1:
+            return None
+        batch = next(consecutive_numbers(acked))
+        acked[: len(batch)] = []
+        self._acked_index[tp].difference_update(batch)
+        return int(batch[-1]) + 1
+
+    def settle(self, messages: list[KafkaMessage]) -> bool:
+        """Acknowledge a handled batch of one generation, unless a rebalance assigned a newer
+        one meanwhile; then the batch is only let go of (a later rebalance must not wait for
+        it), and False says so.
+
+        Up to the new assignment, acknowledgements are what the rebalance waits for and
+        commits. After it they would land in the new generation's bookkeeping, beside the same
+        offsets fetched again from the committed ones: faust's commit then moves past one
+        offset at a time. The records come again anyway, and their handler skips what it
+        applied.
+        """
+        if messages[0].generation_id == self.app.consumer_generation_id:
+            for message in messages:
+                self.ack(message)
+            return True
+        for message in messages:
+            self._unacked_messages.discard(message)
+        return False
 
 
 class BulkApp(faust.App):
