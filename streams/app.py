@@ -186,6 +186,10 @@ class StreamsApp:
 
         @self.app.task  # type: ignore[untyped-decorator]
         async def handle_readings() -> None:
+            # A batch writes one changelog record per source it touched, up to one a reading:
+            # one batch's records may wait in faust's producer buffer (100 by default, with a
+            # warning each time it is passed) while the next batch is handled.
+            self.app.producer.buffer.max_messages = self.app.conf.broker_max_poll_records
             while True:
                 await self._on_readings(await self._fetched.get())
 
@@ -243,7 +247,8 @@ class StreamsApp:
         # While one of them is tracked and unacknowledged, a rebalance or a shutdown waits for
         # the batch (Consumer.wait_empty); one is enough, and tracking each costs sensor calls.
         consumer.track_message(batch[-1])
-        # Table writes queue changelog records in faust's producer buffer: let it drain first.
+        # Table writes queue changelog records in faust's producer buffer: when a whole
+        # batch's worth waits there, let it drain first.
         await app.producer.buffer.wait_until_ebb()
         async with self._lock:
             try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP
 from faust.types import Message as KafkaMessage
@@ -36,6 +37,9 @@ REPLACED: dict[tuple[str, str], str] = {
     ),
     ("faust.transport.consumer", "Consumer._new_offset"): (
         "1d2c7ea89a7ad4f1a216c1d51936e569162cd66bd56f889e13fd29c910b58eb0"
+    ),
+    ("faust.transport.drivers.aiokafka", "Consumer._new_consumer_thread"): (
+        "0870ec53dea75083995e3565c0f0a25a1c63ecceaeb238e92e2585e3623af5a9"
     ),
     ("faust.app.base", "App._new_consumer"): (
         "bff6ccd646b71ea99a7e7a7d1c62adbf3d34432a0b42a39e6f60b4c0307d89c8"
@@ -97,6 +101,22 @@ def admit(
     if read_offset is not None and message.offset < read_offset and not bulk:
         return READ
     return DELIVER
+
+
+# How long the broker may hold a fetch for records to arrive: faust's 1.5 s (fixed in its
+# consumer thread) holds a worker with a backlog idle, when its next fetch happens to ask only
+# for the partitions that have nothing new (the ones with records still waiting are left out).
+FETCH_MAX_WAIT_MS = 100
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    """faust's consumer thread, making aiokafka consumers that wait `FETCH_MAX_WAIT_MS`."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by aiokafka when it starts its fetcher (AIOKafkaConsumer.start).
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
 
 
 class BulkConsumer(AIOKafkaConsumer):
@@ -211,6 +231,10 @@ class BulkConsumer(AIOKafkaConsumer):
         acked[: len(batch)] = []
         self._acked_index[tp].difference_update(batch)
         return int(batch[-1]) + 1
+
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        # faust-streaming 0.15.3's Consumer._new_consumer_thread, with the thread above.
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def settle(self, messages: list[KafkaMessage]) -> bool:
         """Acknowledge a handled batch of one generation, unless a rebalance assigned a newer

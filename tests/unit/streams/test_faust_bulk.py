@@ -3,6 +3,8 @@ upgrade that changes them fails here, naming what to compare."""
 
 from __future__ import annotations
 
+import inspect
+
 import faust.transport.consumer
 import pytest
 from faust.types import TP, Message
@@ -155,3 +157,26 @@ def test_a_batch_handled_across_a_new_assignment_is_let_go_of_not_acknowledged()
     fresh = [_record(100, generation=3), _record(101, generation=3)]
     assert consumer.settle(fresh) is True
     assert acked == fresh
+
+
+def test_the_consumers_fetches_wait_briefly_for_new_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The setting reaches the aiokafka consumer through its private attribute: make sure the
+    # installed aiokafka still reads it when it starts its fetcher.
+    import aiokafka.consumer.consumer as aiokafka_consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        aiokafka_consumer.AIOKafkaConsumer.start
+    )
+
+    class _Made:
+        _fetch_max_wait_ms = 1500  # what faust asks for
+
+    monkeypatch.setattr(
+        AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: _Made()
+    )
+    thread = object.__new__(faust_bulk._ConsumerThread)
+    consumer = thread._create_worker_consumer(None)
+    assert consumer._fetch_max_wait_ms == faust_bulk.FETCH_MAX_WAIT_MS < 1500
