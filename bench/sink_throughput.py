@@ -11,6 +11,10 @@ drains them into a throw-away database three ways, each from a clean table:
 - the same on kafka-python                                       → sink_kafka_python_rows_per_s
 - a plain writer: librdkafka consumer, executemany INSERTs       → executemany_rows_per_s
 
+and, with no Kafka at all, the same rows made beforehand and written by binary COPY from
+Python, sink.batch_max_rows a transaction → raw_copy_rows_per_s, the ceiling of what the sink
+does; sink_vs_raw_copy = sink_rows_per_s / raw_copy_rows_per_s.
+
 Rates are rows stored per second between the first and the last commit, as PostgreSQL's own
 `stored_at` says, so process start-up and group joins are not counted.
 """
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import psycopg
 from confluent_kafka import Producer
+from psycopg import sql
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +46,7 @@ from pantau.kafka import open_consumer  # noqa: E402
 from pantau.messages import SensorReading  # noqa: E402
 from pantau.settings import Settings, load_settings  # noqa: E402
 from pantau.topics import Topics  # noqa: E402
-from storage.rows import reading_rows  # noqa: E402
+from storage.rows import SENSOR_READINGS, reading_rows  # noqa: E402
 
 CONFIG = REPO / "configs" / "pantau.yaml"
 SENSORS = 500
@@ -58,25 +63,30 @@ def publish(settings: Settings, topic: str, count: int) -> None:
             "compression.type": "lz4",
         }
     )
-    start = datetime.now(UTC) - timedelta(minutes=30)
-    now = datetime.now(UTC)
 
     def records() -> Iterator[tuple[bytes, bytes]]:
-        for i in tqdm(range(count), desc="publishing", unit="msg", mininterval=1, file=sys.stderr):
-            sensor = f"aq-bench-{i % SENSORS:03d}"
-            at = start + timedelta(microseconds=i * 50)
-            reading = SensorReading(
-                id=stable_id(sensor, at.isoformat()),
-                ts_capture=at,
-                seq=i,
-                sensor_id=sensor,
-                sensor_type="air_quality",
-                values={"pm25": float(i % 300) / 3},
-                ts_ingest=now,
-            )
-            yield encode(reading), sensor.encode()
+        for reading in readings(count, "publishing"):
+            yield encode(reading), reading.sensor_id.encode()
 
     send_all(producer, topic, records())
+
+
+def readings(count: int, desc: str) -> Iterator[SensorReading]:
+    """The benchmark's readings: one value each, from SENSORS sensors."""
+    start = datetime.now(UTC) - timedelta(minutes=30)
+    now = datetime.now(UTC)
+    for i in tqdm(range(count), desc=desc, unit="msg", mininterval=1, file=sys.stderr):
+        sensor = f"aq-bench-{i % SENSORS:03d}"
+        at = start + timedelta(microseconds=i * 50)
+        yield SensorReading(
+            id=stable_id(sensor, at.isoformat()),
+            ts_capture=at,
+            seq=i,
+            sensor_id=sensor,
+            sensor_type="air_quality",
+            values={"pm25": float(i % 300) / 3},
+            ts_ingest=now,
+        )
 
 
 def send_all(producer: Producer, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
@@ -167,8 +177,35 @@ def run_executemany(settings: Settings, conn: psycopg.Connection, expected: int)
         stored += len(rows)
     consumer.close()
     writer.close()
-    rows, rate = stored_rate(conn, expected, timeout_s=60)
-    print(f"executemany: {rows} rows, {rate:,.0f} rows/s", file=sys.stderr)
+    count, rate = stored_rate(conn, expected, timeout_s=60)
+    print(f"executemany: {count} rows, {rate:,.0f} rows/s", file=sys.stderr)
+    return rate
+
+
+def run_raw_copy(conn: psycopg.Connection, count: int, batch_rows: int) -> float:
+    """The ceiling for the sink's own work: the same rows, made beforehand in this process,
+    written by binary COPY into the same table, `batch_rows` a transaction (the sink's
+    batch_max_rows). No Kafka, no decoding, no offsets."""
+    conn.execute("TRUNCATE sensor_readings")
+    rows = [row for reading in readings(count, "raw COPY rows") for row in reading_rows(reading)]
+    table = SENSOR_READINGS
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table.name), columns
+    )
+    started = time.monotonic()
+    for first in range(0, len(rows), batch_rows):
+        with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.set_types(list(table.types))
+            for row in rows[first : first + batch_rows]:
+                copy.write_row(row)
+    wall = time.monotonic() - started
+    stored, rate = stored_rate(conn, len(rows), timeout_s=60)
+    print(
+        f"raw COPY: {stored} rows in {wall:.1f} s wall, {rate:,.0f} rows/s between the first "
+        "and the last commit",
+        file=sys.stderr,
+    )
     return rate
 
 
@@ -207,6 +244,10 @@ def main() -> int:
                 {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-confluent"}, conn, args.messages,
                 f"sink (librdkafka, {settings.sink.workers} workers)", settings.sink.workers,
             )  # fmt: skip
+            # The same rows by a plain binary COPY, in the same run: the sink's ceiling.
+            figures["raw_copy_rows_per_s"] = run_raw_copy(
+                conn, args.messages, settings.sink.batch_max_rows
+            )
             if not args.sink_only:
                 figures["sink_one_worker_rows_per_s"] = run_sink(
                     {**env, "PANTAU__SINK__GROUP_ID": f"{tag}-one"}, conn, args.messages,
@@ -228,6 +269,8 @@ def main() -> int:
 
     for name, value in figures.items():
         print(f"figure: {name} = {value:.0f} rows/s")
+    ratio = figures["sink_rows_per_s"] / figures["raw_copy_rows_per_s"]
+    print(f"figure: sink_vs_raw_copy = {ratio:.2f} x")
     print(f"figure: sink_messages = {args.messages} messages")
     return 0
 

@@ -1,7 +1,9 @@
 """Stream processor throughput, and reading → notification latency, on the real services.
 
 1. Throughput: a backlog of readings from 500 sensors is put on Kafka, then `pantau streams`
-   runs pinned to one core (windows, rules, table and commits included). `stream_msgs_per_s`
+   runs pinned to one core (windows, rules, table and commits included), then, on the same
+   backlog and core, bench/plain_faust_agent.py: a plain faust agent that only decodes each
+   reading and counts it (`plain_faust_msgs_per_s`; `stream_vs_plain_faust` is the ratio). `stream_msgs_per_s`
    is the steady rate, from its first commit to the one that reaches the end of the topic;
    `stream_msgs_per_s_from_start` counts from the process start (a fresh app creates its
    topics and joins its group first), and `stream_first_commit_s` is that start-up;
@@ -110,13 +112,9 @@ def pantau(
     )
 
 
-def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, float, float, float]:
-    """(steady readings/s, readings/s from the worker's start, seconds to its first commit,
-    CPU µs per reading of the whole worker process, start-up included).
-
-    Steady: from the worker's first commit to its last, the readings committed in between
-    over the time between; faust commits every second, so both ends are commits.
-    """
+def backlog(config: Path, env: dict[str, str], count: int) -> None:
+    """`count` readings from 500 sensors on the readings topic, each sensor one per 10 s of
+    event time (windows close as it goes), a tenth of them crossing thresholds."""
     settings = load_settings(config, env)
     topics = Topics(settings.kafka)
     kafka.ensure_topics(settings.kafka, topics.specs())
@@ -128,30 +126,48 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
     )
     start = datetime.now(UTC) - timedelta(days=1)
     for n in tqdm(range(count), desc="backlog", unit="msg", mininterval=2):
-        # 500 sensors, one reading each per 10 s of event time: windows close as it goes.
         sensor, i = n % 500, n // 500
         r = reading(sensor, i, start + timedelta(seconds=10 * i), crossing=sensor % 50 == 0)
         producer.send(topics.readings, key=r.key, value=encode(r))
     producer.flush()
     producer.close()
+
+
+def drain(
+    config: Path, env: dict[str, str], count: int, group: str, command: list[str], label: str
+) -> tuple[float, float, float, float]:
+    """Run `command` pinned to one core until consumer group `group` has committed the whole
+    backlog: (steady readings/s, readings/s from the process start, seconds to its first
+    commit, CPU µs per reading of the whole process, start-up included).
+
+    Steady: from the first commit to the last, the readings committed in between over the
+    time between; both workers commit every second, so both ends are commits.
+    """
+    settings = load_settings(config, env)
+    topic = Topics(settings.kafka).readings
     # One client for the whole run, so the progress is read every 0.2 s (a new client per
     # reading takes about half a second) and the worker's end is seen when it happens.
     admin = kafka.admin(settings.kafka)
-    group = settings.streams.app_id
 
     def committed() -> int:
         offsets = kafka.committed_offsets(admin, group)
-        return sum(m.offset for tp, m in offsets.items() if tp.topic == topics.readings)
+        return sum(m.offset for tp, m in offsets.items() if tp.topic == topic)
 
     began = time.monotonic()
-    worker = pantau(config, env, "streams", cpu="0")
+    worker = subprocess.Popen(
+        ["taskset", "-c", "0", *command],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     first: tuple[float, int] | None = None
     try:
-        with tqdm(total=count, desc="streams", unit="msg", mininterval=2) as bar:
+        with tqdm(total=count, desc=label, unit="msg", mininterval=2) as bar:
             done = 0
             while done < count:
                 if worker.poll() is not None:
-                    raise SystemExit(f"pantau streams exited with {worker.returncode}")
+                    raise SystemExit(f"{label} exited with {worker.returncode}")
                 time.sleep(0.2)
                 now, seen = time.monotonic(), committed()
                 if first is None and seen > 0:
@@ -160,7 +176,7 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
                 done = seen
         if first is None or first[1] >= count:
             raise SystemExit(
-                "the worker's first commit already covered the whole backlog: no steady rate "
+                f"{label}: the first commit already covered the whole backlog: no steady rate "
                 "to measure (give more --readings)"
             )
         steady = (count - first[1]) / (now - first[0])
@@ -170,6 +186,22 @@ def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, fl
         admin.close()
         worker.terminate()
         worker.wait(timeout=60)
+
+
+def throughput(config: Path, env: dict[str, str], count: int) -> tuple[float, float, float, float]:
+    """`pantau streams` (windows, rules, table and commits included) draining a fresh
+    backlog; see `drain`."""
+    backlog(config, env, count)
+    command = [sys.executable, "-m", "pantau.cli", "--config", str(config), "streams"]
+    group = load_settings(config, env).streams.app_id
+    return drain(config, env, count, group, command, "streams")
+
+
+def plain_faust(config: Path, env: dict[str, str], count: int, group: str) -> float:
+    """Steady readings/s of bench/plain_faust_agent.py on the backlog `throughput` left."""
+    command = [sys.executable, str(REPO / "bench" / "plain_faust_agent.py")]
+    command += ["--config", str(config), "--group", group]
+    return drain(config, env, count, group, command, "plain faust")[0]
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -256,6 +288,10 @@ def main() -> None:
             print(f"figure: stream_msgs_per_s_from_start = {whole:.0f} msg/s")
             print(f"figure: stream_first_commit_s = {startup:.1f} s")
             print(f"figure: stream_cpu_per_msg_us = {cpu_us:.1f} us")
+            # The same backlog, core and machine: faust's own per-record path.
+            plain = plain_faust(config, env, args.readings, f"{tag}-plain")
+            print(f"figure: plain_faust_msgs_per_s = {plain:.0f} msg/s")
+            print(f"figure: stream_vs_plain_faust = {steady / plain:.2f} x")
             for label, per_s in (("nominal", 500 / 60), ("10x", 10 * 500 / 60)):
                 # Fresh topics: the backlog above is not part of this measurement.
                 env["PANTAU__KAFKA__TOPIC_PREFIX"] = f"{tag}-{label}."
