@@ -3,10 +3,10 @@
 The shared clip (a table where people come and go: normal activity) is played as N live
 cameras, one `pantau ingest camera --realtime` process each (5 fps, 640 px, the configured
 motion gate), into one `pantau detect` (`detector.max_batch` as configured) under a
-throw-away topic prefix and consumer group. The network: `--imgsz 320` (the default) an fp32
-OpenVINO export of the shared checkpoint at 320, made once under .pantau/models (the size for
-many cameras on a small machine); `--imgsz 640` the configured detector (the shared int8
-model), its figures named `cameras_at_5fps_640...`. Camera i starts i/N of the way into the
+throw-away topic prefix and consumer group. The network: the configured detector at
+`--imgsz 320` (the default; the size for many cameras on a small machine) or 640, its figures
+then named `cameras_at_5fps_640...`; with `type: auto` it runs on the backend the detector
+chose for that size on this machine. Camera i starts i/N of the way into the
 clip (through `--start-s`), so the cameras do not move in lockstep. After a warm-up, a fixed
 window is watched. N passes when, over the window,
 
@@ -62,7 +62,7 @@ from pipeline_runs import (
 )
 from tqdm import tqdm
 
-from detectors.backends import DEFAULT_EXPORT_DIR, export_model
+from detectors.backends import DEFAULT_EXPORT_DIR
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import CameraHeartbeat
@@ -386,17 +386,9 @@ def estimate(trials: list[Trial], name: str) -> None:
 
 
 def detector_overrides(imgsz: int) -> dict[str, str]:
-    """The settings that pick the detector model for `--imgsz`."""
-    if imgsz == 640:
-        return {}
-    model = export_model(
-        SHARED_DATA / "models" / "yolo11n-coco-dequantized.pt", "openvino", imgsz, EXPORTS
-    )
-    return {
-        "PANTAU__DETECTOR__TYPE": "openvino",
-        "PANTAU__DETECTOR__MODEL": str(model),
-        "PANTAU__DETECTOR__IMGSZ": str(imgsz),
-    }
+    """The settings that pick the detector for `--imgsz`: the configured one (`type: auto`
+    chooses the fastest backend at that size on this machine)."""
+    return {} if imgsz == 640 else {"PANTAU__DETECTOR__IMGSZ": str(imgsz)}
 
 
 def main() -> int:
@@ -411,8 +403,7 @@ def main() -> int:
         type=int,
         choices=(320, 640),
         default=320,
-        help="320: a local fp32 OpenVINO export of the shared .pt (made once, under "
-        ".pantau/models); 640: the configured detector (the shared int8 model)",
+        help="the configured detector's input size (type auto: the fastest backend at it)",
     )
     args = parser.parse_args()
     stop_on_sigterm()

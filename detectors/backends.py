@@ -34,7 +34,13 @@ import numpy.typing as npt
 import yaml
 
 from detectors.detections import Detections, UnknownClassError, class_thresholds
-from pantau.settings import DetectorSettings, OnnxDetector, OpenVinoDetector, UltralyticsDetector
+from pantau.settings import (
+    AutoDetector,
+    DetectorSettings,
+    OnnxDetector,
+    OpenVinoDetector,
+    UltralyticsDetector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -549,6 +555,11 @@ def load_backend(config: DetectorSettings) -> Backend:
     """The configured backend, loaded; a class in `detector.classes` that the model does not
     know is a DetectorError here, before any frame is read."""
     backend: Backend
+    if isinstance(config, AutoDetector):
+        # Each candidate went through this function; the class check is done.
+        from detectors.calibration import calibrate
+
+        return calibrate(config)[1]
     if isinstance(config, OnnxDetector):
         backend = OnnxBackend(config)
     elif isinstance(config, OpenVinoDetector):

@@ -1,4 +1,5 @@
-"""Subcommands of the detector stage: `detect`, `detector-export`, `detect-file`, `evaluate`."""
+"""Subcommands of the detector stage: `detect`, `detector-export`, `detector-calibrate`,
+`detect-file`, `evaluate`."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ def register(sub: SubParsers) -> None:
         help="folder for the export, reused when it is there (default: .pantau/models)",
     )
     export.set_defaults(handler=_export)
+
+    calibrate = sub.add_parser(
+        "detector-calibrate",
+        help="type auto: time the candidate backends on this machine and keep the fastest "
+        "that agrees with the fp32 reference (as the detector's first start does)",
+    )
+    calibrate.add_argument(
+        "--imgsz", type=int, choices=(320, 640), help="default: detector.imgsz of the config"
+    )
+    calibrate.add_argument(
+        "--fresh", action="store_true", help="measure again even when this machine chose before"
+    )
+    calibrate.set_defaults(handler=_calibrate)
 
     from detectors import filecommands
 
@@ -167,4 +181,38 @@ def _export(args: argparse.Namespace, ctx: Context) -> int:
         print(f"pantau detector-export: {exc}", file=sys.stderr)
         return 2
     print(path)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, ctx: Context) -> int:
+    from detectors.backends import DetectorError
+    from detectors.calibration import calibrate
+    from pantau.settings import AutoDetector
+
+    detector = ctx.settings.detector
+    if not isinstance(detector, AutoDetector):
+        kind = detector.type if detector is not None else "not set"
+        print(
+            f"pantau detector-calibrate: detector.type is {kind}; calibration is for type auto",
+            file=sys.stderr,
+        )
+        return 2
+    if args.imgsz is not None:
+        detector = detector.model_copy(update={"imgsz": args.imgsz})
+    try:
+        choice, _ = calibrate(detector, use_cache=not args.fresh)
+    except DetectorError as exc:
+        print(f"pantau detector-calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(f"cpu: {choice.cpu}")
+    for trial in choice.trials:
+        if trial.ms_per_frame is None:
+            print(f"  {trial.name:14} not run: {trial.error}")
+        else:
+            print(
+                f"  {trial.name:14} {trial.ms_per_frame:6.1f} ms a frame "
+                f"(batch {detector.max_batch}), agreement {trial.agreement:.2f}"
+            )
+    source = "as chosen before on this machine" if choice.cached else "measured now"
+    print(f"chosen at {detector.imgsz}: {choice.name} ({source})")
     return 0

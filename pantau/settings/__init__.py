@@ -26,6 +26,7 @@ from pantau.settings.base import (
 from pantau.settings.cameras import CameraSettings, MotionSettings, ZoneSettings
 from pantau.settings.console import ConsoleSettings
 from pantau.settings.detector import (
+    AutoDetector,
     ClassName,
     ClassThreshold,
     DetectorSettings,
@@ -79,6 +80,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "SECRETS_FILE_ENV",
     "WRITER_ROLE",
+    "AutoDetector",
     "CameraSettings",
     "ClassName",
     "ClassThreshold",

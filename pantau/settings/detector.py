@@ -175,10 +175,68 @@ class OnnxDetector(_DetectorBase):
         return value
 
 
+# What `type: auto` may choose from: OpenVINO on fp32 and int8 weights, ONNX Runtime on fp32.
+AutoCandidate = Literal["openvino-int8", "openvino", "onnx"]
+
+
+class AutoDetector(_DetectorBase):
+    """The fastest backend for the CPU at hand, chosen at start-up: each candidate is timed on
+    a few real frames at `imgsz` and `max_batch`, and the fastest whose detections match the
+    fp32 ONNX reference (boxes of the same class at IoU >= 0.9) is used. The choice is cached
+    per model, size, batch and CPU in `exports_dir`, so it is made once per machine."""
+
+    type: Literal["auto"] = Field("auto", description="detector backend")
+    int8_model: ConfigPath | None = Field(
+        None,
+        description="an int8 OpenVINO export (*_openvino_model) of the same network; a "
+        "candidate when it was exported at imgsz",
+    )
+    candidates: tuple[AutoCandidate, ...] = Field(
+        ("openvino-int8", "openvino", "onnx"),
+        min_length=1,
+        description="backends to time; fp32 exports are made from `model` on first use",
+    )
+    exports_dir: ConfigPath = Field(
+        Path(".pantau/models"),
+        description="where fp32 exports and the calibration cache (calibration.json) are kept",
+    )
+    calibration_s: float = Field(
+        1.5, gt=0, le=60, description="seconds of timing per candidate (at least one pass)"
+    )
+    min_agreement: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="least share of the reference's confident boxes a candidate must match "
+        "(and of its own that the reference must match)",
+    )
+
+    @field_validator("model")
+    @classmethod
+    def verify_checkpoint(cls, value: Path) -> Path:
+        if value.suffix != ".pt":
+            raise ValueError(
+                f"type auto expects the network as a .pt checkpoint, got {value.name}; the "
+                "fp32 exports are made from it (an int8 OpenVINO export goes in int8_model)"
+            )
+        return value
+
+    @field_validator("int8_model")
+    @classmethod
+    def verify_int8_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.name.endswith("_openvino_model"):
+            raise ValueError(
+                f"detector.int8_model expects an exported folder named *_openvino_model, got "
+                f"{value.name}"
+            )
+        return value
+
+
 _DETECTOR_TYPES: dict[str, type[_DetectorBase]] = {
     "ultralytics": UltralyticsDetector,
     "openvino": OpenVinoDetector,
     "onnx": OnnxDetector,
+    "auto": AutoDetector,
 }
 
 
@@ -197,7 +255,8 @@ def _pick_detector(value: Any, handler: ValidatorFunctionWrapHandler, info: Vali
 
 
 DetectorSettings = Annotated[
-    UltralyticsDetector | OpenVinoDetector | OnnxDetector, WrapValidator(_pick_detector)
+    UltralyticsDetector | OpenVinoDetector | OnnxDetector | AutoDetector,
+    WrapValidator(_pick_detector),
 ]
 
 

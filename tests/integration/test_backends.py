@@ -140,7 +140,7 @@ def test_an_export_is_made_once_and_reused(shared_data: Path) -> None:
     [
         (
             "detector:\n  type: tflite\n  model: m.tflite\n",
-            "unknown detector type 'tflite'; expected one of: ultralytics, openvino, onnx",
+            "unknown detector type 'tflite'; expected one of: ultralytics, openvino, onnx, auto",
         ),
         (
             "detector:\n  type: onnx\n  model: m.pt\n",

@@ -95,6 +95,8 @@ values and every secret from existingSecret. `stage` names the stage. */}}
 {{ include "pantau.secretEnv" (dict "root" .root "name" "PANTAU_MQTT_PASSWORD" "key" $keys.mqttPassword) }}
 - name: PANTAU__DETECT__SNAPSHOT_DIR
   value: /var/lib/pantau/snapshots
+- name: PANTAU__DETECTOR__EXPORTS_DIR
+  value: /var/lib/pantau/models
 - name: PANTAU__DUMPING__EVIDENCE__DIR
   value: /var/lib/pantau/evidence
 - name: PANTAU__STREAMS__DATA_DIR
