@@ -19,6 +19,7 @@ from pantau.kafka import Record
 from pantau.messages import Detections as DetectionsMessage
 from pantau.messages import Frame
 from pantau.settings import (
+    AutoDetector,
     DetectorSettings,
     OnnxDetector,
     OpenVinoDetector,
@@ -166,12 +167,14 @@ def test_the_type_picks_the_backend_and_a_wrong_one_is_named(
     assert expected in str(caught.value)
 
 
-def test_the_shipped_config_runs_the_shared_int8_model_through_openvino() -> None:
+def test_the_shipped_config_chooses_among_the_shared_weights_and_their_exports() -> None:
     settings = load_settings(
         REPO / "configs" / "pantau.yaml", {"PANTAU_SHARED_DATA": str(OPENVINO_MODEL.parents[1])}
     )
-    assert isinstance(settings.detector, OpenVinoDetector)
-    assert settings.detector.model == OPENVINO_MODEL
+    assert isinstance(settings.detector, AutoDetector)
+    assert settings.detector.model == PT_MODEL
+    assert settings.detector.int8_model == OPENVINO_MODEL
+    assert settings.detector.exports_dir == REPO / ".pantau" / "models"
     assert settings.detector.tracker.enabled and settings.detector.tracker.buffer_s > 0
 
 
