@@ -184,6 +184,17 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _trials(hit: object) -> tuple[Trial, ...] | None:
+    """The trials of a cache entry; None when it is not one this code wrote (an entry edited
+    by hand, or by another release, is measured again rather than trusted)."""
+    if not isinstance(hit, dict) or not isinstance(hit.get("trials"), list):
+        return None
+    try:
+        return tuple(Trial(**t) for t in hit["trials"])
+    except TypeError:
+        return None
+
+
 def _time(backend: Backend, frames: Sequence[np.ndarray], batch: int, budget_s: float) -> float:
     """Wall milliseconds per frame over whole passes of the frames in batches of `batch`,
     after one pass to warm up; passes repeat until `budget_s` is spent (at least one)."""
@@ -217,8 +228,8 @@ def calibrate(
     key = cache_key(auto, cpu)
     if use_cache:
         hit = _read_cache(cache_path).get(key)
-        if isinstance(hit, dict) and hit.get("name") in auto.candidates:
-            before = tuple(Trial(**t) for t in hit.get("trials", []))
+        before = _trials(hit)
+        if before is not None and isinstance(hit, dict) and hit.get("name") in auto.candidates:
             choice = Choice(str(hit["name"]), before, cpu, cached=True)
             log.info("detector: %s, as calibrated on this machine before (%s)", choice.name, cpu)
             return choice, load(concrete(auto, choice.name))

@@ -156,3 +156,23 @@ def test_auto_wants_a_checkpoint_and_an_int8_folder(tmp_path: Path) -> None:
     )
     with pytest.raises(SettingsError, match="candidates"):
         load_settings(config, {})
+
+
+@pytest.mark.parametrize(
+    "entry", ["not json", '{"KEY": {"name": "onnx", "trials": [{"speed": 1}]}}', '{"KEY": 7}']
+)
+def test_a_damaged_cache_entry_is_measured_again_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    model = tmp_path / "net.pt"
+    model.write_bytes(b"weights")
+    auto = AutoDetector(model=model, exports_dir=tmp_path, calibration_s=0.01)
+    (tmp_path / "calibration.json").write_text(
+        entry.replace("KEY", calibration.cache_key(auto, "x").replace('"', "")), encoding="utf-8"
+    )
+    monkeypatch.setattr(calibration, "concrete", lambda _auto, name: name)
+    fakes = {name: FakeBackend(name, 1.0, boxes(PERSON)) for name in auto.candidates}
+    choice, _ = calibrate(
+        auto, frames=[np.zeros((8, 8, 3), dtype=np.uint8)], cpu="x", load=fakes.__getitem__
+    )
+    assert not choice.cached and len(choice.trials) == 3
