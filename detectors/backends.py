@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
-from detectors.detections import Detections, UnknownClassError, class_thresholds
+from detectors.detections import Detections, UnknownClassError, class_thresholds, nms
 from pantau.settings import (
     AutoDetector,
     DetectorSettings,
@@ -61,7 +61,10 @@ class Backend(Protocol):
     name: str
     names: Mapping[int, str]
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+    def detect(self, images: Sequence[np.ndarray], *, scaleup: bool = True) -> list[Detections]:
+        """Boxes in each image's own pixels. Without `scaleup` an image smaller than the
+        network's input is padded, not enlarged (crops keep the frame's resolution)."""
+        ...
 
 
 def offline_ultralytics() -> Any:
@@ -114,9 +117,13 @@ class UltralyticsBackend:
             config.device,
         )
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], *, scaleup: bool = True) -> list[Detections]:
         if not images:
             return []
+        if not scaleup:
+            # ultralytics enlarges what is smaller than imgsz: a crop goes in padded to it,
+            # at its own scale (the padding sits right and below, so boxes need no shift).
+            images = [_padded(image, self.config.imgsz) for image in images]
         results = self._model.predict(
             list(images),
             imgsz=self.config.imgsz,
@@ -126,6 +133,21 @@ class UltralyticsBackend:
             verbose=False,
         )
         return [Detections.from_ultralytics(r) for r in results]
+
+
+def _padded(image: np.ndarray, size: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    if height >= size and width >= size:
+        return image
+    return cv2.copyMakeBorder(
+        image,
+        0,
+        max(0, size - height),
+        0,
+        max(0, size - width),
+        cv2.BORDER_CONSTANT,
+        value=(_PAD_VALUE,) * 3,
+    )
 
 
 def _require_model(config: DetectorSettings, hint: str = "check detector.model") -> None:
@@ -214,11 +236,11 @@ class OpenVinoBackend:
         # Runs on OpenVINO's thread; the request's buffer is reused by the next frame.
         self._outputs[index] = np.array(request.get_output_tensor(0).data[0], copy=True)
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], *, scaleup: bool = True) -> list[Detections]:
         fits: list[Letterbox] = []
         self._outputs = {}
         for index, image in enumerate(images):
-            fitted, fit = letterbox(image, self.config.imgsz)
+            fitted, fit = letterbox(image, self.config.imgsz, scaleup=scaleup)
             fits.append(fit)
             self._requests.start_async({0: fitted[None]}, index)
         self._requests.wait_all()
@@ -293,13 +315,16 @@ class Letterbox:
 
 
 def letterbox(
-    image: np.ndarray, size: int, stride: int | None = None
+    image: np.ndarray, size: int, stride: int | None = None, *, scaleup: bool = True
 ) -> tuple[npt.NDArray[np.uint8], Letterbox]:
     """Scale to fit `size`x`size` keeping the aspect ratio and pad, centred, like ultralytics
     (so the network sees what it learnt on): to the full square, or with `stride` only to the
-    next multiple of it (a 16:9 frame at 640 becomes 640x384, 40% less work)."""
+    next multiple of it (a 16:9 frame at 640 becomes 640x384, 40% less work). Without
+    `scaleup` a smaller image keeps its own scale (a crop at the frame's resolution)."""
     height, width = image.shape[:2]
     gain = min(size / height, size / width)
+    if not scaleup:
+        gain = min(gain, 1.0)
     new_w, new_h = max(1, round(width * gain)), max(1, round(height * gain))
     if (new_w, new_h) != (width, height):
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
@@ -313,26 +338,6 @@ def letterbox(
         image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(_PAD_VALUE,) * 3
     )
     return np.asarray(padded, dtype=np.uint8), Letterbox(gain, float(left), float(top))
-
-
-def nms(
-    boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou_threshold: float
-) -> npt.NDArray[np.int64]:
-    """Greedy non-maximum suppression: indexes of the kept boxes, best first."""
-    order = np.argsort(-scores, kind="stable")
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    keep: list[int] = []
-    while order.size:
-        best, rest = int(order[0]), order[1:]
-        keep.append(best)
-        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
-        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
-        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
-        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
-        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def decode_yolo(
@@ -452,13 +457,13 @@ class OnnxBackend:
             ) from exc
         return {int(k): str(v) for k, v in dict(parsed).items()}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], *, scaleup: bool = True) -> list[Detections]:
         # One image per call: on a CPU batching buys little, and frames of different cameras
         # letterbox to different shapes.
-        return [self._detect_one(image) for image in images]
+        return [self._detect_one(image, scaleup) for image in images]
 
-    def _detect_one(self, image: np.ndarray) -> Detections:
-        fitted, fit = letterbox(image, self.config.imgsz, self._stride)
+    def _detect_one(self, image: np.ndarray, scaleup: bool = True) -> Detections:
+        fitted, fit = letterbox(image, self.config.imgsz, self._stride, scaleup=scaleup)
         # BGR HWC uint8 -> RGB NCHW float 0..1, the export's input convention.
         planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
         tensor = planar.astype(np.float32) / np.float32(255.0)

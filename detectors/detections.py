@@ -95,6 +95,26 @@ class Detections:
         )
 
 
+def nms(
+    boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32], iou_threshold: float
+) -> npt.NDArray[np.int64]:
+    """Greedy non-maximum suppression: indexes of the kept boxes, best first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    keep: list[int] = []
+    while order.size:
+        best, rest = int(order[0]), order[1:]
+        keep.append(best)
+        x1 = np.maximum(boxes[best, 0], boxes[rest, 0])
+        y1 = np.maximum(boxes[best, 1], boxes[rest, 1])
+        x2 = np.minimum(boxes[best, 2], boxes[rest, 2])
+        y2 = np.minimum(boxes[best, 3], boxes[rest, 3])
+        inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
 class UnknownClassError(ValueError):
     """A configured class name the loaded model does not know."""
 

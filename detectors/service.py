@@ -41,6 +41,8 @@ from detectors.backends import Backend
 from detectors.camera import CameraPipeline
 from detectors.detections import Detections, keep_classes, kept_classes
 from detectors.events import EventClock
+from detectors.region_detector import Frame as RegionFrame
+from detectors.region_detector import RegionDetector
 from detectors.state_topic import StateTopic, StateTopicError
 from pantau import kafka
 from pantau.codec import decode_as, describe, encode
@@ -175,6 +177,26 @@ class DetectorService:
         self._sent: list[KafkaFuture] = []
         self._inference: ThreadPoolExecutor | None = None
         self.stats = DetectStats()
+        regions = settings.detect.regions
+        self._regions = (
+            RegionDetector(
+                backend,
+                regions,
+                detector.imgsz,
+                iou=detector.iou,
+                classes=self._classes,
+            )
+            if regions.enabled and detector is not None
+            else None
+        )
+        if self._regions is not None:
+            log.info(
+                "detector: region-based, crops up to %dx%d at the frames' own resolution, "
+                "whole frames every %.0f s per camera",
+                detector.imgsz if detector else 0,
+                detector.imgsz if detector else 0,
+                regions.full_every_s,
+            )
 
     def run(self, stop: threading.Event, *, max_frames: int | None = None) -> DetectStats:
         """Until `stop` is set (or `max_frames` are detected). Raises InfrastructureError
@@ -239,8 +261,7 @@ class DetectorService:
             )
             if item is not None:
                 items.append(item)
-        images = [item.image for item in items]
-        found = inference.submit(self._detect, images) if items else None
+        found = inference.submit(self._detect_items, items) if items else None
         return _Batch(records, items, found)
 
     def _prepare(self, record: Record, now: datetime) -> _Item | None:
@@ -287,6 +308,14 @@ class DetectorService:
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         return np.asarray(image, dtype=np.uint8)
+
+    def _detect_items(self, items: list[_Item]) -> tuple[list[Detections], float]:
+        if self._regions is None:
+            return self._detect([item.image for item in items])
+        started = time.perf_counter()
+        frames = [RegionFrame(i.frame.camera_id, _frame_time(i.frame), i.image) for i in items]
+        results = self._regions.detect(frames)
+        return results, time.perf_counter() - started
 
     def _detect(self, images: list[Image]) -> tuple[list[Detections], float]:
         started = time.perf_counter()
@@ -580,6 +609,8 @@ class DetectorService:
         # Saved after the packs are finished: the versions of the steps just sent are in it.
         self._save_states(force=True)
         self._pipelines.clear()
+        if self._regions is not None:
+            self._regions.forget()
 
     # ------------------------------------------------------------------ Kafka
 
@@ -633,6 +664,8 @@ class DetectorService:
             self.stats.dead_letters,
             self.stats.resets,
         )
+        if self._regions is not None:
+            log.info("detector regions: %s", self._regions.stats.summary())
 
 
 def _frame_time(frame: Frame) -> float:

@@ -260,6 +260,46 @@ DetectorSettings = Annotated[
 ]
 
 
+class RegionSettings(Section):
+    """Region-based detection: the network looks at square crops of the frame at its own
+    resolution (`detector.imgsz` pixels a side) around what moved since the camera's
+    previous frame and around the objects being followed, batched across cameras; the whole
+    frame (scaled to `detector.imgsz`) only when the crops would cover most of it, when an
+    object is larger than a crop, or on the periodic check. Small, far objects keep the
+    detail of a full-resolution pass at the cost of a few small ones."""
+
+    enabled: bool = Field(False, description="detect on crops around motion and followed objects")
+    full_every_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="each camera's whole frame is detected at least this often, for what "
+        "appeared without moving",
+    )
+    max_cover: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="crops that would cover more than this share of the frame's area are "
+        "replaced by one whole-frame pass",
+    )
+    motion_threshold: int = Field(
+        18, ge=1, le=255, description="grey-level change that counts a pixel as moved"
+    )
+    min_motion_px: int = Field(
+        48,
+        ge=1,
+        description="smallest moved area worth a crop, in pixels of the frame (smaller "
+        "changes are noise)",
+    )
+    margin_px: int = Field(
+        24,
+        ge=0,
+        le=256,
+        description="context kept around each moved area and object, in pixels of the frame",
+    )
+
+
 class DetectSettings(Section):
     group_id: str = Field("pantau-detect", description="Kafka consumer group of the detectors")
     snapshot_dir: ConfigPath | None = Field(
@@ -282,6 +322,7 @@ class DetectSettings(Section):
         description="frames captured longer ago are skipped, not queued, when the detector "
         "falls behind (0: never skip)",
     )
+    regions: RegionSettings = _section()
     # Read from the JPEG header before decoding: a small JPEG may claim a huge picture, and
     # decoding it would allocate width x height x 3 bytes (8000x8000: 192 MB).
     max_frame_width: int = Field(

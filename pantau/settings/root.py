@@ -85,6 +85,12 @@ class Settings(Section):
         return self
 
     @model_validator(mode="after")
+    def verify_regions(self) -> Self:
+        if self.detect.regions.enabled and self.detector is None:
+            raise ValueError("detect.regions.enabled needs a detector: set detector")
+        return self
+
+    @model_validator(mode="after")
     def verify_evidence_buffer(self) -> Self:
         """At the alert the frames from before the drop must still be buffered: the drop
         lies the dwell time, plus the seconds an object takes to be confirmed and its

@@ -78,7 +78,7 @@ class FakeBackend:
     def __init__(self, name: str, ms: float, found: Detections) -> None:
         self.name, self.ms, self.found, self.names = name, ms, found, {0: "person"}
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def detect(self, images: Sequence[np.ndarray], *, scaleup: bool = True) -> list[Detections]:
         time.sleep(self.ms * len(images) / 1000.0)
         return [self.found for _ in images]
 

@@ -106,7 +106,7 @@ class FakeNetwork:
         self.fails_on = fails_on
         self.calls: list[int] = []
 
-    def detect(self, images: Sequence[Image]) -> list[Detections]:
+    def detect(self, images: Sequence[Image], *, scaleup: bool = True) -> list[Detections]:
         self.calls.append(len(images))
         if any(self.fails_on(image) for image in images):
             raise RuntimeError("inference runtime: bad input tensor")
@@ -462,3 +462,47 @@ def test_records_kafka_does_not_take_stop_it_with_nothing_committed(tmp_path: Pa
     with pytest.raises(InfrastructureError, match="Kafka did not take 1 of the 1 records"):
         run()
     assert run.consumer.committed == []
+
+
+# --------------------------------------------------------------------------- regions
+
+
+class ShapesNetwork(FakeNetwork):
+    """Finds nothing; records each call's picture sizes and whether it could enlarge them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[list[tuple[int, int]], bool]] = []
+
+    def detect(self, images: Sequence[Image], *, scaleup: bool = True) -> list[Detections]:
+        self.shapes.append(([im.shape[:2] for im in images], scaleup))
+        return super().detect(images)
+
+
+def test_with_regions_on_the_network_sees_crops_of_what_moved_not_whole_frames(
+    tmp_path: Path,
+) -> None:
+    frames = Frames(topic_of(tmp_path))
+    still = picture(seed=0)
+    moved = still.copy()
+    moved[100:140, 300:330] = 250  # something appears: a small bright patch
+    batches = [
+        [frames.frame("cam-a", still)[0], frames.frame("cam-b", still)[0]],
+        [frames.frame("cam-a", still)[0], frames.frame("cam-b", moved)[0]],
+    ]
+    network = ShapesNetwork()
+    run = Run(
+        tmp_path,
+        batches,
+        network,
+        detect__regions__enabled="true",
+        detector__imgsz="320",
+    )()
+    # Batch one: both cameras' first frames, whole. Batch two: cam-a did not change (no
+    # call for it), cam-b gets one crop around the patch at the frame's own resolution.
+    assert network.shapes[0] == ([(360, 640), (360, 640)], True)
+    ((crops, scaleup),) = network.shapes[1:]
+    assert not scaleup and len(crops) == 1
+    height, width = crops[0]
+    assert 30 + 2 * 24 <= width <= 320 and 40 + 2 * 24 <= height <= 320
+    assert len(run.detected()) == 4  # every frame still has its detections message

@@ -20,6 +20,7 @@ PURE_CORES = (
     "pantau/codec.py",
     "detectors/zones.py",
     "detectors/dumping.py",
+    "detectors/regions.py",
     "dashboards/macros.py",
     "dashboards/queries.py",
     "streams/engine.py",
