@@ -3,12 +3,23 @@
 The shared clip (a table where people come and go: normal activity) is played as N live
 cameras, one `pantau ingest camera --realtime` process each (5 fps, 640 px, the configured
 motion gate), into one `pantau detect` (`detector.max_batch` as configured) under a
-throw-away topic prefix and consumer group. The network: the configured detector at
-`--imgsz 320` (the default; the size for many cameras on a small machine) or 640, its figures
-then named `cameras_at_5fps_640...`; with `type: auto` it runs on the backend the detector
-chose for that size on this machine. Camera i starts i/N of the way into the
-clip (through `--start-s`), so the cameras do not move in lockstep. After a warm-up, a fixed
-window is watched. N passes when, over the window,
+throw-away topic prefix and consumer group. The network is the configured detector, in one
+of three modes (`--mode`), each with its own figure names:
+
+- `320` (the default; the size for many cameras on a small machine): the whole frame at
+  `detector.imgsz` 320, figures `cameras_at_5fps...`;
+- `640`: the whole frame at 640, figures `cameras_at_5fps_640...`;
+- `regions`: `detector.imgsz` 320 with `detect.regions.enabled`, the network looking at
+  crops around motion at the frame's own resolution, figures `cameras_at_5fps_regions...`.
+
+The modes 320 and 640 run with `detect.regions.enabled` off, whatever the configuration
+says. `--mode regions-vs-640` searches at 640 and then with regions, each search with its
+own `--budget-s`, and adds `cameras_at_5fps_regions_vs_640`: the cameras with regions over
+the cameras at 640 (goal: at least 1.5). `--imgsz 320` and `--imgsz 640` are the modes 320
+and 640. With `type: auto` the detector runs on the backend it chose for its size on this
+machine. Camera i starts i/N of the way into the clip (through `--start-s`), so the cameras
+do not move in lockstep. After a warm-up, a fixed window is watched. N passes when, over the
+window,
 
 - the detector keeps up: its consumer-group lag on the frames topic does not grow (the
   least-squares trend is at most max(0.3, 2 % of the input) frames/s) and ends within 2 s of
@@ -23,17 +34,38 @@ window is watched. N passes when, over the window,
 N goes 8, 16, 32, … (`--start-n`) until one fails, then bisects; the figure is the largest
 passing N.
 A failing N is stopped early once the lag is past 10 s of full-rate input. Every N also gets
-the detector's frames/s, the input frames/s (after the gate), the lag trend and the CPU the
-detector and the cameras used. Nothing else is running for the pipeline (no sink): this is
-the camera side and the detector. On a machine shared with other work the search measures
-what is left over; `cameras_at_5fps_cpu_estimate` divides all the cores by the CPU the
-detector and cameras used per camera at the largest passing N (what the machine would carry
-if it were theirs alone, before any contention), and the other work is printed.
+the detector's frames/s, the input frames/s (after the gate), the lag trend, the CPU the
+detector and the cameras used and the detector's resident memory. Nothing else is running
+for the pipeline (no sink): this is the camera side and the detector. On a machine shared
+with other work the search measures what is left over; `cameras_at_5fps_cpu_estimate`
+divides all the cores by the CPU the detector and cameras used per camera at the largest
+passing N (what the machine would carry if it were theirs alone, before any contention), and
+the other work is printed.
 
-    python bench/cameras_at_5fps.py [--warmup-s 15] [--window-s 60] [--budget-s 690]
+How close the camera side comes to what the detector alone could carry, from the trial at
+the largest passing N (the smallest N tried when none passed), all measured in that trial:
+
+- `cameras_at_5fps_detector_cpu_ms_per_frame`: the detector's CPU seconds over the window
+  (its child processes included) per frame it detected in the window;
+- `cameras_at_5fps_published_share`: the share of the 5 fps frames the motion gate let
+  through, published / (published + gated) from the cameras' final counters;
+- `cameras_at_5fps_ceiling = cores * 1000 ms / (5 fps * published share * detector CPU ms
+  per frame)`: the cameras the detector's own cost allows;
+- `pipeline_efficiency = cameras_at_5fps / ceiling` (goal: at least 0.8);
+- `detector_rss_mb_per_camera`: the detector's resident memory (VmRSS, its child processes
+  included) at the end of the window over N (goal: at most 40 MB), printed with the absolute
+  figure and the evidence ring buffer's length (`dumping.evidence.buffer_s`), which bounds
+  the frames the detector keeps per camera.
+
+The mode's suffix names these figures outside the default mode (`pipeline_efficiency_640`,
+`detector_rss_mb_per_camera_regions`, …).
+
+    python bench/cameras_at_5fps.py [--mode 320|640|regions|regions-vs-640]
+        [--warmup-s 15] [--window-s 60] [--budget-s 690]
 
 Each N takes about 90 s; the search stops, and says so, when the budget (11.5 minutes) has no
-room for another N, so the whole run stays within about 12 minutes.
+room for another N, so the whole run stays within about 12 minutes (twice that for
+`regions-vs-640`).
 """
 
 from __future__ import annotations
@@ -57,6 +89,7 @@ from pipeline_runs import (
     PipelineRun,
     RunFailed,
     Stage,
+    children,
     cpu_seconds,
     stop_on_sigterm,
 )
@@ -83,6 +116,33 @@ _DONE = re.compile(
 _FAILED_SENDS = re.compile(r"failed sends (\d+)")
 _INFERENCE = re.compile(r"([\d.]+) ms inference per frame")
 _TOO_OLD = re.compile(r"(\d+) frames skipped \(too old\)")
+_VMRSS = re.compile(r"^VmRSS:\s+(\d+) kB", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What the detector runs as, and the suffix of its figures' names."""
+
+    suffix: str
+    imgsz: int
+    regions: bool
+
+    def overrides(self) -> dict[str, str]:
+        """The settings for this mode on top of the configured detector (`type: auto`
+        chooses the fastest backend at the size on this machine)."""
+        return {
+            "PANTAU__DETECTOR__IMGSZ": str(self.imgsz),
+            "PANTAU__DETECT__REGIONS__ENABLED": str(self.regions).lower(),
+        }
+
+
+MODES = {
+    "320": Mode("", 320, regions=False),
+    "640": Mode("_640", 640, regions=False),
+    "regions": Mode("_regions", 320, regions=True),
+}
+# Several searches in one invocation, and the figure comparing the last with the first.
+COMPARISONS = {"regions-vs-640": ("640", "regions")}
 
 
 class Heartbeats(threading.Thread):
@@ -158,9 +218,33 @@ class Trial:
     gate_share: float = 0.0
     window_s: float = 0.0
     inference_ms: float = 0.0
+    """The detector's own running figure (its stats line every 30 s), warm-up included."""
     too_old: int = 0
     """Frames the detector skipped as older than detect.max_frame_age_s (whole run)."""
-    """The detector's own running figure (its stats line every 30 s), warm-up included."""
+    detect_rss_mb: float = 0.0
+    """The detector's resident memory, its child processes included, at the window's end."""
+    run_s: float = 0.0
+    """Seconds the cameras had run when the memory was read."""
+    evidence_buffer_s: float = 0.0
+    """dumping.evidence.buffer_s: the frames the detector keeps per camera, in seconds."""
+    dumping: bool = False
+
+    @property
+    def detect_cpu_ms_per_frame(self) -> float:
+        """The detector's CPU over the window per frame it detected in the window."""
+        return self.detect_cores / self.detect_fps * 1000 if self.detect_fps > 0 else 0.0
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory (VmRSS) of these processes and of those they started, in MB."""
+    total = 0.0
+    for pid in pids:
+        try:
+            found = _VMRSS.search(Path(f"/proc/{pid}/status").read_text())
+        except OSError:
+            continue
+        total += (int(found[1]) / 1024 if found else 0.0) + rss_mb(children(pid))
+    return total
 
 
 def clip_info() -> tuple[float, float]:
@@ -210,6 +294,8 @@ def run_trial(n: int, warmup_s: float, window_s: float, detector: dict[str, str]
     }
     trial = Trial(n)
     with PipelineRun(overrides) as run:
+        trial.evidence_buffer_s = run.settings.dumping.evidence.buffer_s
+        trial.dumping = run.settings.dumping.enabled
         topics = Topics(run.settings.kafka)
         kafka.ensure_topics(run.settings.kafka, topics.specs())
         beats = Heartbeats(run)
@@ -218,6 +304,7 @@ def run_trial(n: int, warmup_s: float, window_s: float, detector: dict[str, str]
             detect = run.start("detect", "detect")
             run.wait_for_log(detect, "ready in", timeout=180)
             ingests: list[Stage] = []
+            cameras_started = time.monotonic()
             for i, camera in enumerate(cameras):
                 start_s = spread * i / n
                 ingests.append(
@@ -227,7 +314,8 @@ def run_trial(n: int, warmup_s: float, window_s: float, detector: dict[str, str]
                 )  # fmt: skip
             max_batch = run.settings.detector.max_batch if run.settings.detector else 1
             abort_lag = 10 * n * FPS
-            bar = tqdm(total=round(warmup_s + window_s), desc=f"N={n}", unit="s", mininterval=1)
+            total_s = round(warmup_s + window_s)
+            bar = tqdm(total=total_s, desc=f"N={n}", unit="s", mininterval=1)
             began = time.monotonic()
             window_start: float | None = None
             first: tuple[int, int, int] | None = None
@@ -262,12 +350,14 @@ def run_trial(n: int, warmup_s: float, window_s: float, detector: dict[str, str]
                         break
                     if now - window_start >= window_s:
                         break
-                bar.update(min(round(now - began), bar.total) - bar.n)
+                bar.update(min(round(now - began), total_s) - bar.n)
                 time.sleep(_SAMPLE_EVERY_S)
             bar.close()
             assert window_start is not None
             assert first is not None
             elapsed = time.monotonic() - window_start
+            trial.detect_rss_mb = rss_mb([detect.process.pid])
+            trial.run_s = time.monotonic() - cameras_started
             trial.window_s = elapsed
             trial.detect_cores = (cpu_seconds([detect.process.pid]) - cpu0[0]) / elapsed
             trial.camera_cores = (cpu_seconds([s.process.pid for s in ingests]) - cpu0[1]) / elapsed
@@ -352,7 +442,8 @@ def report(trial: Trial, name: str) -> None:
         f"{trial.too_old} as too old, {trial.inference_ms:.0f} ms inference per frame; "
         "CPU cores: detector "
         f"{trial.detect_cores:.2f}, cameras {trial.camera_cores:.2f}, whole machine "
-        f"{trial.machine_busy:.2f}" + ("" if trial.passed else "; " + "; ".join(trial.reasons))
+        f"{trial.machine_busy:.2f}; detector RSS {trial.detect_rss_mb:.0f} MB"
+        + ("" if trial.passed else "; " + "; ".join(trial.reasons))
     )
 
 
@@ -385,37 +476,55 @@ def estimate(trials: list[Trial], name: str) -> None:
     )
 
 
-def detector_overrides(imgsz: int) -> dict[str, str]:
-    """The settings that pick the detector for `--imgsz`: the configured one (`type: auto`
-    chooses the fastest backend at that size on this machine)."""
-    return {} if imgsz == 640 else {"PANTAU__DETECTOR__IMGSZ": str(imgsz)}
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warmup-s", type=float, default=15.0)
-    parser.add_argument("--window-s", type=float, default=60.0)
-    parser.add_argument("--budget-s", type=float, default=690.0, help="stop searching after")
-    parser.add_argument("--max-n", type=int, default=64)
-    parser.add_argument("--start-n", type=int, default=8, help="first N of the doubling search")
-    parser.add_argument(
-        "--imgsz",
-        type=int,
-        choices=(320, 640),
-        default=320,
-        help="the configured detector's input size (type auto: the fastest backend at it)",
+def efficiency(trials: list[Trial], cameras: int, name: str, suffix: str) -> None:
+    """The cameras served against the ceiling the detector's own cost sets, and the
+    detector's memory per camera, from the trial at the largest passing N (the smallest N
+    tried when none passed)."""
+    if not trials:
+        return
+    ok = [t for t in trials if t.passed]
+    t = max(ok, key=lambda t: t.n) if ok else min(trials, key=lambda t: t.n)
+    cores = os.cpu_count() or 1
+    ms = t.detect_cpu_ms_per_frame
+    ceiling = cores * 1000 / (FPS * t.gate_share * ms) if ms > 0 and t.gate_share > 0 else 0.0
+    if ceiling:
+        print(f"figure: {name}_ceiling = {ceiling:.1f} cameras")
+    print(f"figure: {name}_detector_cpu_ms_per_frame = {ms:.1f} ms")
+    print(f"figure: {name}_published_share = {t.gate_share:.2f}")
+    if ceiling:
+        print(f"figure: pipeline_efficiency{suffix} = {cameras / ceiling:.2f} x")
+        print(
+            f"ceiling from N={t.n} ({'passing' if t.passed else 'none passed: the smallest N'}"
+            f"): {cores} cores * 1000 ms / ({FPS} fps * {t.gate_share:.2f} published * "
+            f"{ms:.1f} ms); the window's input was {t.input_fps / (FPS * t.n):.0%} of "
+            f"{FPS} fps per camera"
+        )
+    else:
+        print(f"no ceiling from N={t.n}: the detector detected no frame or the gate let none by")
+    print(f"figure: detector_rss_mb_per_camera{suffix} = {t.detect_rss_mb / t.n:.1f} MB")
+    print(
+        f"detector RSS at N={t.n}: {t.detect_rss_mb:.0f} MB, read {t.run_s:.0f} s after the "
+        f"cameras started; evidence ring buffer dumping.evidence.buffer_s = "
+        f"{t.evidence_buffer_s:g} s per camera, at most "
+        f"{min(t.run_s, t.evidence_buffer_s):.0f} s of it filled by then (dumping "
+        f"{'on' if t.dumping else 'off: no buffer'})"
     )
-    args = parser.parse_args()
-    stop_on_sigterm()
 
+
+def search(mode: Mode, args: argparse.Namespace) -> int:
+    """The doubling and bisecting search of one mode, within `--budget-s`, with its
+    figures; the largest passing N."""
     started = time.monotonic()
     per_trial = args.warmup_s + args.window_s + _OVERHEAD_S
     passed, failed = 0, None
     cut_short = False
     trials: list[Trial] = []
-    detector = detector_overrides(args.imgsz)
-    name = "cameras_at_5fps" if args.imgsz == 320 else f"cameras_at_5fps_{args.imgsz}"
-    print(f"detector: {detector.get('PANTAU__DETECTOR__MODEL', 'as configured')} at {args.imgsz}")
+    detector = mode.overrides()
+    name = f"cameras_at_5fps{mode.suffix}"
+    print(
+        f"detector: {detector.get('PANTAU__DETECTOR__MODEL', 'as configured')} at "
+        f"{mode.imgsz}" + (", regions around motion" if mode.regions else ", whole frames")
+    )
     n = args.start_n
     while True:
         if time.monotonic() - started + per_trial > args.budget_s:
@@ -438,6 +547,7 @@ def main() -> int:
             n = (passed + failed) // 2
     print(f"figure: {name} = {passed} cameras")
     estimate(trials, name)
+    efficiency(trials, passed, name, mode.suffix)
     bound = f"fails at {failed}" if failed is not None else f"no failure up to {args.max_n}"
     print(
         f"largest passing N {passed} ({bound}); {os.cpu_count()} cores; window "
@@ -445,6 +555,45 @@ def main() -> int:
         + ("; the search stopped early: no room left in the time budget" if cut_short else "")
         + f"; took {time.monotonic() - started:.0f} s"
     )
+    return passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warmup-s", type=float, default=15.0)
+    parser.add_argument("--window-s", type=float, default=60.0)
+    parser.add_argument(
+        "--budget-s", type=float, default=690.0, help="stop searching after (each search)"
+    )
+    parser.add_argument("--max-n", type=int, default=64)
+    parser.add_argument("--start-n", type=int, default=8, help="first N of the doubling search")
+    parser.add_argument(
+        "--mode",
+        choices=(*MODES, *COMPARISONS),
+        help="320 (the default), 640, regions (320 on crops around motion), or "
+        "regions-vs-640 (both searches and their ratio)",
+    )
+    parser.add_argument(
+        "--imgsz",
+        type=int,
+        choices=(320, 640),
+        help="the same as --mode 320 or --mode 640",
+    )
+    args = parser.parse_args()
+    if args.imgsz is not None and args.mode not in (None, str(args.imgsz)):
+        parser.error(f"--imgsz {args.imgsz} contradicts --mode {args.mode}")
+    chosen: str = args.mode or (str(args.imgsz) if args.imgsz is not None else "320")
+    stop_on_sigterm()
+
+    if chosen in MODES:
+        search(MODES[chosen], args)
+        return 0
+    base, other = COMPARISONS[chosen]
+    cameras = {key: search(MODES[key], args) for key in (base, other)}
+    if cameras[base]:
+        print(f"figure: cameras_at_5fps_{other}_vs_{base} = {cameras[other] / cameras[base]:.2f} x")
+    else:
+        print(f"no cameras_at_5fps_{other}_vs_{base}: no N passed at {base}")
     return 0
 
 

@@ -2,11 +2,17 @@
 how the answers of those parts become one set of boxes for the frame.
 
 A frame is looked at in crops at its own resolution around what moved and around the
-objects already found, each crop at most the network's input side; the whole frame (scaled
-down to the network's input) only when the crops would cover most of it, when one region is
-larger than a crop, or when the caller asks for it (a camera's first frame, the periodic
-check). Crops are rounded out to the network's stride so that a dynamic-shape network runs
-them without padding.
+objects already found, each crop at most the network's input side. The whole frame is looked
+at scaled down to the network's input only
+
+- when the caller asks for it (a camera's first frame, the periodic check), and then also in
+  tiles at its own resolution, so that small things that appeared without moving are found
+  with full detail;
+- when the crops would cover most of the frame, or one region is larger than a crop: then
+  beside the crops.
+
+Crops are rounded out to the network's stride so that a dynamic-shape network runs them
+without padding.
 """
 
 from __future__ import annotations
@@ -135,6 +141,23 @@ def aligned(rect: Rect, width: int, height: int, config: RegionConfig) -> Rect:
     return (x1, y1, x2, y2)
 
 
+def tiles(width: int, height: int, config: RegionConfig) -> tuple[Rect, ...]:
+    """The fewest crops, each at most the crop size (rounded to the stride), that cover the
+    frame at its own resolution, evenly spread (neighbours overlap by what the rounding
+    leaves)."""
+
+    def spans(limit: int) -> list[tuple[int, int]]:
+        count = -(-limit // config.size)  # ceil
+        per = -(-limit // count)
+        side = min(config.size, limit, -(-per // config.align) * config.align)
+        if count == 1:
+            return [(0, side)]
+        step = (limit - side) / (count - 1)
+        return [(round(i * step), round(i * step) + side) for i in range(count)]
+
+    return tuple((x1, y1, x2, y2) for y1, y2 in spans(height) for x1, x2 in spans(width))
+
+
 def plan_regions(
     width: int,
     height: int,
@@ -146,7 +169,7 @@ def plan_regions(
     """The plan for one frame of `width` x `height` given the boxes worth a look (what
     moved, what was found before); `full_reason` asks for the whole frame."""
     if full_reason is not None:
-        return RegionPlan(True, (), full_reason)
+        return _whole(width, height, config, full_reason)
     rects = merge_rects([expand(b, config.margin_px, width, height) for b in boxes], config.size)
     if not rects:
         return RegionPlan(False, (), "nothing moved")
@@ -158,10 +181,20 @@ def plan_regions(
     )
     covered = sum(_area(c) for c in crops) + sum(_area(r) for r in large)
     if covered > config.max_cover * width * height:
-        return RegionPlan(True, (), "regions cover most of the frame")
+        return RegionPlan(True, crops, "regions cover most of the frame")
     if large:
         return RegionPlan(True, crops, "an object larger than a crop")
     return RegionPlan(False, crops, "regions")
+
+
+def _whole(width: int, height: int, config: RegionConfig, reason: str) -> RegionPlan:
+    """The whole frame: scaled to the network's input, for what is larger than a crop, and
+    in tiles at its own resolution, for what is small (a frame that fits one crop is just
+    that crop)."""
+    covering = tiles(width, height, config)
+    if len(covering) == 1:
+        return RegionPlan(False, covering, reason)
+    return RegionPlan(True, covering, reason)
 
 
 def _cut_by_inner_edge(box: npt.NDArray[np.float32], crop: Rect, width: int, height: int) -> bool:
@@ -214,10 +247,19 @@ def merge_detections(
     ids, parts = np.concatenate(classes), np.concatenate(cut)
     # Class-aware: each class shifted far from the others.
     offset = ids[:, None].astype(np.float32) * (4.0 * max(width, height, 1024))
-    kept = nms(boxes + offset, scores, iou)
-    keep = [int(i) for i in kept if not (parts[i] and _inside_another(int(i), kept, boxes, ids))]
-    order = np.asarray(keep, dtype=np.int64)
-    return Detections(xyxy=boxes[order], confidence=scores[order], class_id=ids[order])
+    # Parts go first, before the most confident box of an object is chosen: a part may be
+    # surer than the whole it belongs to.
+    everything = np.arange(len(boxes), dtype=np.int64)
+    whole = np.asarray(
+        [
+            i
+            for i in everything
+            if not (parts[i] and _inside_another(int(i), everything, boxes, ids))
+        ],
+        dtype=np.int64,
+    )
+    kept = whole[nms(boxes[whole] + offset[whole], scores[whole], iou)]
+    return Detections(xyxy=boxes[kept], confidence=scores[kept], class_id=ids[kept])
 
 
 def _inside_another(

@@ -263,10 +263,11 @@ DetectorSettings = Annotated[
 class RegionSettings(Section):
     """Region-based detection: the network looks at square crops of the frame at its own
     resolution (`detector.imgsz` pixels a side) around what moved since the camera's
-    previous frame and around the objects being followed, batched across cameras; the whole
-    frame (scaled to `detector.imgsz`) only when the crops would cover most of it, when an
-    object is larger than a crop, or on the periodic check. Small, far objects keep the
-    detail of a full-resolution pass at the cost of a few small ones."""
+    previous frame and around the objects found lately, batched across cameras. The whole
+    frame, scaled to `detector.imgsz`, is added when the crops would cover most of it or an
+    object is larger than a crop; on a camera's first frame and on the periodic check it is
+    looked at scaled and in tiles at its own resolution. Small, far objects keep the detail
+    of a full-resolution pass at the cost of a few small ones."""
 
     enabled: bool = Field(False, description="detect on crops around motion and followed objects")
     full_every_s: float = Field(

@@ -10,16 +10,35 @@ import pytest
 
 from detectors.detections import Detections
 from detectors.region_detector import Frame, RegionDetector
-from detectors.regions import RegionConfig, merge_detections, merge_rects, plan_regions
+from detectors.regions import RegionConfig, merge_detections, merge_rects, plan_regions, tiles
 from pantau.settings import RegionSettings
 
 CONFIG = RegionConfig(size=320, max_cover=0.5, margin_px=16)
 W, H = 640, 360
 
 
-def test_a_frame_asked_for_whole_is_looked_at_whole() -> None:
+QUARTERS = ((0, 0, 320, 192), (320, 0, 640, 192), (0, 168, 320, 360), (320, 168, 640, 360))
+
+
+def test_a_frame_asked_for_whole_is_looked_at_scaled_and_in_tiles_at_its_own_resolution() -> None:
     plan = plan_regions(W, H, [(10, 10, 50, 50)], CONFIG, full_reason="periodic")
-    assert plan.full and plan.crops == () and plan.reason == "periodic"
+    assert plan.full and plan.reason == "periodic"
+    assert plan.crops == QUARTERS
+
+
+def test_tiles_cover_the_frame_with_crops_no_larger_than_the_network() -> None:
+    assert tiles(W, H, CONFIG) == QUARTERS
+    assert tiles(320, 180, CONFIG) == ((0, 0, 320, 180),)
+    hd = tiles(1920, 1080, CONFIG)
+    assert len(hd) == 6 * 4
+    covered = np.zeros((1080, 1920), dtype=bool)
+    for x1, y1, x2, y2 in hd:
+        assert x2 - x1 <= 320 and y2 - y1 <= 320
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+    # A frame that fits one crop is that crop: no scaled pass besides.
+    small = plan_regions(320, 180, [], CONFIG, full_reason="first frame")
+    assert not small.full and small.crops == ((0, 0, 320, 180),)
 
 
 def test_nothing_moved_and_nothing_held_means_no_network_call() -> None:
@@ -39,7 +58,8 @@ def test_a_small_region_gets_one_crop_around_it_at_the_frames_resolution() -> No
     assert (x2 - x1, y2 - y1) == (96, 128)
     # About 12k network pixels against 61k for the whole frame at 320 (320x180).
     assert plan.pixels(W, H, 320) == 96 * 128
-    assert plan_regions(W, H, [], CONFIG, full_reason="x").pixels(W, H, 320) == 320 * 180
+    whole = plan_regions(W, H, [], CONFIG, full_reason="x")
+    assert whole.pixels(W, H, 320) == 320 * 180 + 2 * 320 * 192 + 2 * 320 * 192
 
 
 def test_a_crop_at_the_frames_edge_is_moved_inside_it() -> None:
@@ -73,8 +93,9 @@ def test_an_object_larger_than_a_crop_brings_the_whole_frame_and_others_keep_cro
 def test_regions_covering_most_of_the_frame_become_one_whole_frame() -> None:
     boxes = [(x, y, x + 100, y + 100) for x in (0, 160, 320, 480) for y in (0, 200)]
     plan = plan_regions(W, H, boxes, CONFIG)
-    assert plan.full and plan.crops == ()
-    assert plan.reason == "regions cover most of the frame"
+    assert plan.full and plan.reason == "regions cover most of the frame"
+    # The crops stay beside the scaled frame: small things keep their detail.
+    assert 1 <= len(plan.crops) <= 8
 
 
 def dets(rows: Sequence[tuple[float, float, float, float, float, int]]) -> Detections:
@@ -153,13 +174,15 @@ def test_first_frame_whole_then_crops_around_what_moved_and_what_was_found() -> 
     regions, network = detector()
     (first,) = regions.detect([Frame("cam", 0.0, scene(100, 100))])
     assert first.xyxy.tolist() == [[100, 100, 120, 120]]
-    assert network.calls == [([(H, W)], True)]  # the whole frame, scaled by the network
+    # The whole frame, scaled by the network, and in four tiles at its own resolution;
+    # the square, found in both, is one box.
+    assert network.calls == [([(H, W)], True), ([(192, 320)] * 4, False)]
     # The square moves 30 px: one crop, given at the frame's own resolution, finds it there.
     (second,) = regions.detect([Frame("cam", 0.2, scene(130, 100))])
     assert second.xyxy.tolist() == [[130, 100, 150, 120]]
     shapes, scaleup = network.calls[-1]
     assert scaleup is False and len(shapes) == 1 and max(shapes[0]) <= 320
-    assert regions.stats.crops == 1 and regions.stats.full == 1
+    assert regions.stats.crops == 4 + 1 and regions.stats.full == 1
 
 
 def test_a_still_object_stays_in_view_and_a_still_empty_frame_costs_nothing() -> None:
@@ -173,7 +196,7 @@ def test_a_still_object_stays_in_view_and_a_still_empty_frame_costs_nothing() ->
     empty.detect([Frame("cam", 0.0, plain)])
     for i in range(1, 5):
         empty.detect([Frame("cam", i * 0.2, plain)])
-    assert len(blank.calls) == 1  # only the first, whole frame
+    assert len(blank.calls) == 2  # only the first frame's: scaled and in tiles
 
 
 def test_whole_frame_again_on_the_periodic_check_and_when_the_clock_goes_back() -> None:
@@ -204,10 +227,10 @@ def test_crops_of_a_batch_go_to_the_network_in_one_call_across_cameras() -> None
     regions, network = detector()
     plain = np.full((H, W, 3), 90, dtype=np.uint8)
     regions.detect([Frame("a", 0.0, plain), Frame("b", 0.0, plain)])
-    assert network.calls[-1] == ([(H, W), (H, W)], True)
+    assert network.calls == [([(H, W), (H, W)], True), ([(192, 320)] * 8, False)]
     found = regions.detect([Frame("a", 0.2, scene(10, 10)), Frame("b", 0.2, scene(500, 300))])
     assert [f.xyxy.tolist() for f in found] == [[[10, 10, 30, 30]], [[500, 300, 520, 320]]]
-    assert len(network.calls) == 2 and network.calls[-1][1] is False
+    assert len(network.calls) == 3 and network.calls[-1][1] is False
     assert len(network.calls[-1][0]) == 2
 
 

@@ -498,10 +498,12 @@ def test_with_regions_on_the_network_sees_crops_of_what_moved_not_whole_frames(
         detect__regions__enabled="true",
         detector__imgsz="320",
     )()
-    # Batch one: both cameras' first frames, whole. Batch two: cam-a did not change (no
-    # call for it), cam-b gets one crop around the patch at the frame's own resolution.
+    # Batch one: both cameras' first frames, whole: scaled, and in tiles at their own
+    # resolution. Batch two: cam-a did not change (no call for it), cam-b gets one crop
+    # around the patch at the frame's own resolution.
     assert network.shapes[0] == ([(360, 640), (360, 640)], True)
-    ((crops, scaleup),) = network.shapes[1:]
+    assert network.shapes[1] == ([(192, 320)] * 8, False)
+    ((crops, scaleup),) = network.shapes[2:]
     assert not scaleup and len(crops) == 1
     height, width = crops[0]
     assert 30 + 2 * 24 <= width <= 320 and 40 + 2 * 24 <= height <= 320

@@ -1,0 +1,164 @@
+"""The detector's resident memory per camera, with every camera's evidence ring buffer full.
+
+What a detector holds per camera lives in its camera pipeline (tracker, static-object model,
+dumping logic, view check, and the evidence ring buffer of `dumping.evidence.buffer_s`
+seconds of frames) and, with region-based detection, a small grey picture and the objects
+held. This runs N such cameras in this process, as the detect stage makes them from the
+configured settings, on the shared clip (people at a table) at 5 fps and 640x360, each
+camera starting elsewhere in the clip, for `buffer_s` plus 15 s of frames each, so every ring
+buffer is at its configured size at the end. The network's answers come from the configured
+detector at 320, once per distinct frame of the clip (the cameras share the clip).
+
+`detector_rss_mb_per_camera` = (resident memory with N full cameras - resident memory
+before the first camera) / N, in MB (goal: at most 40). The network, the runtime and the
+clip's frames are in the memory before the first camera; a detect process's whole resident
+memory is printed beside it for N cameras (that, divided by N, falls with N).
+
+    python bench/detector_memory.py [--cameras 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from detectors.backends import load_backend  # noqa: E402
+from detectors.camera import CameraPipeline  # noqa: E402
+from detectors.detections import Detections, kept_classes  # noqa: E402
+from detectors.events import EventClock  # noqa: E402
+from detectors.region_detector import Frame, RegionDetector  # noqa: E402
+from pantau.settings import CameraSettings, RegionSettings, load_settings  # noqa: E402
+
+SHARED = Path(os.environ.get("PANTAU_SHARED_DATA", REPO.parent / "shared" / "data"))
+CLIP = SHARED / "video" / "intel-sample-videos" / "one-by-one-person-detection.mp4"
+FPS = 5.0
+WIDTH = 640
+_VMRSS = re.compile(r"^VmRSS:\s+(\d+) kB", re.MULTILINE)
+
+
+def rss_mb() -> float:
+    gc.collect()
+    found = _VMRSS.search(Path("/proc/self/status").read_text())
+    return int(found[1]) / 1024 if found else 0.0
+
+
+def clip_jpegs(quality: int) -> list[bytes]:
+    """The clip at 5 fps, 640 wide, as the camera ingest publishes it (JPEG)."""
+    capture = cv2.VideoCapture(str(CLIP))
+    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    out: list[bytes] = []
+    index, next_t = 0, 0.0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        t = index / native
+        index += 1
+        if t + 1e-6 < next_t:
+            continue
+        next_t += 1.0 / FPS
+        height, width = image.shape[:2]
+        if width > WIDTH:
+            size = (WIDTH, round(height * WIDTH / width))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        assert ok
+        out.append(data.tobytes())
+    capture.release()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--extra-s", type=float, default=15.0, help="seconds past buffer_s")
+    args = parser.parse_args()
+    settings = load_settings(REPO / "configs" / "pantau.yaml", os.environ)
+    detector = settings.detector
+    assert detector is not None, "configs/pantau.yaml has no detector"
+    detector = detector.model_copy(update={"imgsz": 320})
+    dumping = settings.dumping
+    buffer_s = dumping.evidence.buffer_s
+    print(
+        f"{args.cameras} cameras; evidence ring buffer {buffer_s:g} s at {FPS:g} fps "
+        f"(dumping {'on' if dumping.enabled else 'off'}), "
+        f"{buffer_s + args.extra_s:g} s of frames each"
+    )
+
+    backend = load_backend(detector)
+    classes = kept_classes(detector, dumping, backend.names)
+    jpegs = clip_jpegs(85)
+    answers: list[Detections] = []
+    for data in tqdm(jpegs, desc="network, once per clip frame", unit="frame", file=sys.stderr):
+        image = np.asarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+        answers.append(backend.detect([image])[0])
+    regions = RegionDetector(
+        backend,
+        RegionSettings.model_validate({"enabled": True}),
+        320,
+        iou=detector.iou,
+        classes=classes,
+    )
+    before = rss_mb()
+    print(f"resident before the first camera: {before:.0f} MB (network, runtime, clip)")
+
+    pipelines: list[CameraPipeline] = []
+    for i in range(args.cameras):
+        camera = CameraSettings.model_validate({"id": f"mem-{i:02d}", "url": "unconfigured"})
+        pipelines.append(
+            CameraPipeline(
+                camera,
+                tracker=detector.tracker,
+                dumping=dumping,
+                names=backend.names,
+                clock=EventClock(datetime(2026, 1, 1, tzinfo=UTC)),
+                classes=classes,
+            )
+        )
+    steps = round((buffer_s + args.extra_s) * FPS)
+    with tqdm(total=steps * args.cameras, desc="cameras", unit="frame", file=sys.stderr) as bar:
+        for step in range(steps):
+            t = step / FPS
+            for i, pipeline in enumerate(pipelines):
+                index = (step + i * len(jpegs) // args.cameras) % len(jpegs)
+                data = jpegs[index]
+                image = np.asarray(
+                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), np.uint8
+                )
+                # The region state of the camera (its grey picture, what it holds); the
+                # network's answer is the clip frame's, computed once above.
+                regions._plan(Frame(pipeline.camera.id, t, image))
+                pipeline.frame(t, image, answers[index], data)
+                bar.update()
+    after = rss_mb()
+    buffered = [
+        len(p.gate.recorder.buffer) if p.gate.recorder is not None else 0 for p in pipelines
+    ]
+    print(
+        f"resident with {args.cameras} cameras: {after:.0f} MB; frames in each ring buffer: "
+        f"{min(buffered)} to {max(buffered)} (full: {buffer_s * FPS:.0f})"
+    )
+    per_camera = (after - before) / args.cameras
+    print(f"figure: detector_rss_mb_per_camera = {per_camera:.1f} MB")
+    print(f"figure: detector_rss_mb_total_{args.cameras}_cameras = {after:.0f} MB")
+    print(
+        f"resident per camera, the network shared out over {args.cameras}: "
+        f"{after / args.cameras:.0f} MB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
