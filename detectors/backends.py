@@ -556,6 +556,77 @@ def export_model(
     return target
 
 
+def quantize_onnx(model: Path, frames: Sequence[np.ndarray], imgsz: int) -> Path:
+    """An int8 copy of an fp32 ONNX export, beside it (made once; reused by name): weights
+    int8 per channel, activations uint8, their ranges calibrated on `frames` letterboxed to
+    `imgsz`. ONNX Runtime runs it faster than fp32 only where the CPU has VNNI."""
+    target = model.with_name(f"{model.stem}-int8.onnx")
+    if target.exists():
+        return target
+    _require("onnxruntime", f"int8 quantization of {model}")
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    name = str(ort.InferenceSession(str(model)).get_inputs()[0].name)
+    # The detection head (the network's last module: its convolutions, and the decoding that
+    # puts box pixels and class scores into one tensor) stays fp32. Quantized, the model
+    # found a fifth fewer of the fp32 model's confident boxes at 640; with the head in fp32
+    # it found them all but one in ten.
+    graph = onnx.load(str(model)).graph
+    modules = {
+        int(n.name.split(".")[1].split("/")[0])
+        for n in graph.node
+        if n.name.startswith("/model.") and n.name.split(".")[1].split("/")[0].isdigit()
+    }
+    head = f"/model.{max(modules, default=-1)}/"
+    keep_fp32 = [n.name for n in graph.node if n.name.startswith(head)]
+    tensors = []
+    for image in frames:
+        fitted, _ = letterbox(image, imgsz)
+        planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
+        tensors.append(planar.astype(np.float32) / np.float32(255.0))
+
+    class Frames(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._left = iter(tensors)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            tensor = next(self._left, None)
+            return None if tensor is None else {name: tensor}
+
+    started = time.monotonic()
+    partial = target.with_suffix(".onnx.partial")
+    try:
+        quantize_static(
+            str(model),
+            str(partial),
+            Frames(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_fp32,
+        )
+    except Exception as exc:  # onnxruntime's quantizer raises its own untyped errors
+        partial.unlink(missing_ok=True)
+        raise DetectorError(f"int8 quantization of {model.name}: {exc}") from exc
+    os.replace(partial, target)
+    log.info(
+        "quantized %s to int8 (%d calibration frames) as %s in %.1f s",
+        model.name,
+        len(tensors),
+        target.name,
+        time.monotonic() - started,
+    )
+    return target
+
+
 def load_backend(config: DetectorSettings) -> Backend:
     """The configured backend, loaded; a class in `detector.classes` that the model does not
     know is a DetectorError here, before any frame is read."""

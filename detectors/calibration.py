@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detectors.backends import Backend, DetectorError, export_model, load_backend
+from detectors.backends import Backend, DetectorError, export_model, load_backend, quantize_onnx
 from detectors.detections import Detections
 from pantau.runtime import alive
 from pantau.settings import AutoDetector, OnnxDetector, OpenVinoDetector
@@ -137,9 +137,12 @@ def calibration_frames(folder: Path = FRAMES_DIR) -> list[np.ndarray]:
     return [np.asarray(f) for f in frames]
 
 
-def concrete(auto: AutoDetector, name: str) -> OpenVinoDetector | OnnxDetector:
+def concrete(
+    auto: AutoDetector, name: str, cpu: str | None = None
+) -> OpenVinoDetector | OnnxDetector:
     """The settings of one candidate: fp32 exports are made from the checkpoint (once; they are
-    reused by name), the int8 one is the configured folder."""
+    reused by name), the int8 OpenVINO one is the configured folder, the int8 ONNX one is
+    quantized from the fp32 export on the calibration frames (only where `cpu` has VNNI)."""
     common = auto.model_dump(
         exclude={
             "type", "model", "int8_model", "candidates", "exports_dir", "calibration_s",
@@ -156,7 +159,22 @@ def concrete(auto: AutoDetector, name: str) -> OpenVinoDetector | OnnxDetector:
         if auto.int8_model is None:
             raise DetectorError("no detector.int8_model configured")
         return OpenVinoDetector.model_validate({**common, "model": auto.int8_model})
+    if name == "onnx-int8":
+        if not has_vnni(cpu):
+            raise DetectorError(
+                "not run: this CPU has no VNNI (avx512_vnni or avx_vnni), without which int8 "
+                "in ONNX Runtime is slower than fp32"
+            )
+        fp32 = export_model(auto.model, "onnx", auto.imgsz, auto.exports_dir)
+        model = quantize_onnx(fp32, calibration_frames(), auto.imgsz)
+        return OnnxDetector.model_validate({**common, "model": model})
     raise DetectorError(f"unknown candidate {name!r}")
+
+
+def has_vnni(cpu: str | None) -> bool:
+    """Whether the CPU (a `cpu_signature`) has the int8 dot-product instructions."""
+    flags = (cpu or cpu_signature()).partition("[")[2].partition("]")[0].split()
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def _digest(path: Path) -> str:
@@ -232,7 +250,7 @@ def calibrate(
         if before is not None and isinstance(hit, dict) and hit.get("name") in auto.candidates:
             choice = Choice(str(hit["name"]), before, cpu, cached=True)
             log.info("detector: %s, as calibrated on this machine before (%s)", choice.name, cpu)
-            return choice, load(concrete(auto, choice.name))
+            return choice, load(concrete(auto, choice.name, cpu))
     frames = list(frames) if frames is not None else calibration_frames()
     reference_backend = load(concrete(auto, "onnx"))
     reference = reference_backend.detect(frames)
@@ -241,7 +259,7 @@ def calibrate(
     for name in auto.candidates:
         alive()
         try:
-            backend = loaded.get(name) or load(concrete(auto, name))
+            backend = loaded.get(name) or load(concrete(auto, name, cpu))
             loaded[name] = backend
             found = [d for i in range(0, len(frames), auto.max_batch)
                      for d in backend.detect(list(frames[i : i + auto.max_batch]))]  # fmt: skip

@@ -176,7 +176,7 @@ class OnnxDetector(_DetectorBase):
 
 
 # What `type: auto` may choose from: OpenVINO on fp32 and int8 weights, ONNX Runtime on fp32.
-AutoCandidate = Literal["openvino-int8", "openvino", "onnx"]
+AutoCandidate = Literal["openvino-int8", "openvino", "onnx", "onnx-int8"]
 
 
 class AutoDetector(_DetectorBase):
@@ -192,9 +192,10 @@ class AutoDetector(_DetectorBase):
         "candidate when it was exported at imgsz",
     )
     candidates: tuple[AutoCandidate, ...] = Field(
-        ("openvino-int8", "openvino", "onnx"),
+        ("openvino-int8", "openvino", "onnx", "onnx-int8"),
         min_length=1,
-        description="backends to time; fp32 exports are made from `model` on first use",
+        description="backends to time; fp32 exports are made from `model` on first use, the "
+        "int8 ONNX one from the fp32 export where the CPU has VNNI",
     )
     exports_dir: ConfigPath = Field(
         Path(".pantau/models"),

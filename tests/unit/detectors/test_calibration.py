@@ -96,7 +96,13 @@ def test_calibration_chooses_caches_and_calibrates_again_on_another_cpu(
         "openvino-int8": FakeBackend("int8", 1.0, boxes((0, 0.9, (150.0, 100, 250, 300)))),
     }
     loads: list[str] = []
-    monkeypatch.setattr(calibration, "concrete", lambda _auto, name: name)
+    real = calibration.concrete
+    # The int8 ONNX candidate goes through the real gate: these CPUs have no VNNI.
+    monkeypatch.setattr(
+        calibration,
+        "concrete",
+        lambda a, name, cpu=None: real(a, name, cpu) if name == "onnx-int8" else name,
+    )
 
     def load(name: str) -> FakeBackend:
         loads.append(name)
@@ -108,6 +114,8 @@ def test_calibration_chooses_caches_and_calibrates_again_on_another_cpu(
     by_name = {t.name: t for t in choice.trials}
     assert by_name["openvino-int8"].agreement == 0.0 and by_name["onnx"].agreement == 1.0
     assert by_name["openvino"].ms_per_frame < by_name["onnx"].ms_per_frame  # type: ignore[operator]
+    skipped = by_name["onnx-int8"]
+    assert skipped.ms_per_frame is None and "no VNNI" in (skipped.error or "")
     assert (auto.exports_dir / "calibration.json").exists()
 
     loads.clear()
@@ -130,7 +138,7 @@ def test_calibration_fails_clearly_when_no_candidate_agrees(
     auto = AutoDetector(
         model=model, exports_dir=tmp_path, calibration_s=0.01, candidates=("openvino",)
     )
-    monkeypatch.setattr(calibration, "concrete", lambda _auto, name: name)
+    monkeypatch.setattr(calibration, "concrete", lambda _auto, name, _cpu=None: name)
     fakes = {
         "onnx": FakeBackend("onnx", 1.0, boxes(PERSON)),
         "openvino": FakeBackend("openvino", 1.0, Detections.empty()),
@@ -139,6 +147,20 @@ def test_calibration_fails_clearly_when_no_candidate_agrees(
         calibrate(
             auto, frames=[np.zeros((8, 8, 3), dtype=np.uint8)], cpu="x", load=fakes.__getitem__
         )
+
+
+def test_int8_onnx_is_a_candidate_only_where_the_cpu_has_vnni(tmp_path: Path) -> None:
+    assert calibration.has_vnni("Intel Xeon [avx2 fma avx512f avx512_vnni] x8")
+    assert calibration.has_vnni("Intel Core [avx2 fma avx_vnni] x4")
+    assert not calibration.has_vnni("AMD EPYC [avx2 fma] x2")
+    model = tmp_path / "net.pt"
+    model.write_bytes(b"weights")
+    auto = AutoDetector(model=model, exports_dir=tmp_path)
+    assert "onnx-int8" in auto.candidates
+    # Refused before anything is exported or quantized.
+    with pytest.raises(DetectorError, match="not run: this CPU has no VNNI"):
+        calibration.concrete(auto, "onnx-int8", "AMD EPYC [avx2 fma] x2")
+    assert list(tmp_path.iterdir()) == [model]
 
 
 def test_auto_wants_a_checkpoint_and_an_int8_folder(tmp_path: Path) -> None:
@@ -170,9 +192,9 @@ def test_a_damaged_cache_entry_is_measured_again_not_trusted(
     (tmp_path / "calibration.json").write_text(
         entry.replace("KEY", calibration.cache_key(auto, "x").replace('"', "")), encoding="utf-8"
     )
-    monkeypatch.setattr(calibration, "concrete", lambda _auto, name: name)
+    monkeypatch.setattr(calibration, "concrete", lambda _auto, name, _cpu=None: name)
     fakes = {name: FakeBackend(name, 1.0, boxes(PERSON)) for name in auto.candidates}
     choice, _ = calibrate(
         auto, frames=[np.zeros((8, 8, 3), dtype=np.uint8)], cpu="x", load=fakes.__getitem__
     )
-    assert not choice.cached and len(choice.trials) == 3
+    assert not choice.cached and len(choice.trials) == len(auto.candidates)
