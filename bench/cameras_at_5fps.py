@@ -42,23 +42,27 @@ divides all the cores by the CPU the detector and cameras used per camera at the
 passing N (what the machine would carry if it were theirs alone, before any contention), and
 the other work is printed.
 
-How close the camera side comes to what the detector alone could carry, from the trial at
-the largest passing N (the smallest N tried when none passed), all measured in that trial:
+How close the camera side comes to what the network alone could carry:
 
-- `cameras_at_5fps_detector_cpu_ms_per_frame`: the detector's CPU seconds over the window
-  (its child processes included) per frame it detected in the window;
+- `cameras_at_5fps_network_cpu_ms_per_frame`: after the search, the network is timed alone in
+  this process, as the detector runs it in the mode (with regions: one camera's frames in
+  order, planning and crops included), on the clip at 5 fps and 640 wide, for `--network-s`
+  CPU seconds;
 - `cameras_at_5fps_published_share`: the share of the 5 fps frames the motion gate let
-  through, published / (published + gated) from the cameras' final counters;
-- `cameras_at_5fps_ceiling = cores * 1000 ms / (5 fps * published share * detector CPU ms
-  per frame)`: the cameras the detector's own cost allows;
-- `pipeline_efficiency = cameras_at_5fps / ceiling` (goal: at least 0.8);
-- `detector_rss_mb_per_camera`: the detector's resident memory (VmRSS, its child processes
-  included) at the end of the window over N (goal: at most 40 MB), printed with the absolute
-  figure and the evidence ring buffer's length (`dumping.evidence.buffer_s`), which bounds
-  the frames the detector keeps per camera.
+  through at the largest passing N (the smallest N tried when none passed), published /
+  (published + gated) from the cameras' final counters;
+- `cameras_at_5fps_ceiling = cores * 1000 ms / (5 fps * published share * network CPU ms per
+  frame)`: the cameras the network's own cost allows;
+- `pipeline_efficiency = cameras_at_5fps / ceiling` (goal: at least 0.8: the cameras, Kafka,
+  JPEG decoding and the dumping logic together cost less than a fifth);
+- `cameras_at_5fps_detector_cpu_ms_per_frame`: the detect process's whole CPU over the window
+  per frame it detected, beside it, to show what the detector spends besides the network.
+
+The detector's resident memory at that N is printed too; with the evidence ring buffers not
+yet full it is not the memory per camera, which `bench/detector_memory.py` measures.
 
 The mode's suffix names these figures outside the default mode (`pipeline_efficiency_640`,
-`detector_rss_mb_per_camera_regions`, …).
+`cameras_at_5fps_regions_ceiling`, …).
 
     python bench/cameras_at_5fps.py [--mode 320|640|regions|regions-vs-640]
         [--warmup-s 15] [--window-s 60] [--budget-s 690]
@@ -82,23 +86,29 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 from kafka import KafkaConsumer, TopicPartition
 from pipeline_runs import (
+    BASE_CONFIG,
     REPO,
     SHARED_DATA,
     PipelineRun,
     RunFailed,
     Stage,
+    base_environ,
     children,
     cpu_seconds,
     stop_on_sigterm,
 )
 from tqdm import tqdm
 
-from detectors.backends import DEFAULT_EXPORT_DIR
+from detectors.backends import DEFAULT_EXPORT_DIR, load_backend
+from detectors.detections import kept_classes
+from detectors.region_detector import Frame, RegionDetector
 from pantau import kafka
 from pantau.codec import DecodeError, decode_as
 from pantau.messages import CameraHeartbeat
+from pantau.settings import load_settings
 from pantau.topics import Topics
 
 EXPORTS = REPO / DEFAULT_EXPORT_DIR
@@ -476,38 +486,83 @@ def estimate(trials: list[Trial], name: str) -> None:
     )
 
 
-def efficiency(trials: list[Trial], cameras: int, name: str, suffix: str) -> None:
-    """The cameras served against the ceiling the detector's own cost sets, and the
-    detector's memory per camera, from the trial at the largest passing N (the smallest N
-    tried when none passed)."""
+def network_cpu_ms(mode: Mode, seconds: float) -> float:
+    """CPU milliseconds per frame of the network alone, as the detector runs it in this mode
+    (with regions: the region planning and crops of one camera's frames in order), on the
+    clip sampled at 5 fps and 640 wide, timed in this process with nothing else running in
+    it, for about `seconds` of CPU after a warm-up frame."""
+    settings = load_settings(BASE_CONFIG, {**base_environ(), **mode.overrides()})
+    detector = settings.detector
+    assert detector is not None
+    backend = load_backend(detector)
+    regions = (
+        RegionDetector(
+            backend,
+            settings.detect.regions,
+            detector.imgsz,
+            iou=detector.iou,
+            classes=kept_classes(detector, settings.dumping, backend.names),
+        )
+        if mode.regions
+        else None
+    )
+    capture = cv2.VideoCapture(str(CLIP))
+    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    frames: list[npt.NDArray[np.uint8]] = []
+    index = 0
+    while len(frames) < 300:
+        ok, image = capture.read()
+        if not ok:
+            break
+        if index % max(1, round(native / FPS)) == 0:
+            small = cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA)
+            frames.append(np.asarray(small, dtype=np.uint8))
+        index += 1
+    capture.release()
+    backend.detect(frames[:1])
+    done, started = 0, time.process_time()
+    while time.process_time() - started < seconds:
+        image = frames[done % len(frames)]
+        if regions is not None:
+            regions.detect([Frame("network-alone", done / FPS, image)])
+        else:
+            backend.detect([image])
+        done += 1
+    return (time.process_time() - started) * 1000.0 / done
+
+
+def efficiency(
+    trials: list[Trial], cameras: int, name: str, suffix: str, network_ms: float
+) -> None:
+    """The cameras served against the ceiling the network's own cost sets, from the trial
+    at the largest passing N (the smallest N tried when none passed)."""
     if not trials:
         return
     ok = [t for t in trials if t.passed]
     t = max(ok, key=lambda t: t.n) if ok else min(trials, key=lambda t: t.n)
     cores = os.cpu_count() or 1
-    ms = t.detect_cpu_ms_per_frame
-    ceiling = cores * 1000 / (FPS * t.gate_share * ms) if ms > 0 and t.gate_share > 0 else 0.0
+    share = t.gate_share
+    ceiling = cores * 1000 / (FPS * share * network_ms) if network_ms > 0 and share > 0 else 0.0
+    print(f"figure: {name}_network_cpu_ms_per_frame = {network_ms:.1f} ms")
+    print(f"figure: {name}_detector_cpu_ms_per_frame = {t.detect_cpu_ms_per_frame:.1f} ms")
+    print(f"figure: {name}_published_share = {share:.2f}")
     if ceiling:
         print(f"figure: {name}_ceiling = {ceiling:.1f} cameras")
-    print(f"figure: {name}_detector_cpu_ms_per_frame = {ms:.1f} ms")
-    print(f"figure: {name}_published_share = {t.gate_share:.2f}")
-    if ceiling:
         print(f"figure: pipeline_efficiency{suffix} = {cameras / ceiling:.2f} x")
         print(
-            f"ceiling from N={t.n} ({'passing' if t.passed else 'none passed: the smallest N'}"
-            f"): {cores} cores * 1000 ms / ({FPS} fps * {t.gate_share:.2f} published * "
-            f"{ms:.1f} ms); the window's input was {t.input_fps / (FPS * t.n):.0%} of "
-            f"{FPS} fps per camera"
+            f"ceiling: {cores} cores * 1000 ms / ({FPS:g} fps * {share:.2f} published at N={t.n} "
+            f"* {network_ms:.1f} ms of network CPU a frame); the detect process spent "
+            f"{t.detect_cpu_ms_per_frame:.1f} ms a frame in all (network, JPEG decoding, "
+            f"tracking, dumping logic, evidence, Kafka); the window's input was "
+            f"{t.input_fps / (FPS * t.n):.0%} of {FPS:g} fps per camera"
         )
     else:
         print(f"no ceiling from N={t.n}: the detector detected no frame or the gate let none by")
-    print(f"figure: detector_rss_mb_per_camera{suffix} = {t.detect_rss_mb / t.n:.1f} MB")
     print(
-        f"detector RSS at N={t.n}: {t.detect_rss_mb:.0f} MB, read {t.run_s:.0f} s after the "
-        f"cameras started; evidence ring buffer dumping.evidence.buffer_s = "
-        f"{t.evidence_buffer_s:g} s per camera, at most "
-        f"{min(t.run_s, t.evidence_buffer_s):.0f} s of it filled by then (dumping "
-        f"{'on' if t.dumping else 'off: no buffer'})"
+        f"detector RSS at N={t.n}: {t.detect_rss_mb:.0f} MB ({t.detect_rss_mb / t.n:.0f} MB over "
+        f"{t.n} cameras), {t.run_s:.0f} s after the cameras started, when the evidence ring "
+        f"buffers ({t.evidence_buffer_s:g} s) were not yet full; bench/detector_memory.py "
+        "measures the memory per camera with them full"
     )
 
 
@@ -547,7 +602,7 @@ def search(mode: Mode, args: argparse.Namespace) -> int:
             n = (passed + failed) // 2
     print(f"figure: {name} = {passed} cameras")
     estimate(trials, name)
-    efficiency(trials, passed, name, mode.suffix)
+    efficiency(trials, passed, name, mode.suffix, network_cpu_ms(mode, args.network_s))
     bound = f"fails at {failed}" if failed is not None else f"no failure up to {args.max_n}"
     print(
         f"largest passing N {passed} ({bound}); {os.cpu_count()} cores; window "
@@ -566,6 +621,9 @@ def main() -> int:
         "--budget-s", type=float, default=690.0, help="stop searching after (each search)"
     )
     parser.add_argument("--max-n", type=int, default=64)
+    parser.add_argument(
+        "--network-s", type=float, default=15.0, help="CPU seconds timing the network alone"
+    )
     parser.add_argument("--start-n", type=int, default=8, help="first N of the doubling search")
     parser.add_argument(
         "--mode",

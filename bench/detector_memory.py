@@ -3,16 +3,17 @@
 What a detector holds per camera lives in its camera pipeline (tracker, static-object model,
 dumping logic, view check, and the evidence ring buffer of `dumping.evidence.buffer_s`
 seconds of frames) and, with region-based detection, a small grey picture and the objects
-held. This runs N such cameras in this process, as the detect stage makes them from the
-configured settings, on the shared clip (people at a table) at 5 fps and 640x360, each
-camera starting elsewhere in the clip, for `buffer_s` plus 15 s of frames each, so every ring
-buffer is at its configured size at the end. The network's answers come from the configured
-detector at 320, once per distinct frame of the clip (the cameras share the clip).
+held. This runs such cameras in this process, as the detect stage makes them from the
+configured settings, on the shared clip (people at a table) at 5 fps and 640x360, each camera
+starting elsewhere in the clip: first N/2 cameras, then N, each time for `buffer_s` plus 15 s
+of frames, so every ring buffer is at its configured size when the memory is read. The
+network's answers come from the configured detector at 320, once per distinct frame of the
+clip (the cameras share the clip).
 
-`detector_rss_mb_per_camera` = (resident memory with N full cameras - resident memory
-before the first camera) / N, in MB (goal: at most 40). The network, the runtime and the
-clip's frames are in the memory before the first camera; a detect process's whole resident
-memory is printed beside it for N cameras (that, divided by N, falls with N).
+`detector_rss_mb_per_camera` = (resident memory with N full cameras - with N/2) / (N/2), in
+MB (goal: at most 40): what one more camera costs. What the first cameras bring once (code
+loaded on first use, the allocator's first pools) is printed beside it, as is the whole
+process's memory over N (which falls with N: the network and the runtime are shared).
 
     python bench/detector_memory.py [--cameras 8]
 """
@@ -80,6 +81,34 @@ def clip_jpegs(quality: int) -> list[bytes]:
     return out
 
 
+def run_cameras(
+    pipelines: list[CameraPipeline],
+    jpegs: list[bytes],
+    answers: list[Detections],
+    regions: RegionDetector,
+    steps: int,
+    *,
+    start: int,
+) -> None:
+    """`steps` frames (5 fps) through every camera, camera i starting elsewhere in the clip."""
+    total = steps * len(pipelines)
+    with tqdm(total=total, desc=f"{len(pipelines)} cameras", unit="frame", file=sys.stderr) as bar:
+        for step in range(start, start + steps):
+            t = step / FPS
+            for i, pipeline in enumerate(pipelines):
+                index = (step + i * len(jpegs) // len(pipelines)) % len(jpegs)
+                # Each frame's bytes of its own, as each record from Kafka is.
+                data = bytes(bytearray(jpegs[index]))
+                image = np.asarray(
+                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), np.uint8
+                )
+                # The camera's region state (its grey picture, what it holds); the network's
+                # answer is the clip frame's, computed once beforehand.
+                regions._plan(Frame(pipeline.camera.id, t, image))
+                pipeline.frame(t, image, answers[index], data)
+                bar.update()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cameras", type=int, default=8)
@@ -115,47 +144,42 @@ def main() -> int:
     print(f"resident before the first camera: {before:.0f} MB (network, runtime, clip)")
 
     pipelines: list[CameraPipeline] = []
-    for i in range(args.cameras):
-        camera = CameraSettings.model_validate({"id": f"mem-{i:02d}", "url": "unconfigured"})
-        pipelines.append(
-            CameraPipeline(
-                camera,
-                tracker=detector.tracker,
-                dumping=dumping,
-                names=backend.names,
-                clock=EventClock(datetime(2026, 1, 1, tzinfo=UTC)),
-                classes=classes,
-            )
-        )
+    half = max(1, args.cameras // 2)
     steps = round((buffer_s + args.extra_s) * FPS)
-    with tqdm(total=steps * args.cameras, desc="cameras", unit="frame", file=sys.stderr) as bar:
-        for step in range(steps):
-            t = step / FPS
-            for i, pipeline in enumerate(pipelines):
-                index = (step + i * len(jpegs) // args.cameras) % len(jpegs)
-                data = jpegs[index]
-                image = np.asarray(
-                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), np.uint8
+    resident: dict[int, float] = {}
+    for count in (half, args.cameras):
+        while len(pipelines) < count:
+            camera = CameraSettings.model_validate(
+                {"id": f"mem-{len(pipelines):02d}", "url": "unconfigured"}
+            )
+            pipelines.append(
+                CameraPipeline(
+                    camera,
+                    tracker=detector.tracker,
+                    dumping=dumping,
+                    names=backend.names,
+                    clock=EventClock(datetime(2026, 1, 1, tzinfo=UTC)),
+                    classes=classes,
                 )
-                # The region state of the camera (its grey picture, what it holds); the
-                # network's answer is the clip frame's, computed once above.
-                regions._plan(Frame(pipeline.camera.id, t, image))
-                pipeline.frame(t, image, answers[index], data)
-                bar.update()
-    after = rss_mb()
-    buffered = [
-        len(p.gate.recorder.buffer) if p.gate.recorder is not None else 0 for p in pipelines
-    ]
-    print(
-        f"resident with {args.cameras} cameras: {after:.0f} MB; frames in each ring buffer: "
-        f"{min(buffered)} to {max(buffered)} (full: {buffer_s * FPS:.0f})"
-    )
-    per_camera = (after - before) / args.cameras
+            )
+        run_cameras(pipelines, jpegs, answers, regions, steps, start=len(resident) * steps)
+        resident[count] = rss_mb()
+        buffered = [
+            len(p.gate.recorder.buffer) if p.gate.recorder is not None else 0 for p in pipelines
+        ]
+        print(
+            f"resident with {count} cameras: {resident[count]:.0f} MB; frames in each ring "
+            f"buffer: {min(buffered)} to {max(buffered)} (full: {buffer_s * FPS:.0f})"
+        )
+    added = args.cameras - half
+    per_camera = (resident[args.cameras] - resident[half]) / max(added, 1)
     print(f"figure: detector_rss_mb_per_camera = {per_camera:.1f} MB")
-    print(f"figure: detector_rss_mb_total_{args.cameras}_cameras = {after:.0f} MB")
+    print(f"figure: detector_rss_mb_total_{args.cameras}_cameras = {resident[args.cameras]:.0f} MB")
     print(
-        f"resident per camera, the network shared out over {args.cameras}: "
-        f"{after / args.cameras:.0f} MB"
+        f"per camera from {half} to {args.cameras} cameras, every ring buffer full; from none "
+        f"to {half}: {(resident[half] - before) / half:.0f} MB a camera (what the first "
+        "camera brings once, code and the allocator's first pools, is in that); the whole "
+        f"process over {args.cameras} cameras: {resident[args.cameras] / args.cameras:.0f} MB"
     )
     return 0
 
