@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pantau.commands import Context, SubParsers, supervised
 from pantau.runtime import stop_after, stop_on_signals
+from pantau.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,14 @@ def register(sub: SubParsers) -> None:
     detect.add_argument(
         "--snapshot-dir", type=Path, help="write the latest annotated frame per camera here (PNG)"
     )
-    supervised(detect, "detect")
+    detect.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="detector processes in the consumer group under one supervisor "
+        "(default: detect.workers)",
+    )
+    supervised(detect, "detect", _detect_workers)
     detect.set_defaults(handler=_detect)
 
     export = sub.add_parser(
@@ -118,6 +126,11 @@ def register(sub: SubParsers) -> None:
         help="make-synthetic: dwell time of the watch zone (default 30)",
     )
     evaluate.set_defaults(handler=filecommands.evaluate)
+
+
+def _detect_workers(args: argparse.Namespace, settings: Settings) -> int:
+    count: int = args.workers or settings.detect.workers
+    return count
 
 
 def _detect(args: argparse.Namespace, ctx: Context) -> int:

@@ -304,6 +304,13 @@ class RegionSettings(Section):
 
 class DetectSettings(Section):
     group_id: str = Field("pantau-detect", description="Kafka consumer group of the detectors")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="detector processes in the group, each with its cameras' partitions (one "
+        "process keeps about 1.3 cores busy: its Python half runs on one)",
+    )
     snapshot_dir: ConfigPath | None = Field(
         None, description="where the latest annotated frame per camera is written (PNG)"
     )

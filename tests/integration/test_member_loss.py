@@ -5,6 +5,7 @@ detector's real YOLO weights."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -259,3 +260,44 @@ def test_a_second_detector_joining_eight_running_cameras_takes_some_with_their_c
     seen = detections()
     assert len(seen) == len(set(seen)), "a frame was detected twice"
     print(f"{len(moved)} of {CAMERAS} cameras moved to the second detector: {sorted(moved)}")
+
+
+def test_detect_with_two_workers_shares_the_cameras_and_detects_each_frame_once(
+    isolated_pipeline: Pipeline, tmp_path: Path, shared_data: Path
+) -> None:
+    """`pantau detect --workers 2`: one supervisor, two detector processes in the group,
+    each holding part of the frames' partitions; every frame is detected exactly once."""
+    pipeline = isolated_pipeline
+    clip = shared_data / "video" / "intel-sample-videos" / "one-by-one-person-detection.mp4"
+    cameras = [{"id": camera_id, "url": str(clip), "fps": 5} for camera_id in CAMERA_IDS]
+    env = {**detector_env(cameras, tmp_path), "PANTAU__RUNTIME__STATUS_DIR": str(tmp_path)}
+    topics = Topics(pipeline.settings.kafka)
+    detect = pipeline.start("detect", "detect", "--workers", "2", env=env)
+
+    def held() -> list[set[int]]:
+        return [
+            {int(p) for p in found.group(1).split(",") if p.strip()}
+            for line in ASSIGNED.findall(pipeline.log_of(detect))
+            if (found := re.search(re.escape(topics.frames) + r"\[([0-9, ]*)\]", line))
+        ]
+
+    def two_members_share_the_partitions() -> bool:
+        last = held()[-2:]
+        return len(last) == 2 and all(last) and not (last[0] & last[1])
+
+    pipeline.wait_for("two workers, each with partitions", two_members_share_the_partitions,
+                      timeout=240)  # fmt: skip
+    status = json.loads((tmp_path / "detect.json").read_text())
+    assert len(status["workers"]) == 2
+    pipeline.run("ingest", "camera", "--no-realtime", "--max-frames", "10", env=env, timeout=300)
+    frames = {decode_as(r.value, Frame).id for r in pipeline.read_topic(topics.frames)}
+    assert len(frames) == 10 * CAMERAS
+
+    def detections() -> list[Any]:
+        return [
+            decode_as(r.value, Detections).frame_id for r in pipeline.read_topic(topics.detections)
+        ]
+
+    pipeline.wait_for("detections of every frame", lambda: frames <= set(detections()))
+    seen = detections()
+    assert len(seen) == len(set(seen)), "a frame was detected twice"
