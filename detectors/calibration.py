@@ -68,7 +68,9 @@ class Choice:
     def summary(self) -> str:
         parts = []
         for t in self.trials:
-            if t.ms_per_frame is None:
+            if t.ms_per_frame is None and (t.error or "").startswith("not run"):
+                parts.append(f"{t.name} {t.error}")
+            elif t.ms_per_frame is None:
                 parts.append(f"{t.name} failed ({t.error})")
             else:
                 parts.append(f"{t.name} {t.ms_per_frame:.1f} ms/frame, agreement {t.agreement:.2f}")
