@@ -89,7 +89,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 from kafka import KafkaConsumer, TopicPartition
 from pipeline_runs import (
     BASE_CONFIG,
@@ -101,6 +100,7 @@ from pipeline_runs import (
     base_environ,
     children,
     cpu_seconds,
+    sampled_frames,
     stop_on_sigterm,
 )
 from tqdm import tqdm
@@ -518,19 +518,7 @@ def network_cpu_ms(mode: Mode, seconds: float) -> float:
         if mode.regions
         else None
     )
-    capture = cv2.VideoCapture(str(CLIP))
-    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    frames: list[npt.NDArray[np.uint8]] = []
-    index = 0
-    while len(frames) < 300:
-        ok, image = capture.read()
-        if not ok:
-            break
-        if index % max(1, round(native / FPS)) == 0:
-            small = cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA)
-            frames.append(np.asarray(small, dtype=np.uint8))
-        index += 1
-    capture.release()
+    frames = [image for _, image in sampled_frames(CLIP, FPS, 640, seconds=60.0)]
     backend.detect(frames[:1])
     done, started = 0, time.process_time()
     while time.process_time() - started < seconds:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pipeline_runs import sampled_frames
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,27 +58,11 @@ def rss_mb() -> float:
 
 def clip_jpegs(quality: int) -> list[bytes]:
     """The clip at 5 fps, 640 wide, as the camera ingest publishes it (JPEG)."""
-    capture = cv2.VideoCapture(str(CLIP))
-    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
     out: list[bytes] = []
-    index, next_t = 0, 0.0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        t = index / native
-        index += 1
-        if t + 1e-6 < next_t:
-            continue
-        next_t += 1.0 / FPS
-        height, width = image.shape[:2]
-        if width > WIDTH:
-            size = (WIDTH, round(height * WIDTH / width))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    for _, image in sampled_frames(CLIP, FPS, WIDTH):
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
         assert ok
         out.append(data.tobytes())
-    capture.release()
     return out
 
 

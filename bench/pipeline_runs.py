@@ -23,6 +23,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+import cv2
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import sql
 
@@ -214,3 +217,32 @@ class PipelineRun:
                 stage.process.send_signal(signal.SIGTERM)
         for stage in reversed(self.stages):
             self.stop(stage)
+
+
+def sampled_frames(
+    path: Path, fps: float, width: int, seconds: float = float("inf")
+) -> Iterator[tuple[float, npt.NDArray[np.uint8]]]:
+    """A video's frames as a camera ingest samples them: at most `fps` a second of its own
+    time, scaled down to `width` pixels wide (never up); (seconds into the video, frame)."""
+    capture = cv2.VideoCapture(str(path))
+    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
+    index, next_t = 0, 0.0
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            t = index / native
+            index += 1
+            if t > seconds:
+                return
+            if t + 1e-6 < next_t:
+                continue
+            next_t += 1.0 / fps
+            height, wide = image.shape[:2]
+            if wide > width:
+                size = (width, round(height * width / wide))
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            yield t, np.asarray(image, dtype=np.uint8)
+    finally:
+        capture.release()

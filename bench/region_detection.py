@@ -40,6 +40,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pipeline_runs import sampled_frames
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +51,7 @@ from detectors.detections import Detections, kept_classes  # noqa: E402
 from detectors.evaluation.synthetic import SyntheticScene  # noqa: E402
 from detectors.evaluation.synthetic_set import default_synthetic_clips  # noqa: E402
 from detectors.region_detector import Frame, RegionDetector  # noqa: E402
+from detectors.regions import box_iou  # noqa: E402
 from pantau.settings import RegionSettings, load_settings  # noqa: E402
 
 SHARED = Path(os.environ.get("PANTAU_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -95,26 +97,6 @@ def scaled(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, (WIDTH, round(height * gain)), interpolation=cv2.INTER_AREA), gain
 
 
-def video_frames(path: Path, seconds: float) -> list[tuple[float, np.ndarray]]:
-    capture = cv2.VideoCapture(str(path))
-    native = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    frames: list[tuple[float, np.ndarray]] = []
-    index, next_t = 0, 0.0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        t = index / native
-        index += 1
-        if t > seconds:
-            break
-        if t + 1e-6 >= next_t:
-            frames.append((t, scaled(np.asarray(image))[0]))
-            next_t += 1.0 / FPS
-    capture.release()
-    return frames
-
-
 def synthetic_clips(count: int, seconds: float) -> Iterator[Clip]:
     for clip in default_synthetic_clips()[:count]:
         scene = SyntheticScene(clip.spec)
@@ -138,15 +120,6 @@ def synthetic_clips(count: int, seconds: float) -> Iterator[Clip]:
         yield Clip(clip.name, "synthetic", frames, people)
 
 
-def iou(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def people_in(found: Detections, least: float) -> list[Box]:
     return [
         (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
@@ -158,7 +131,7 @@ def people_in(found: Detections, least: float) -> list[Box]:
 def matched(truth: Sequence[Box], found: Sequence[Box]) -> int:
     """Greedy one-to-one matching at IoU >= 0.5, best pairs first."""
     pairs = sorted(
-        ((iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)),
+        ((box_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)),
         reverse=True,
     )
     used_t: set[int] = set()
@@ -240,7 +213,9 @@ def main() -> int:
         clips.append(clip)
     for name in INTEL_CLIPS:
         seconds = args.intel_seconds or float("inf")
-        clips.append(Clip(name, "intel", video_frames(INTEL / name, seconds), None))
+        clips.append(
+            Clip(name, "intel", list(sampled_frames(INTEL / name, FPS, WIDTH, seconds)), None)
+        )
     for group in ("synthetic", "intel"):
         chosen = [c for c in clips if c.group == group]
         print(

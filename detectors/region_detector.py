@@ -15,7 +15,14 @@ import numpy.typing as npt
 
 from detectors.backends import Backend
 from detectors.detections import Detections
-from detectors.regions import Box, RegionConfig, RegionPlan, merge_detections, plan_regions
+from detectors.regions import (
+    Box,
+    RegionConfig,
+    RegionPlan,
+    box_iou,
+    merge_detections,
+    plan_regions,
+)
 from pantau.settings import RegionSettings
 
 log = logging.getLogger(__name__)
@@ -186,7 +193,7 @@ class RegionDetector:
         held.sort(key=lambda entry: -entry[2])
         kept: list[tuple[Box, int, float]] = []
         for entry in held:
-            if not any(cls == entry[1] and _iou(entry[0], b) > 0.5 for b, cls, _ in kept):
+            if not any(cls == entry[1] and box_iou(entry[0], b) > 0.5 for b, cls, _ in kept):
                 kept.append(entry)
         state.held = kept[:_MAX_HELD]
 
@@ -208,13 +215,3 @@ def _small_grey(image: Image) -> Image:
     )
     grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
     return np.asarray(cv2.GaussianBlur(grey, (3, 3), 0), dtype=np.uint8)
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-9)

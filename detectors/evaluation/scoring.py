@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from detectors.dumping import DumpingRecord
 from detectors.evaluation.annotations import Annotations, Box, ClipSpec, TruthEvent, TruthView
+from detectors.regions import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +135,6 @@ class Match:
     iou: float | None = None  # of the detected box with `where`, when both exist
 
 
-def _iou(a: Box, b: Box) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def same_place(where: Box | None, box: Box | None) -> bool:
     """A detected box agrees with an annotated one when they overlap or its centre lies
     inside; no annotated box (or no detected one) leaves the decision to time alone."""
@@ -151,7 +142,7 @@ def same_place(where: Box | None, box: Box | None) -> bool:
         return True
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     inside = where[0] <= cx <= where[2] and where[1] <= cy <= where[3]
-    return inside or _iou(where, box) > WHERE_MIN_IOU
+    return inside or box_iou(where, box) > WHERE_MIN_IOU
 
 
 def match_events(
@@ -177,7 +168,7 @@ def match_events(
         used_d.add(j)
         d, where = detected[j], truth[i].where
         drop = truth[i].drop_at
-        iou = None if where is None or d.box is None else _iou(where, d.box)
+        iou = None if where is None or d.box is None else box_iou(where, d.box)
         matches.append(Match(i, j, d.appeared_at - drop, d.alerted_at - drop, iou))
     matches.sort(key=lambda m: m.truth)
     missed = [i for i in range(len(truth)) if i not in used_t]

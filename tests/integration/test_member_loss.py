@@ -46,6 +46,12 @@ def kill(pipeline: Pipeline, process: subprocess.Popen[bytes]) -> float:
     return time.monotonic()
 
 
+def detected_frames(pipeline: Pipeline) -> list[Any]:
+    """The frame id of every detections message so far (a frame detected twice, twice)."""
+    topic = Topics(pipeline.settings.kafka).detections
+    return [decode_as(r.value, Detections).frame_id for r in pipeline.read_topic(topic)]
+
+
 def partitions_held(log: str, topic: str) -> set[int]:
     """The partitions of `topic` the member's last assignment gave it."""
     lines = ASSIGNED.findall(log)
@@ -251,13 +257,8 @@ def test_a_second_detector_joining_eight_running_cameras_takes_some_with_their_c
     # One detector at a time per camera: every frame detected exactly once.
     frames = {decode_as(r.value, Frame).id for r in pipeline.read_topic(topics.frames)}
 
-    def detections() -> list[Any]:
-        return [
-            decode_as(r.value, Detections).frame_id for r in pipeline.read_topic(topics.detections)
-        ]
-
-    pipeline.wait_for("detections of every frame", lambda: frames <= set(detections()))
-    seen = detections()
+    pipeline.wait_for("detections of every frame", lambda: frames <= set(detected_frames(pipeline)))
+    seen = detected_frames(pipeline)
     assert len(seen) == len(set(seen)), "a frame was detected twice"
     print(f"{len(moved)} of {CAMERAS} cameras moved to the second detector: {sorted(moved)}")
 
@@ -293,11 +294,6 @@ def test_detect_with_two_workers_shares_the_cameras_and_detects_each_frame_once(
     frames = {decode_as(r.value, Frame).id for r in pipeline.read_topic(topics.frames)}
     assert len(frames) == 10 * CAMERAS
 
-    def detections() -> list[Any]:
-        return [
-            decode_as(r.value, Detections).frame_id for r in pipeline.read_topic(topics.detections)
-        ]
-
-    pipeline.wait_for("detections of every frame", lambda: frames <= set(detections()))
-    seen = detections()
+    pipeline.wait_for("detections of every frame", lambda: frames <= set(detected_frames(pipeline)))
+    seen = detected_frames(pipeline)
     assert len(seen) == len(set(seen)), "a frame was detected twice"
