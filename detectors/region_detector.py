@@ -147,7 +147,9 @@ class RegionDetector:
         grey = _small_grey(frame.image)
         previous, state.grey = state.grey, grey
         if previous is None or previous.shape != grey.shape:
+            # A new camera, or a new resolution: what was found before is elsewhere now.
             reason: str | None = "first frame of the camera"
+            state.held = []
         elif state.last_t is not None and frame.t < state.last_t:
             reason = "the camera's clock went back"
         elif state.last_full is None or frame.t - state.last_full >= self._settings.full_every_s:

@@ -241,3 +241,18 @@ def test_a_camera_forgotten_after_a_rebalance_starts_whole_again() -> None:
     regions.forget()
     regions.detect([Frame("a", 0.2, plain)])
     assert regions.stats.reasons["first frame of the camera"] == 2
+
+
+def test_a_camera_that_changes_resolution_starts_whole_and_forgets_what_it_held() -> None:
+    regions, network = detector()
+    # A square found where the smaller picture also has pixels.
+    regions.detect([Frame("cam", 0.0, scene(100, 100))])
+    smaller = np.full((180, 320, 3), 90, dtype=np.uint8)
+    (found,) = regions.detect([Frame("cam", 0.2, smaller)])
+    assert len(found) == 0
+    assert regions.stats.reasons["first frame of the camera"] == 2
+    # The 320x180 frame fits one crop: looked at once, whole, at its own resolution.
+    assert network.calls[-1] == ([(180, 320)], False)
+    # Nothing moved and nothing is held: the next frame costs no call.
+    regions.detect([Frame("cam", 0.4, smaller)])
+    assert len(network.calls) == 3
