@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -340,6 +340,12 @@ def letterbox(
     return np.asarray(padded, dtype=np.uint8), Letterbox(gain, float(left), float(top))
 
 
+def onnx_input(fitted: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """A letterboxed BGR HWC uint8 image as the export's input: RGB NCHW float 0..1."""
+    planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
+    return planar.astype(np.float32) / np.float32(255.0)
+
+
 def decode_yolo(
     output: np.ndarray,
     fit: Letterbox,
@@ -464,9 +470,7 @@ class OnnxBackend:
 
     def _detect_one(self, image: np.ndarray, scaleup: bool = True) -> Detections:
         fitted, fit = letterbox(image, self.config.imgsz, self._stride, scaleup=scaleup)
-        # BGR HWC uint8 -> RGB NCHW float 0..1, the export's input convention.
-        planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
-        tensor = planar.astype(np.float32) / np.float32(255.0)
+        tensor = onnx_input(fitted)
         output = self._session.run(None, {self._input_name: tensor})[0]
         height, width = image.shape[:2]
         return decode_yolo(
@@ -556,10 +560,15 @@ def export_model(
     return target
 
 
-def quantize_onnx(model: Path, frames: Sequence[np.ndarray], imgsz: int) -> Path:
+def quantize_onnx(
+    model: Path,
+    frames: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]],
+    imgsz: int,
+) -> Path:
     """An int8 copy of an fp32 ONNX export, beside it (made once; reused by name): weights
-    int8 per channel, activations uint8, their ranges calibrated on `frames` letterboxed to
-    `imgsz`. ONNX Runtime runs it faster than fp32 only where the CPU has VNNI."""
+    int8 per channel, activations uint8, their ranges calibrated on `frames` (or what the
+    callable gives, read only when the copy is made) letterboxed to `imgsz`. ONNX Runtime
+    runs it faster than fp32 only where the CPU has VNNI."""
     target = model.with_name(f"{model.stem}-int8.onnx")
     if target.exists():
         return target
@@ -586,11 +595,8 @@ def quantize_onnx(model: Path, frames: Sequence[np.ndarray], imgsz: int) -> Path
     }
     head = f"/model.{max(modules, default=-1)}/"
     keep_fp32 = [n.name for n in graph.node if n.name.startswith(head)]
-    tensors = []
-    for image in frames:
-        fitted, _ = letterbox(image, imgsz)
-        planar = np.ascontiguousarray(fitted[None, :, :, ::-1].transpose(0, 3, 1, 2))
-        tensors.append(planar.astype(np.float32) / np.float32(255.0))
+    images = frames() if callable(frames) else frames
+    tensors = [onnx_input(letterbox(image, imgsz)[0]) for image in images]
 
     class Frames(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:

@@ -168,7 +168,7 @@ def concrete(
                 "in ONNX Runtime is slower than fp32"
             )
         fp32 = export_model(auto.model, "onnx", auto.imgsz, auto.exports_dir)
-        model = quantize_onnx(fp32, calibration_frames(), auto.imgsz)
+        model = quantize_onnx(fp32, calibration_frames, auto.imgsz)
         return OnnxDetector.model_validate({**common, "model": model})
     raise DetectorError(f"unknown candidate {name!r}")
 

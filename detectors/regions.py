@@ -260,36 +260,22 @@ def merge_detections(
     offset = ids[:, None].astype(np.float32) * (4.0 * max(width, height, 1024))
     # Parts go first, before the most confident box of an object is chosen: a part may be
     # surer than the whole it belongs to.
-    everything = np.arange(len(boxes), dtype=np.int64)
-    whole = np.asarray(
-        [
-            i
-            for i in everything
-            if not (parts[i] and _inside_another(int(i), everything, boxes, ids))
-        ],
-        dtype=np.int64,
-    )
+    whole = np.flatnonzero(~(parts & _inside_larger_of_its_class(boxes, ids)))
     kept = whole[nms(boxes[whole] + offset[whole], scores[whole], iou)]
     return Detections(xyxy=boxes[kept], confidence=scores[kept], class_id=ids[kept])
 
 
-def _inside_another(
-    i: int,
-    kept: npt.NDArray[np.int64],
-    boxes: npt.NDArray[np.float32],
-    ids: npt.NDArray[np.int64],
-) -> bool:
-    box = boxes[i]
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
-    for j in kept:
-        j = int(j)
-        if j == i or ids[j] != ids[i]:
-            continue
-        other = boxes[j]
-        w = min(box[2], other[2]) - max(box[0], other[0])
-        h = min(box[3], other[3]) - max(box[1], other[1])
-        if w > 0 and h > 0 and w * h / area >= _PART_INSIDE:
-            other_area = float((other[2] - other[0]) * (other[3] - other[1]))
-            if other_area > area:
-                return True
-    return False
+def _inside_larger_of_its_class(
+    boxes: npt.NDArray[np.float32], ids: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """For each box: whether a larger box of its class holds at least _PART_INSIDE of it."""
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-9)
+    w = np.minimum(boxes[:, None, 2], boxes[None, :, 2]) - np.maximum(
+        boxes[:, None, 0], boxes[None, :, 0]
+    )
+    h = np.minimum(boxes[:, None, 3], boxes[None, :, 3]) - np.maximum(
+        boxes[:, None, 1], boxes[None, :, 1]
+    )
+    inside = (w > 0) & (h > 0) & (w * h / area[:, None] >= _PART_INSIDE)
+    holder = inside & (ids[:, None] == ids[None, :]) & (area[None, :] > area[:, None])
+    return np.asarray(holder.any(axis=1), dtype=np.bool_)

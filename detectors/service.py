@@ -178,23 +178,16 @@ class DetectorService:
         self._inference: ThreadPoolExecutor | None = None
         self.stats = DetectStats()
         regions = settings.detect.regions
-        self._regions = (
-            RegionDetector(
-                backend,
-                regions,
-                detector.imgsz,
-                iou=detector.iou,
-                classes=self._classes,
+        self._regions: RegionDetector | None = None
+        if regions.enabled and detector is not None:
+            self._regions = RegionDetector(
+                backend, regions, detector.imgsz, iou=detector.iou, classes=self._classes
             )
-            if regions.enabled and detector is not None
-            else None
-        )
-        if self._regions is not None:
             log.info(
                 "detector: region-based, crops up to %dx%d at the frames' own resolution, "
                 "whole frames every %.0f s per camera",
-                detector.imgsz if detector else 0,
-                detector.imgsz if detector else 0,
+                detector.imgsz,
+                detector.imgsz,
                 regions.full_every_s,
             )
 
