@@ -27,6 +27,7 @@ from dashboards.common import (
     timepicker,
 )
 from pantau.settings import Settings
+from streams.buttons import REASONS
 
 UID = "pantau-dumping"
 
@@ -140,6 +141,46 @@ RECURRENCE = """
     WHERE $__timeFilter(e.appeared_at) AND e.camera_id IN ($camera)
     GROUP BY c.camera_id, 1, 2, 3
     ORDER BY 4 DESC
+    LIMIT 50
+"""
+
+
+# Dumping again where it was dumped before (the dumping_repeats view: false alarms left out).
+REPEATS = """
+    SELECT avg(r.again_within_7d::int)::float8 AS "Dalam 7 hari",
+           avg(r.again_within_30d::int)::float8 AS "Dalam 30 hari"
+    FROM dumping_repeats r
+    WHERE r.camera_id IN ($camera) AND $__timeFilter(r.appeared_at)
+"""
+
+# A false alarm's reason as the field staff's Telegram buttons word it.
+_REASON_WORDS = (
+    "CASE v.top_reason "
+    + " ".join(f"WHEN '{reason}' THEN '{words}'" for reason, _, words in REASONS)
+    + " ELSE '-' END"
+)
+
+FALSE_PER_CAMERA = f"""
+    SELECT coalesce(nullif(c.name, ''), v.camera_id) AS "Kamera",
+           coalesce(v.desa, '-') AS "Desa",
+           v.alarms AS "Alarm",
+           v.judged AS "Dinilai",
+           v.false_alarms AS "Keliru",
+           v.false_alarms::float8 / nullif(v.judged, 0) AS "Bagian keliru",
+           {_REASON_WORDS} AS "Alasan terbanyak",
+           v.camera_id
+    FROM (
+        SELECT d.camera_id, d.desa,
+               count(*) AS alarms,
+               count(*) FILTER (WHERE d.judged) AS judged,
+               count(*) FILTER (WHERE d.false_alarm) AS false_alarms,
+               mode() WITHIN GROUP (ORDER BY d.reason) AS top_reason
+        FROM dumping_verdicts d
+        WHERE d.camera_id IN ($camera) AND $__timeFilter(d.opened_at)
+        GROUP BY d.camera_id, d.desa
+    ) AS v
+    LEFT JOIN cameras c ON c.camera_id = v.camera_id
+    ORDER BY "Bagian keliru" DESC NULLS LAST, "Alarm" DESC, 1
     LIMIT 50
 """
 
@@ -281,10 +322,57 @@ def build(settings: Settings) -> db.Dashboard:
         .height(10)
         .span(24)
     )
+    repeats = (
+        stat_panel(
+            "Dibuang lagi di tempat yang sama",
+            "Share of the dumping in the range (false alarms left out) at a place, camera and "
+            "zone, that had dumping within the 7 and the 30 days before.",
+            REPEATS,
+        )
+        .unit("percentunit")
+        .decimals(0)
+        .thresholds(thresholds((None, "green"), (0.25, "orange"), (0.5, "red")))
+        .height(6)
+        .span(12)
+    )
+    false_per_camera = (
+        table.Panel()
+        .title("Alarm keliru per kamera")
+        .description(
+            "Dumping alarms per camera in the range: how many people judged (resolved or "
+            "called false), how many were false alarms, their share of the judged, and the "
+            "reason given most. A camera high on this list needs its zones tuned or to be "
+            "moved; a row opens its alarms in the incident console."
+        )
+        .datasource(datasource())
+        .with_target(Sql(FALSE_PER_CAMERA))
+        .override_by_query(
+            "A",
+            links(
+                console_link(
+                    "Alarm kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
+                )
+            ),
+        )
+        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
+        .override_by_name(
+            "Bagian keliru",
+            [
+                dm.DynamicConfigValue(id_val="unit", value="percentunit"),
+                dm.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+                threshold_override((None, "green"), (0.1, "orange"), (0.25, "red")),
+            ],
+        )
+        .height(10)
+        .span(12)
+    )
     return (
         db.Dashboard("Pantau — Analitik pembuangan sampah")
         .uid(UID)
-        .description("Illegal dumping: hotspots, times, time to clean, recurrence, false alarms.")
+        .description(
+            "Illegal dumping: hotspots, times, time to clean, recurrence, dumping again at "
+            "the same place, false alarms per camera."
+        )
         .tags(["pantau", "dumping"])
         .timezone(TIMEZONE)
         .time("now-30d", "now")
@@ -319,4 +407,6 @@ def build(settings: Settings) -> db.Dashboard:
         .with_panel(time_to_clean)
         .with_panel(response_per_desa)
         .with_panel(recurrence)
+        .with_panel(repeats)
+        .with_panel(false_per_camera)
     )

@@ -140,15 +140,24 @@ def test_the_maps_links_are_reachable_from_its_tooltip() -> None:
     assert _override(panel, "name", "links")
 
 
-def test_a_recurring_site_opens_the_console_list_of_its_camera() -> None:
+@pytest.mark.parametrize(
+    ("title", "fields"),
+    [
+        ("Lokasi berulang", ("Kamera", "Zona", "Insiden", "Terakhir")),
+        ("Alarm keliru per kamera", ("Kamera", "Keliru", "Bagian keliru", "Alasan terbanyak")),
+    ],
+)
+def test_a_cameras_row_opens_the_console_list_of_its_camera(
+    title: str, fields: tuple[str, ...]
+) -> None:
     settings = _settings()
     dumping = render_dashboards(settings)["dumping"]
     row = {"Kamera": "TPS Gedeg", "Insiden": "4", "camera_id": "tps-gedeg"}
-    for field in ("Kamera", "Zona", "Insiden", "Terakhir"):
-        assert _clicks(dumping, "Lokasi berulang", field, row) == [
+    for field in fields:
+        assert _clicks(dumping, title, field, row) == [
             "http://localhost:8090/incidents?source=tps-gedeg"
         ]
-    assert _override(_panel(dumping, "Lokasi berulang"), "camera_id", "custom.hidden") is True
+    assert _override(_panel(dumping, title), "camera_id", "custom.hidden") is True
 
 
 def test_every_link_names_a_defined_variable_and_a_column_its_query_returns() -> None:
