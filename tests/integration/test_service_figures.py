@@ -199,9 +199,10 @@ def test_false_alarms_per_camera_per_week_with_the_reason_given_most(
     twice = next(e for e in EVENTS if e.name == "b twice")
     assert by_event[twice.event_id]["reason"] == "camera_moved"
     assert by_event[twice.event_id]["false_alarm"] is True
-    assert {
-        (r["camera_id"], r["alarms"], r["judged"], r["false_alarms"]) for r in weekly
-    } == {("sf-cam-a", 6, 4, 1), ("sf-cam-b", 6, 5, 4)}
+    assert {(r["camera_id"], r["alarms"], r["judged"], r["false_alarms"]) for r in weekly} == {
+        ("sf-cam-a", 6, 4, 1),
+        ("sf-cam-b", 6, 5, 4),
+    }
     # Camera b's six alarms, Tuesday to Friday of one WIB week: four of the five judged were
     # false, three of them for a moved view (one reason was changed to it, one not given).
     monday = DAY_0 - timedelta(hours=1)
@@ -227,9 +228,7 @@ def test_dumping_dashboard_shows_repeats_and_false_alarms_per_camera(
         {"Dalam 7 hari": pytest.approx(2 / 7), "Dalam 30 hari": pytest.approx(3 / 7)}
     ]
     # From day 10: three dumpings, and the look-back still reaches day 0 for "fifteen days on".
-    assert recent == [
-        {"Dalam 7 hari": pytest.approx(0.0), "Dalam 30 hari": pytest.approx(1 / 3)}
-    ]
+    assert recent == [{"Dalam 7 hari": pytest.approx(0.0), "Dalam 30 hari": pytest.approx(1 / 3)}]
     # Worst first, in the staff's words, with the camera's id for the console link.
     assert [
         (r["Kamera"], r["Desa"], r["Alarm"], r["Dinilai"], r["Keliru"], r["Alasan terbanyak"],
