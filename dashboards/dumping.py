@@ -26,8 +26,8 @@ from dashboards.common import (
     thresholds,
     timepicker,
 )
+from pantau.messages import FALSE_POSITIVE_REASON_WORDS
 from pantau.settings import Settings
-from streams.buttons import REASONS
 
 UID = "pantau-dumping"
 
@@ -156,7 +156,9 @@ REPEATS = """
 # A false alarm's reason as the field staff's Telegram buttons word it.
 _REASON_WORDS = (
     "CASE v.top_reason "
-    + " ".join(f"WHEN '{reason}' THEN '{words}'" for reason, _, words in REASONS)
+    + " ".join(
+        f"WHEN '{reason}' THEN '{words}'" for reason, words in FALSE_POSITIVE_REASON_WORDS.items()
+    )
     + " ELSE '-' END"
 )
 

@@ -392,6 +392,14 @@ AlarmChange = Literal[
 FalsePositiveReason = Literal[
     "not_rubbish", "belongs_there", "person_present", "camera_moved", "other"
 ]
+# Each reason as the field staff read it (Telegram buttons, the dumping dashboard).
+FALSE_POSITIVE_REASON_WORDS: dict[str, str] = {
+    "not_rubbish": "Bukan sampah",
+    "belongs_there": "Benda memang di situ",
+    "person_present": "Orangnya masih ada",
+    "camera_moved": "Kamera bergeser",
+    "other": "Lainnya",
+}
 # The states each person's action applies to: the stream processor decides by these, and
 # the console offers only the actions that apply. A comment may come at any time; an alarm
 # is assigned only while it is still open.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pantau.messages import ACTION_APPLIES_TO, Alert
+from pantau.messages import ACTION_APPLIES_TO, FALSE_POSITIVE_REASON_WORDS, Alert
 
 # Callback data (at most 64 bytes): a code and the alarm id.
 _BUTTONS: tuple[tuple[str, str, str], ...] = (
@@ -17,12 +17,15 @@ _BUTTONS: tuple[tuple[str, str, str], ...] = (
     ("false_positive", "f", "❎ Alarm keliru"),
 )
 BY_CODE = {code: action for action, code, _ in _BUTTONS}
-REASONS: tuple[tuple[str, str, str], ...] = (
-    ("not_rubbish", "nr", "Bukan sampah"),
-    ("belongs_there", "bt", "Benda memang di situ"),
-    ("person_present", "pp", "Orangnya masih ada"),
-    ("camera_moved", "cm", "Kamera bergeser"),
-    ("other", "ot", "Lainnya"),
+REASONS: tuple[tuple[str, str, str], ...] = tuple(
+    (reason, code, FALSE_POSITIVE_REASON_WORDS[reason])
+    for reason, code in (
+        ("not_rubbish", "nr"),
+        ("belongs_there", "bt"),
+        ("person_present", "pp"),
+        ("camera_moved", "cm"),
+        ("other", "ot"),
+    )
 )
 REASON_BY_CODE = {code: reason for reason, code, _ in REASONS}
 STATE_WORDS = {
