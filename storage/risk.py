@@ -47,12 +47,12 @@ class Incident:
 
 @dataclass(frozen=True)
 class RiskModel:
-    """The score's knobs. The defaults are what the evaluation ranked best on the planted
-    history (see `bench/hotspot_risk.py`) and what the SQL views use."""
+    """The score's knobs. The SQL views use the defaults."""
 
-    # Four weeks: ranked best of 7, 14, 21, 28 and 42 days on the planted history (a place
-    # dumped on every other week needs a memory of several weeks), and a place left alone
-    # for two months weighs a quarter of what it did.
+    # Four weeks: on the planted history the weekly hit rate rose with the half-life up to
+    # about four weeks and little after (bench/hotspot_risk.py: a place dumped on every
+    # other week needs a memory of several weeks); a longer one would keep a place that is
+    # no longer dumped on near the top for months.
     half_life_days: float = 28.0
     # How many incidents' worth of the all-places profile is mixed into each place's own.
     prior_strength: float = 2.0
