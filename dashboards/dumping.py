@@ -187,6 +187,36 @@ FALSE_PER_CAMERA = f"""
 """
 
 
+_WEEKDAY_NAMES = "ARRAY['Senin', 'Selasa', 'Rabu', 'Kamis', 'Jumat', 'Sabtu', 'Minggu']"
+
+# Hotspot risk as of the end of the range (the hotspot_risk_at function: the 120 days before
+# it, recency-weighted, spread by each place's WIB day and hour profile).
+RISK_PLACES = f"""
+    SELECT r.rank AS "Peringkat",
+           r.camera_name || ' / ' || coalesce(r.zone_name, '-') AS "Zona",
+           coalesce(r.desa, '-') AS "Desa",
+           r.expected_week AS "Perkiraan 7 hari",
+           r.expected_tomorrow AS "Perkiraan besok",
+           ({_WEEKDAY_NAMES})[r.likely_weekday] AS "Hari rawan",
+           lpad(r.likely_hour::text, 2, '0') || ':00' AS "Jam rawan",
+           r.incidents AS "Insiden 120 hari",
+           r.camera_id
+    FROM hotspot_risk_at($__timeTo()) r
+    WHERE r.camera_id IN ($camera) AND {desa_filter("r.desa")}
+    ORDER BY r.rank
+    LIMIT 20
+"""
+
+RISK_DESA = f"""
+    SELECT coalesce(r.desa, '-') AS "Desa", sum(r.expected_week) AS "Perkiraan 7 hari"
+    FROM hotspot_risk_at($__timeTo()) r
+    WHERE r.camera_id IN ($camera) AND {desa_filter("r.desa")}
+    GROUP BY 1
+    ORDER BY 2 DESC
+    LIMIT 20
+"""
+
+
 def _bars(title: str, description: str, sql: str, x_field: str) -> barchart.Panel:
     return (
         barchart.Panel()
@@ -368,12 +398,47 @@ def build(settings: Settings) -> db.Dashboard:
         .height(10)
         .span(12)
     )
+    risk = (
+        table.Panel()
+        .title("Risiko titik rawan")
+        .description(
+            "Where dumping is likeliest in the coming week, as of the end of the range: each "
+            "place's real dumping (false alarms left out) of the 120 days before, each weighing "
+            "half as much every 28 days, as dumping expected per week; the day and hour (WIB) "
+            "with the most of it. For patrol planning; a row opens the camera's alarms in the "
+            "incident console."
+        )
+        .datasource(datasource())
+        .with_target(Sql(RISK_PLACES))
+        .override_by_query(
+            "A",
+            links(
+                console_link(
+                    "Insiden kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
+                )
+            ),
+        )
+        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
+        .override_by_name(
+            "Perkiraan 7 hari",
+            [
+                dm.DynamicConfigValue(id_val="decimals", value=1),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value={"type": "gauge", "mode": "basic"}
+                ),
+                threshold_override((None, "orange"), (3, "red")),
+            ],
+        )
+        .override_by_name("Perkiraan besok", [dm.DynamicConfigValue(id_val="decimals", value=2)])
+        .height(10)
+        .span(16)
+    )
     return (
         db.Dashboard("Pantau — Analitik pembuangan sampah")
         .uid(UID)
         .description(
             "Illegal dumping: hotspots, times, time to clean, recurrence, dumping again at "
-            "the same place, false alarms per camera."
+            "the same place, false alarms per camera, and where dumping is likeliest next."
         )
         .tags(["pantau", "dumping"])
         .timezone(TIMEZONE)
@@ -411,4 +476,16 @@ def build(settings: Settings) -> db.Dashboard:
         .with_panel(recurrence)
         .with_panel(repeats)
         .with_panel(false_per_camera)
+        .with_panel(risk)
+        .with_panel(
+            _bars(
+                "Risiko per desa",
+                "Dumping expected in the coming week per desa, as of the end of the range: "
+                "the risk of its places summed.",
+                RISK_DESA,
+                "Desa",
+            )
+            .height(10)
+            .span(8)
+        )
     )

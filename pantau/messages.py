@@ -603,6 +603,30 @@ class Notification(Message):
         return str(self.alarm_id).encode()
 
 
+class PlaceSignal(Message):
+    """A camera's dumping, told to a sensor near it that a place rule joins with the camera
+    (the stream processor to itself: a sensor's state lives in its own partition, the
+    camera's in another). Keyed by the sensor; `id` is stable per event and sensor, so a
+    replay changes nothing."""
+
+    KIND: ClassVar[str] = "place_signal"
+    VERSION: ClassVar[int] = 1
+
+    kind: Literal["place_signal"] = "place_signal"
+    schema_version: Literal[1] = 1
+    sensor_id: SourceId = Field(description="the sensor the signal is for")
+    camera_id: SourceId = Field(description="the camera that saw the dumping")
+    event_id: UUID = Field(description="the dumping event")
+    appeared_at: UtcDatetime = Field(description="when the dumped object appeared")
+    zone_id: Name | None = None
+    alarm_id: UUID | None = Field(None, description="the camera's dumping alarm, if it opened")
+    evidence: tuple[EvidenceRef, ...] = Field((), max_length=64)
+
+    @property
+    def key(self) -> bytes:
+        return self.sensor_id.encode()
+
+
 class Metric(Message):
     """One measurement of the pipeline itself (rates, lags, latencies) for the health wall."""
 
@@ -636,5 +660,6 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     AlarmAction,
     Notification,
     Metric,
+    PlaceSignal,
 )
 BY_KIND: dict[str, type[Message]] = {cls.KIND: cls for cls in ALL_MESSAGES}

@@ -25,6 +25,9 @@ ALERTS = "alerts.v1"
 # lands where the stream processor keeps that source's alarms.
 ALARM_ACTIONS = "alerts.actions.v1"
 NOTIFICATIONS = "notifications.v1"
+# A camera's dumping, passed to the sensors near it that a place rule joins with it (see
+# PlaceSignal); partitioned like the readings, so each lands with its sensor's state.
+PLACE_SIGNALS = "streams.place-signals.v1"
 METRICS = "pipeline.metrics.v1"
 # Each camera's detector state (background, objects, open cases), compacted: the latest per
 # camera is what a restarted or rebalanced detector resumes from. Not a data topic: nothing
@@ -122,6 +125,10 @@ class Topics:
         return self.name(ALARM_ACTIONS)
 
     @property
+    def place_signals(self) -> str:
+        return self.name(PLACE_SIGNALS)
+
+    @property
     def notifications(self) -> str:
         return self.name(NOTIFICATIONS)
 
@@ -163,6 +170,7 @@ class Topics:
             _replicated(self.dumping_events, parts.events, data, week),
             _replicated(self.alerts, parts.events, data, week),
             _replicated(self.alarm_actions, parts.readings, data, week),
+            _replicated(self.place_signals, parts.readings, data, week),
             _replicated(self.notifications, parts.events, data, week),
             _replicated(self.metrics, parts.metrics, data, week),
         ]

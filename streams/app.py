@@ -56,11 +56,12 @@ from pantau.messages import (
     DeadLetter,
     DumpingEvent,
     Message,
+    PlaceSignal,
     SensorReading,
 )
 from pantau.poison import BadInput, dead_letter, guard
 from pantau.runtime import RUN_ENV, alive
-from pantau.settings import Settings
+from pantau.settings import PlaceRule, Settings
 from pantau.supervisor import EXIT_RESTART_NOW
 from pantau.topics import Topics
 from streams.engine import Engine, Output, State, is_replay, mark_applied
@@ -92,6 +93,20 @@ class StreamsApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = Engine(settings)
+        for rule in settings.streams.rules:
+            if isinstance(rule, PlaceRule):
+                joined = [link for link in self.engine.links if link.rule is rule]
+                if not joined:
+                    log.warning(
+                        "place rule %s joins no sensor with any camera: check their "
+                        "locations (and river, river_km for a river rule)",
+                        rule.id,
+                    )
+                for link in joined:
+                    log.info(
+                        "place rule %s: sensor %s with camera %s (%s)",
+                        rule.id, link.sensor_id, link.camera_id, link.how,
+                    )  # fmt: skip
         self.topics = Topics(settings.kafka)
         partitions = settings.kafka.partitions.readings
         streams = settings.streams
@@ -141,6 +156,8 @@ class StreamsApp:
             _Input(t.camera_health, CameraHeartbeat, engine.on_heartbeat, "cameras-by-id"),
             _Input(t.camera_view, CameraView, engine.on_view, "views-by-camera"),
             _Input(t.dumping_events, DumpingEvent, engine.on_dumping, "dumping-by-camera"),
+            # Keyed by sensor and partitioned like the readings: no re-keying.
+            _Input(t.place_signals, PlaceSignal, engine.on_signal),
         )
         self.state = self.app.Table(
             "source-state",
@@ -157,7 +174,7 @@ class StreamsApp:
         self._states = _States(self.state)
         self._seq = SeqCounter()
         self._check_sent: dict[str, float] = {}
-        self._input_topics = {t.readings, t.alarm_actions}
+        self._input_topics = {t.readings, t.alarm_actions, t.place_signals}
         self._progress: dict[tuple[str, int], tuple[int, float]] = {}
         self._stall = Failpoints(settings.debug.failpoints).armed("streams.stall") and (
             os.environ.get(RUN_ENV, "1") == "1"
@@ -318,6 +335,8 @@ class StreamsApp:
                     out.alerts.extend(result.alerts)
                 if result.windows:
                     out.windows.extend(result.windows)
+                if result.signals:
+                    out.signals.extend(result.signals)
         # Effects first, state after: the state (with its applied offsets) reaches the
         # changelog only once the broker has every alert, window and dead letter it led to. A
         # crash in between replays the inputs onto the older state, which produces the same
@@ -330,6 +349,10 @@ class StreamsApp:
         for window in out.windows:
             sent.append(
                 await producer.send(t.reading_windows, window.key, encode(window), None, None, None)
+            )
+        for signal in out.signals:
+            sent.append(
+                await producer.send(t.place_signals, signal.key, encode(signal), None, None, None)
             )
         for letter in letters:
             topic = t.dead_letters(letter.source_topic)
@@ -527,7 +550,7 @@ class _Input:
 
 def _kind(decoded: Message) -> SourceKind:
     """The kind of state a new source gets: sensors, or cameras (heartbeats, views, dumping)."""
-    if isinstance(decoded, SensorReading):
+    if isinstance(decoded, SensorReading | PlaceSignal):
         return "sensor"
     if isinstance(decoded, AlarmAction) and decoded.source_kind == "sensor":
         return "sensor"

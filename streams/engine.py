@@ -36,6 +36,7 @@ from pantau.messages import (
     DumpingEvent,
     EvidenceRef,
     Place,
+    PlaceSignal,
     SensorReading,
     SensorWindow,
     Severity,
@@ -44,13 +45,18 @@ from pantau.poison import BadInput
 from pantau.settings import (
     CameraSettings,
     Location,
+    OpenBurningRule,
+    PlaceRule,
     RateOfChangeRule,
+    RiverDumpingRule,
     SensorSettings,
     Settings,
     StaleRule,
     ThresholdRule,
+    TpsOverflowRule,
 )
-from streams.state import AlarmEvents, Cleanup, SourceState, WindowAggregate
+from streams.places import PlaceLink, place_links
+from streams.state import AlarmEvents, Cleanup, Nearby, SourceState, WindowAggregate
 
 State = SourceState
 
@@ -127,6 +133,8 @@ class ActionRejected(BadInput):
 class Output:
     alerts: list[Alert] = field(default_factory=list)
     windows: list[SensorWindow] = field(default_factory=list)
+    # A camera's dumping, for the sensors near it (see on_signal).
+    signals: list[PlaceSignal] = field(default_factory=list)
     late: int = 0
 
 
@@ -192,6 +200,7 @@ class Engine:
         self._thresholds: dict[str, list[_Threshold]] = {}
         self._rates: dict[str, list[RateOfChangeRule]] = {}
         self._stale: dict[str, list[StaleRule]] = {}
+        self._place: dict[str, list[PlaceRule]] = {}
         for sensor in settings.sensors:
             thresholds: list[_Threshold] = []
             for rule in streams.rules:
@@ -207,15 +216,45 @@ class Engine:
                     thresholds.append(_Threshold(rule, *levels))
                 elif isinstance(rule, RateOfChangeRule):
                     self._rates.setdefault(sensor.id, []).append(rule)
-                else:
+                elif isinstance(rule, StaleRule):
                     self._stale.setdefault(sensor.id, []).append(rule)
+                else:
+                    self._place.setdefault(sensor.id, []).append(rule)
             self._thresholds[sensor.id] = thresholds
+        # The readings each sensor keeps for its rate rules and its place rules that look for
+        # a rise: how far back, and of which quantities.
+        risers: dict[str, list[RateOfChangeRule | OpenBurningRule | RiverDumpingRule]] = {
+            sid: list(rules) for sid, rules in self._rates.items()
+        }
+        for sid, place in self._place.items():
+            risers.setdefault(sid, []).extend(
+                r for r in place if isinstance(r, OpenBurningRule | RiverDumpingRule)
+            )
         self._rate_horizon = {
-            sid: max(r.period_s for r in rules) for sid, rules in self._rates.items()
+            sid: max(r.period_s for r in rules) for sid, rules in risers.items() if rules
         }
         self._rate_quantities = {
             sid: tuple(dict.fromkeys(r.quantity for r in rules))
-            for sid, rules in self._rates.items()
+            for sid, rules in risers.items()
+            if rules
+        }
+        # Place rules: camera -> the sensors its dumping is told to; (rule, sensor, camera) ->
+        # how they are joined.
+        self.links = place_links(
+            [r for r in streams.rules if isinstance(r, PlaceRule)],
+            settings.sensors,
+            settings.cameras,
+        )
+        self._signal_to: dict[str, list[str]] = {}
+        self._link: dict[tuple[str, str, str], PlaceLink] = {}
+        for link in self.links:
+            sensors = self._signal_to.setdefault(link.camera_id, [])
+            if link.sensor_id not in sensors:
+                sensors.append(link.sensor_id)
+            self._link.setdefault((link.rule.id, link.sensor_id, link.camera_id), link)
+        # The longest a sensor must remember a camera's dumping for any of its rules.
+        self._nearby_horizon = {
+            sid: max(_remembered_s(r) for r in rules) for sid, rules in self._place.items()
         }
         # One Place per source, shared by its alarms (Place is frozen): built once, not per input.
         self._places = {s.id: _place(s.location, s.name or s.id) for s in self.sensors.values()}
@@ -246,9 +285,15 @@ class Engine:
             if value is None:
                 continue
             self._threshold(state, sensor, th, value, ctx, out)
+        if sensor.id in self._rate_horizon:
+            self._keep_history(state, sensor, reading, t)
         rates = self._rates.get(sensor.id)
         if rates:
             self._rate_rules(state, sensor, rates, reading, t, ctx, out)
+        place = self._place.get(sensor.id)
+        if place:
+            for rule in place:
+                self._place_reading(state, sensor, rule, reading, t, ctx, out)
         return out
 
     def _add_to_window(
@@ -334,15 +379,8 @@ class Engine:
             # Between the levels: not a trigger any more, not yet clear (hysteresis).
             above[rule.id] = False
 
-    def _rate_rules(
-        self,
-        state: State,
-        sensor: SensorSettings,
-        rules: list[RateOfChangeRule],
-        reading: SensorReading,
-        t: float,
-        ctx: _Trigger,
-        out: Output,
+    def _keep_history(
+        self, state: State, sensor: SensorSettings, reading: SensorReading, t: float
     ) -> None:
         horizon = self._rate_horizon[sensor.id]
         values = reading.values
@@ -361,13 +399,23 @@ class Engine:
             old = bisect_left(hist, t - horizon, key=_at)
             if old:
                 del hist[:old]
+
+    def _rate_rules(
+        self,
+        state: State,
+        sensor: SensorSettings,
+        rules: list[RateOfChangeRule],
+        reading: SensorReading,
+        t: float,
+        ctx: _Trigger,
+        out: Output,
+    ) -> None:
+        values = reading.values
         for rule in rules:
             value = values.get(rule.quantity)
             if value is None:
                 continue
-            hist = hists[rule.quantity]
-            since = bisect_left(hist, t - rule.period_s, key=_at)
-            rise = value - min(map(_value, hist[since:]))
+            rise = _rise(state.hist[rule.quantity], value, t, rule.period_s)
             above = state.above.get(rule.id, False)
             if rise >= rule.rise:
                 state.above[rule.id] = True
@@ -381,6 +429,167 @@ class Engine:
                 self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=rise)
             else:
                 state.above[rule.id] = False
+
+    # ------------------------------------------------------------------ places
+
+    def _place_reading(
+        self,
+        state: State,
+        sensor: SensorSettings,
+        rule: PlaceRule,
+        reading: SensorReading,
+        t: float,
+        ctx: _Trigger,
+        out: Output,
+    ) -> None:
+        """The sensor's side of a place rule, on each of its readings: does its condition
+        begin (then look for a camera's dumping that joins it), hold, or end (then clear)?"""
+        value = reading.values.get(rule.quantity)
+        if value is None:
+            return
+        since = state.since
+        if isinstance(rule, TpsOverflowRule):
+            holds, ends = value >= rule.raise_above, value < rule.clear_below
+            measured = value
+        else:
+            measured = _rise(state.hist[rule.quantity], value, t, rule.period_s)
+            holds, ends = measured >= rule.rise, measured < rule.rise / 2
+        if holds:
+            if rule.id not in since:
+                since[rule.id] = t
+            if not _active(state, rule.id):
+                self._join(state, sensor, rule, ctx, out, measured=measured, at=t)
+        elif ends and rule.id in since:
+            del since[rule.id]
+            self._clear(state, "sensor", sensor.id, rule.id, ctx, out, value=measured)
+
+    def on_signal(self, state: State, signal: PlaceSignal, *, ts_rule: datetime) -> Output:
+        """A camera near this sensor saw dumping: remember it (the sensor's place rules look
+        back on it), and join it now with a condition of the sensor that already holds."""
+        out = Output()
+        sensor = self.sensors.get(signal.sensor_id)
+        if sensor is None:
+            raise BadInput(f"place signal for {signal.sensor_id!r}, which is no known sensor")
+        appeared = _epoch(signal.appeared_at)
+        nearby = state.nearby
+        known = nearby.get(signal.camera_id)
+        if known is None or known.ts <= appeared:
+            nearby[signal.camera_id] = Nearby(
+                appeared,
+                str(signal.event_id),
+                signal.zone_id,
+                None if signal.alarm_id is None else str(signal.alarm_id),
+                [ref.model_dump(mode="json") for ref in signal.evidence],
+            )
+        # Forget what no rule looks back on any more.
+        newest = max(appeared, state.last_ts or appeared)
+        horizon = self._nearby_horizon.get(sensor.id, 0.0)
+        for camera in [c for c, n in nearby.items() if n.ts < newest - horizon]:
+            del nearby[camera]
+        for rule in self._place.get(sensor.id, ()):
+            if (
+                rule.id not in state.since
+                or (rule.id, sensor.id, signal.camera_id) not in self._link
+            ):
+                continue
+            ctx = _Trigger(
+                trigger_id=signal.id,
+                ts_capture=signal.ts_capture,
+                ts_ingest=None,
+                ts_rule=ts_rule,
+                place=self._places[sensor.id],
+            )
+            alarm = state.alarms.get(rule.id)
+            # The TPS alarm counts each new dumping beside the full container; the others
+            # were raised once for the condition.
+            counts = isinstance(rule, TpsOverflowRule) and (
+                alarm is None or alarm.event_id != signal.event_id
+            )
+            if not _active(state, rule.id) or counts:
+                latest = state.last_ts if state.last_ts is not None else appeared
+                self._join(
+                    state, sensor, rule, ctx, out,
+                    measured=alarm.last_value if alarm and alarm.last_value is not None else None,
+                    at=latest, only=signal.camera_id,
+                )  # fmt: skip
+        return out
+
+    def _join(
+        self,
+        state: State,
+        sensor: SensorSettings,
+        rule: PlaceRule,
+        ctx: _Trigger,
+        out: Output,
+        *,
+        measured: float | None,
+        at: float,
+        only: str | None = None,
+    ) -> None:
+        """Raise the rule's alarm on the sensor if a camera it joins saw dumping in the rule's
+        time window: the most recent such dumping, with its camera's evidence."""
+        began = state.since[rule.id]
+        best: tuple[str, Nearby] | None = None
+        for camera, seen in state.nearby.items():
+            if only is not None and camera != only:
+                continue
+            if (rule.id, sensor.id, camera) not in self._link:
+                continue
+            if not _in_window(rule, seen.ts, began, at):
+                continue
+            if best is None or seen.ts > best[1].ts:
+                best = (camera, seen)
+        if best is None:
+            return
+        camera_id, seen = best
+        link = self._link[(rule.id, sensor.id, camera_id)]
+        registered = self.cameras.get(camera_id)
+        name = (registered.name or registered.id) if registered is not None else camera_id
+        ago = _ago(max(0.0, at - seen.ts))
+        unit = UNITS.get(rule.quantity, "")
+        value = "" if measured is None else f"{measured:g}{' ' + unit if unit else ''}"
+        if isinstance(rule, OpenBurningRule):
+            message = (
+                f"suspected open burning: {rule.quantity} rose {value} within "
+                f"{_duration(rule.period_s)}, {link.how} from a dumping hotspot, camera "
+                f"{name} (dumping seen {ago} before)"
+            )
+        elif isinstance(rule, TpsOverflowRule):
+            message = (
+                f"TPS container full ({rule.quantity} {value}) and dumping beside it, camera "
+                f"{name} ({link.how}, {ago} before): one trip for the truck"
+            )
+        else:
+            message = (
+                f"dumping on the river bank, camera {name} ({link.how}), and the gauge "
+                f"rose {value} within {_duration(rule.period_s)}: risk of a blocked drain"
+            )
+        ctx.evidence = tuple(EvidenceRef.model_validate(e) for e in seen.evidence)
+        ctx.event_id = UUID(seen.event_id)
+        self._raise(
+            state, "sensor", sensor.id, rule.id, rule.severity, ctx, out,
+            value=measured, quantity=rule.quantity,
+            threshold=rule.raise_above if isinstance(rule, TpsOverflowRule) else rule.rise,
+            message=message,
+        )  # fmt: skip
+
+    def _signals(self, event: DumpingEvent, alarm_id: UUID | None) -> list[PlaceSignal]:
+        """A new dumping, for each sensor a place rule joins with its camera."""
+        return [
+            PlaceSignal(
+                id=stable_id("place_signal", event.event_id, sensor_id),
+                ts_capture=event.ts_capture,
+                seq=event.version,
+                sensor_id=sensor_id,
+                camera_id=event.camera_id,
+                event_id=event.event_id,
+                appeared_at=event.appeared_at,
+                zone_id=event.zone_id,
+                alarm_id=alarm_id,
+                evidence=event.evidence,
+            )
+            for sensor_id in self._signal_to.get(event.camera_id, ())
+        ]
 
     # ------------------------------------------------------------------ cameras
 
@@ -495,6 +704,7 @@ class Engine:
                 mine = state.alarm_events = AlarmEvents(alarm_id, [])
             if key not in mine.events:
                 mine.events = [*mine.events, key][-LIVE_EVENTS_KEPT:]
+            out.signals.extend(self._signals(event, state.alarms[DUMPING].alarm_id))
         elif event.phase == "end" and event.state in GONE:
             self._clear(state, "dumping", event.camera_id, DUMPING, ctx, out)
         self._follow_cleanup(state, event, t, ts_rule, out)
@@ -957,6 +1167,41 @@ class Engine:
 
 _at = itemgetter(0)
 _value = itemgetter(1)
+
+
+def _rise(hist: list[tuple[float, float]], value: float, t: float, period_s: float) -> float:
+    """How far `value` (at `t`) lies above the lowest of the history within `period_s`."""
+    since = bisect_left(hist, t - period_s, key=_at)
+    return value - min(map(_value, hist[since:]), default=value)
+
+
+def _remembered_s(rule: PlaceRule) -> float:
+    """How long a sensor remembers a camera's dumping for this rule."""
+    if isinstance(rule, OpenBurningRule):
+        return rule.hotspot_days * 86_400.0
+    return rule.window_s
+
+
+def _in_window(rule: PlaceRule, dumped: float, began: float, at: float) -> bool:
+    """Whether dumping at `dumped` joins the sensor's condition, which began at `began` and
+    holds at `at` (all epoch seconds, event time)."""
+    if isinstance(rule, OpenBurningRule):
+        # A hotspot: dumping before the rise, within hotspot_days of it.
+        return began - rule.hotspot_days * 86_400.0 <= dumped <= at
+    if isinstance(rule, TpsOverflowRule):
+        # Beside the full container, or shortly before it filled up.
+        return dumped >= began - rule.window_s
+    # River: the dumping and the rise within window_s of each other, either first.
+    return began - rule.window_s <= dumped <= at + rule.window_s
+
+
+def _ago(seconds: float) -> str:
+    """e.g. "3 min", "5 h", "2 days", for messages."""
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86_400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86_400:.0f} days"
 
 
 def _duration(seconds: float) -> str:

@@ -24,6 +24,10 @@ the first release's format, unchanged (`tests/unit/streams/data/states-v1.json` 
                   confirm: {alarm_id, resolved (epoch, None once re-opened), events, reopened}
     tamper        camera: the conditions ("covered", "blurred") the detector reported and has
                   not yet ended; the camera_tampered alarm clears once none is left
+    nearby        sensor: {camera id: {ts, event_id, zone_id, alarm_id, evidence}} the latest
+                  dumping each camera a place rule joins with this sensor saw (absent when none)
+    since         sensor: {place rule id: epoch} when the sensor's side of a place rule began
+                  (the rise, the container full); absent when none holds
 
 Keys added after the first release are read with defaults, so a state an older worker left in
 the changelog goes on where it was. A change of this format needs a version key and a
@@ -79,6 +83,36 @@ class Cleanup:
 
 
 @dataclass(slots=True)
+class Nearby:
+    """The latest dumping a camera near a sensor saw, as a place signal told the sensor."""
+
+    ts: float  # when the object appeared (epoch)
+    event_id: str
+    zone_id: str | None
+    alarm_id: str | None
+    evidence: list[dict[str, str]]  # EvidenceRef as JSON
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ts": self.ts,
+            "event_id": self.event_id,
+            "zone_id": self.zone_id,
+            "alarm_id": self.alarm_id,
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Nearby:
+        return cls(
+            float(data["ts"]),
+            str(data["event_id"]),
+            data.get("zone_id"),
+            data.get("alarm_id"),
+            list(data.get("evidence") or []),
+        )
+
+
+@dataclass(slots=True)
 class SourceState:
     kind: SourceKind
     source_id: str
@@ -97,6 +131,8 @@ class SourceState:
     alarm_events: AlarmEvents | None = None
     cleanup: Cleanup | None = None
     tamper: list[str] = field(default_factory=list)
+    nearby: dict[str, Nearby] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
     # Each alarm's JSON as last written, beside the Alert it was made from: an alarm that did
     # not change since is not serialised again.
     _wire: dict[str, tuple[Alert, dict[str, Any]]] = field(
@@ -143,6 +179,11 @@ class SourceState:
         events = self.alarm_events
         if events is not None:
             data["alarm_events"] = {"alarm_id": events.alarm_id, "events": events.events}
+        # Written only when held: most sources never join a place rule.
+        if self.nearby:
+            data["nearby"] = {camera: n.to_json() for camera, n in self.nearby.items()}
+        if self.since:
+            data["since"] = self.since
         return data
 
     def _alarm_json(self, alarm_type: str, alert: Alert) -> dict[str, Any]:
@@ -189,6 +230,10 @@ class SourceState:
             if cleanup
             else None,
             tamper=data.get("tamper") or [],
+            nearby={
+                camera: Nearby.from_json(n) for camera, n in (data.get("nearby") or {}).items()
+            },
+            since=data.get("since") or {},
         )
         for alarm_type, as_json in (data.get("alarms") or {}).items():
             alert = Alert.model_validate(as_json)

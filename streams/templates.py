@@ -106,6 +106,9 @@ WORDING: dict[Language, Wording] = {
             "stale": "Sensor tidak mengirim data",
             "pm25-high": "Kualitas udara tidak sehat (PM2.5)",
             "pm10-high": "Kualitas udara tidak sehat (PM10)",
+            "open-burning": "Dugaan pembakaran sampah terbuka",
+            "tps-overflow": "TPS penuh, sampah dibuang di sampingnya",
+            "river-dumping": "Sampah di tepi sungai, air di hilir naik",
         },
         "by_quantity": {
             "waterLevel": "Tinggi muka air melewati batas",
@@ -195,6 +198,9 @@ WORDING: dict[Language, Wording] = {
             "stale": "Sensor not sending data",
             "pm25-high": "Unhealthy air quality (PM2.5)",
             "pm10-high": "Unhealthy air quality (PM10)",
+            "open-burning": "Suspected open burning of waste",
+            "tps-overflow": "TPS full, rubbish dumped beside it",
+            "river-dumping": "Dumping on the river bank, water rising downstream",
         },
         "by_quantity": {
             "waterLevel": "Water level above threshold",

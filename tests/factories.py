@@ -20,6 +20,7 @@ from pantau.messages import (
     Metric,
     Notification,
     Place,
+    PlaceSignal,
     SensorReading,
     SensorWindow,
 )
@@ -135,6 +136,22 @@ SAMPLES: dict[str, Message] = {
             ),
         ),
         evidence_error="before, owner missing: OSError: [Errno 28] No space left on device",
+    ),
+    "place_signal": PlaceSignal(
+        id=ID,
+        ts_capture=T0 + timedelta(seconds=31),
+        seq=2,
+        sensor_id="aq-alun-alun",
+        camera_id="tps-gedeg",
+        event_id=EVENT_ID,
+        appeared_at=T0 - timedelta(seconds=45),
+        zone_id="tepi-jalan",
+        alarm_id=ALARM_ID,
+        evidence=(
+            EvidenceRef(
+                kind="alert", uri="file:///var/lib/pantau/evidence/a.jpg", sha256="ab" * 32
+            ),
+        ),
     ),
     "alert": Alert(
         id=ID,

@@ -66,12 +66,16 @@ from pantau.settings.storage import (
     StorageSettings,
 )
 from pantau.settings.streams import (
+    OpenBurningRule,
+    PlaceRule,
     RateOfChangeRule,
+    RiverDumpingRule,
     Rule,
     Severity,
     StaleRule,
     StreamsSettings,
     ThresholdRule,
+    TpsOverflowRule,
 )
 
 __all__ = [
@@ -103,12 +107,15 @@ __all__ = [
     "MqttSettings",
     "NotifySettings",
     "OnnxDetector",
+    "OpenBurningRule",
     "OpenVinoDetector",
+    "PlaceRule",
     "PostgresSettings",
     "RateOfChangeRule",
     "RegionSettings",
     "Replication",
     "RetentionSettings",
+    "RiverDumpingRule",
     "Route",
     "Rule",
     "RuntimeSettings",
@@ -129,6 +136,7 @@ __all__ = [
     "ThresholdRule",
     "TopicPartitions",
     "TopicReplication",
+    "TpsOverflowRule",
     "TrackerSettings",
     "UltralyticsDetector",
     "ViewSettings",

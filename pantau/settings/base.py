@@ -6,7 +6,7 @@ from __future__ import annotations
 import os.path
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 
 # Role names are part of the schema (migrations grant to them), so they are not settings.
@@ -94,6 +95,21 @@ class Location(Section):
     lon: float = Field(ge=-180, le=180, description="longitude, WGS84 degrees")
     desa: str | None = Field(None, description="desa / kelurahan (village) name")
     kecamatan: str | None = Field(None, description="kecamatan (district) name")
+    river: str | None = Field(
+        None,
+        max_length=63,
+        description="the river it stands on (a camera on the bank, a gauge): place rules "
+        "join them along it",
+    )
+    river_km: float | None = Field(
+        None, description="where on the river: kilometres from a point upstream, growing downstream"
+    )
+
+    @model_validator(mode="after")
+    def verify_river(self) -> Self:
+        if (self.river is None) != (self.river_km is None):
+            raise ValueError("location: river and river_km go together")
+        return self
 
 
 # Shortest password, token or shared secret Pantau accepts for its own doors.

@@ -63,7 +63,94 @@ class StaleRule(_RuleBase):
     after_s: float = Field(gt=0)
 
 
-Rule = Annotated[ThresholdRule | RateOfChangeRule | StaleRule, Field(discriminator="type")]
+class _PlaceRuleBase(_RuleBase):
+    """A rule that joins a sensor with the cameras near it: the sensor's own condition and
+    dumping seen by a camera close by make one alarm, on the sensor, with the camera's
+    evidence. A camera is near when it stands within `within_m` metres of the sensor, or, with
+    `same_desa`, in the same desa; a sensor or camera without a location is near nothing."""
+
+    within_m: float | None = Field(
+        None, gt=0, description="cameras this close to the sensor (metres, great circle) join"
+    )
+    same_desa: bool = Field(False, description="cameras in the sensor's desa join too")
+
+    @model_validator(mode="after")
+    def verify_place(self) -> Self:
+        if self.within_m is None and not self.same_desa and not self._joins_by_river():
+            raise ValueError(f"rule {self.id}: set within_m, same_desa or both")
+        return self
+
+    def _joins_by_river(self) -> bool:
+        return False
+
+
+class OpenBurningRule(_PlaceRuleBase):
+    """Suspected open burning of waste: particulates at an air-quality sensor rose by `rise`
+    within `period_s`, and a camera near it saw dumping within `hotspot_days` before."""
+
+    type: Literal["open_burning"] = "open_burning"
+    quantity: str = Field("pm25", description="the particulates that rise (pm25 or pm10)")
+    rise: float = Field(gt=0, description="raise when it rose at least this much ...")
+    period_s: float = Field(1800.0, gt=0, description="... within this many seconds")
+    hotspot_days: float = Field(
+        7.0, gt=0, description="a camera with dumping this many days before the rise is a hotspot"
+    )
+
+
+class TpsOverflowRule(_PlaceRuleBase):
+    """A TPS container over its level and dumping beside it (people dump next to a full
+    container): one alarm for the truck, however many dumpings and in whichever order the
+    reading and the camera's word arrive. It clears when the container is emptied."""
+
+    type: Literal["tps_overflow"] = "tps_overflow"
+    quantity: str = "fillingLevel"
+    raise_above: float = Field(0.9, description="the container counts as full at this level")
+    clear_below: float = Field(0.6, description="... and as emptied below this one")
+    window_s: float = Field(
+        3600.0,
+        ge=0,
+        description="dumping this many seconds before the container reached its level counts "
+        "too (the camera saw it first); any dumping while it is full counts",
+    )
+
+    @model_validator(mode="after")
+    def verify_levels(self) -> Self:
+        if self.clear_below > self.raise_above:
+            raise ValueError(f"rule {self.id}: clear_below must not be above raise_above")
+        return self
+
+
+class RiverDumpingRule(_PlaceRuleBase):
+    """Dumping on a river bank upstream of a rising gauge (the drainage blockage the city
+    fears in the rainy season): a camera on the same river (location.river) at most
+    `downstream_km` upstream of the gauge saw dumping, and the gauge rose by `rise` within
+    `period_s`, the two within `window_s` of each other."""
+
+    type: Literal["river_dumping"] = "river_dumping"
+    quantity: str = "waterLevel"
+    rise: float = Field(gt=0, description="raise when the level rose at least this much ...")
+    period_s: float = Field(3600.0, gt=0, description="... within this many seconds")
+    downstream_km: float = Field(
+        5.0, gt=0, description="the gauge lies at most this far downstream of the camera"
+    )
+    window_s: float = Field(
+        6 * 3600.0, ge=0, description="the dumping and the rise at most this far apart"
+    )
+
+    def _joins_by_river(self) -> bool:
+        return True
+
+
+PlaceRule = OpenBurningRule | TpsOverflowRule | RiverDumpingRule
+Rule = Annotated[
+    ThresholdRule
+    | RateOfChangeRule
+    | StaleRule
+    | OpenBurningRule
+    | TpsOverflowRule
+    | RiverDumpingRule,
+    Field(discriminator="type"),
+]
 
 
 class StreamsSettings(Section):
