@@ -1,10 +1,15 @@
 """Hotspot risk on real PostgreSQL: the hotspot_risk views and functions give the numbers of
 the reference scoring (storage.risk) on a history with a planted pattern, leave false alarms
 out, rank the planted places on top (in the analysts' view and on the dumping dashboard's
-panel), and reproduce the rolling evaluation's hits week by week."""
+panel), and reproduce the rolling evaluation's hits week by week; and the weekly summary
+(`pantau risk summary --send`) reaches the head of the DLH by Telegram and e-mail."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,8 +32,10 @@ from storage.risk import (
     top_places,
 )
 from tests.conftest import REPO
-from tests.integration.conftest import fresh_database
+from tests.integration.conftest import BASE_CONFIG, base_environ, fresh_database
+from tests.integration.fake_telegram import TOKEN, fake_telegram
 from tests.integration.test_migrations import connect
+from tests.integration.test_notify_channels import smtp_server  # noqa: F401 - a fixture
 
 # Ten weeks of history ending at the latest Monday 00:00 WIB: the evaluation's weeks start
 # on Mondays, and the views (read as of now) still see all of it.
@@ -194,3 +201,86 @@ def test_sql_ranking_reproduces_the_evaluation(services: Settings, db: str) -> N
             naive_hits += sum(p in naive for p in coming)
     assert (hits, naive_hits) == (reference.risk_hits, reference.naive_hits)
     assert reference.risk_hit_rate > reference.naive_hit_rate
+
+
+HEAD_CHAT = -100777
+
+
+def _summary(db: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pantau.cli", "--config", str(BASE_CONFIG), "risk", "summary",
+         "--at", END.isoformat(), *args],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={**base_environ(), "PANTAU__POSTGRES__DBNAME": db, **env},
+    )  # fmt: skip
+
+
+def test_weekly_summary_reaches_the_head_of_the_dlh_by_telegram_and_email(
+    db: str,
+    smtp_server: tuple[Any, int],  # noqa: F811 - the fixture imported above
+) -> None:
+    inbox, port = smtp_server
+    risks = score(HISTORY.incidents, END)
+    top = sorted(risks.values(), key=lambda r: (-r.expected_week, r.place))[0]
+    with fake_telegram() as fake:
+        env = {
+            "PANTAU_TELEGRAM_API": fake.url,
+            "PANTAU__NOTIFY__TELEGRAM__TOKEN": TOKEN,
+            "PANTAU_TELEGRAM_CHAT_DLH_HEAD": str(HEAD_CHAT),
+            "PANTAU_SMTP_HOST": "127.0.0.1",
+            "PANTAU_SMTP_PORT": str(port),
+            "PANTAU_EMAIL_DLH_HEAD": "kepala@dlh.example",
+        }
+        # Without --send: printed, nothing sent.
+        dry = _summary(db, env)
+        assert dry.returncode == 0, dry.stderr
+        assert fake.chat_messages(HEAD_CHAT) == [] and inbox.messages == []
+
+        sent = _summary(db, env, "--send", "--top", "3")
+        assert sent.returncode == 0, sent.stderr
+        messages = fake.chat_messages(HEAD_CHAT)
+    assert len(messages) == 1
+    text = messages[0].text
+    first = text.splitlines()[0]
+    assert first.startswith("<b>Risiko pembuangan sampah liar, ") and "s.d." in first
+    # The top place first, with its likeliest day and hour, in Bahasa Indonesia.
+    camera = f"TPS {top.place.split('/')[0][-3:]}"
+    line = next(x for x in text.splitlines() if x.startswith("1. "))
+    weekday = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")[
+        top.likely_weekdays(1)[0]
+    ]
+    assert camera in line and f"paling sering {weekday}" in line
+    assert f"{top.likely_hours(1)[0]:02d}.00" in line
+    assert f"±{top.expected_week:.1f}".replace(".", ",") in line
+    assert sum(x[:2] in ("1.", "2.", "3.", "4.") for x in text.splitlines()) == 3
+    assert "Desa paling rawan:" in text
+    # No buttons: it is no alarm.
+    assert messages[0].markup is None
+    # The same message by e-mail.
+    assert len(inbox.messages) == 1
+    _, recipients, raw = inbox.messages[0]
+    assert recipients == ["kepala@dlh.example"]
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(mail["Subject"]).startswith("Pantau: Risiko pembuangan sampah liar")
+    body = mail.get_body(("plain",))
+    assert body is not None and camera in body.get_content()
+    # The bot token shows nowhere.
+    assert TOKEN not in sent.stdout + sent.stderr + dry.stdout + dry.stderr
+    assert "sent by telegram" in sent.stdout and "sent by email" in sent.stdout
+
+
+def test_weekly_summary_fails_loudly_when_telegram_refuses(db: str) -> None:
+    env = {
+        # Nothing listens on either: retryable, tried three times, then a non-zero exit.
+        "PANTAU_TELEGRAM_API": "http://127.0.0.1:9",
+        "PANTAU__NOTIFY__TELEGRAM__TOKEN": TOKEN,
+        "PANTAU_TELEGRAM_CHAT_DLH_HEAD": str(HEAD_CHAT),
+        "PANTAU_SMTP_HOST": "127.0.0.1",
+        "PANTAU_SMTP_PORT": "9",
+        "PANTAU__NOTIFY__TIMEOUT_S": "1",
+    }
+    result = _summary(db, env, "--send")
+    assert result.returncode == 1
+    assert "not sent: telegram to -100777 (route kepala-dlh)" in result.stderr
+    assert "not sent: email to kepala-dlh@localhost (route kepala-dlh)" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
