@@ -49,10 +49,11 @@ class Incident:
 class RiskModel:
     """The score's knobs. The SQL views use the defaults."""
 
-    # Four weeks: on the planted history the weekly hit rate rose with the half-life up to
-    # about four weeks and little after (bench/hotspot_risk.py: a place dumped on every
-    # other week needs a memory of several weeks); a longer one would keep a place that is
-    # no longer dumped on near the top for months.
+    # Four weeks: a place dumped on every other week needs a memory of several weeks (7 days
+    # ranked the planted history's next weeks at half the rate, bench/hotspot_risk.py).
+    # Longer still ranks a history that never changes slightly better (the 120-day mean by
+    # 2.5 points), but would keep a place that is cleaned up or a camera that is moved near
+    # the top for months.
     half_life_days: float = 28.0
     # How many incidents' worth of the all-places profile is mixed into each place's own.
     prior_strength: float = 2.0
@@ -170,6 +171,32 @@ def naive_week(incidents: Iterable[Incident], at: datetime) -> dict[str, float]:
     return {place: float(n) for place, n in counts.items()}
 
 
+@dataclass(frozen=True)
+class HawkesModel:
+    """A self-exciting variant, kept for comparison: a place's dumping rate is a constant
+    background (its 120-day mean, times 1 - `alpha`) plus, after each dumping, a boost worth
+    `alpha` dumpings in all that fades with a time constant of `decay_days`. The expected week
+    integrates that rate over the coming 7 days."""
+
+    alpha: float = 0.5
+    decay_days: float = 3.0
+    lookback_days: float = 120.0
+
+    def expected_week(self, incidents: Iterable[Incident], at: datetime) -> dict[str, float]:
+        since = at - timedelta(days=self.lookback_days)
+        week_days = WEEK / DAY
+        # The share of a boost that falls in the coming week, for one `age` days old.
+        fade = 1.0 - math.exp(-week_days / self.decay_days)
+        out: dict[str, float] = defaultdict(float)
+        for incident in incidents:
+            if not since <= incident.at < at:
+                continue
+            age = (at - incident.at) / DAY
+            out[incident.place] += (1 - self.alpha) * week_days / self.lookback_days
+            out[incident.place] += self.alpha * math.exp(-age / self.decay_days) * fade
+        return dict(out)
+
+
 def top_places(scores: Mapping[str, float], places: Sequence[str], share: float) -> set[str]:
     """The top `share` of `places` (at least one) by score. Places without a score count as
     zero; ties go by name, so a ranking that cannot tell places apart gains nothing by it."""
@@ -206,17 +233,21 @@ def evaluate(
     period: timedelta = WEEK,
     model: RiskModel | None = None,
     share: float = 0.1,
+    hawkes: HawkesModel | None = None,
 ) -> Evaluation:
     """Rolling evaluation: for each period [start, start + period), rank `places` by the
     risk score and by last week's count, both from the history before `start`, and count the
     period's incidents that land in each top `share`. A day-long period ranks by the
-    expected dumping on that weekday; the naive ranking is last week's count either way."""
+    expected dumping on that weekday; the naive ranking is last week's count either way.
+    With `hawkes`, the self-exciting variant's week takes the place of the risk score."""
     model = model or RiskModel()
     ordered = sorted(incidents, key=lambda i: i.at)
     periods = total = risk_hits = naive_hits = 0
     for start in starts:
         risks = score(ordered, start, model)
-        if period >= WEEK:
+        if hawkes is not None:
+            risk_scores = hawkes.expected_week(ordered, start)
+        elif period >= WEEK:
             risk_scores = {p: r.expected_week for p, r in risks.items()}
         else:
             weekday = _local(start).weekday()

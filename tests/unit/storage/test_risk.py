@@ -11,6 +11,7 @@ import pytest
 
 from storage.risk import (
     WIB,
+    HawkesModel,
     Incident,
     RiskModel,
     evaluate,
@@ -146,3 +147,11 @@ def test_the_score_finds_the_planted_pattern_that_last_weeks_count_misses() -> N
         planted_days = {i.at.astimezone(WIB).weekday() for i in history.incidents[-400:]}
         assert risks[place].likely_weekdays(1)[0] in planted_days
         assert risks[place].likely_hours(1)[0] in range(18, 23)
+
+
+def test_hawkes_week_is_background_plus_the_fading_boosts_share_of_the_coming_week() -> None:
+    model = HawkesModel(alpha=0.5, decay_days=7, lookback_days=70)
+    week = model.expected_week([Incident(at(7), "A"), Incident(at(71), "A")], T)
+    # Background: half of one dumping in 70 days, for 7 days; the boost: half a dumping,
+    # faded for one time constant, of which 1 - e^-1 falls in the coming week.
+    assert week == {"A": pytest.approx(0.5 * 7 / 70 + 0.5 * math.exp(-1) * (1 - math.exp(-1)))}
