@@ -133,6 +133,64 @@ class Channels:
         )
         return sent
 
+    def send_text(self, delivery: Delivery, rendered: Rendered, *, notification_id: UUID) -> None:
+        """Deliver a message that belongs to no alarm (a weekly summary): no buttons, no
+        photo; raises DeliveryError as `send` does."""
+        match delivery.channel:
+            case "telegram":
+                self._text_telegram(delivery, rendered)
+            case "email":
+                self._send_email(delivery, rendered, notification_id)
+            case "webhook":
+                self._text_webhook(delivery, rendered, notification_id)
+            case _:
+                assert_never(delivery.channel)
+        log.debug(
+            "message %s sent by %s to %s (route %s)",
+            notification_id,
+            delivery.channel,
+            redact_recipient(delivery),
+            delivery.route,
+        )
+
+    def _text_telegram(self, delivery: Delivery, rendered: Rendered) -> None:
+        token = self._notify.telegram.token
+        secret = token.get_secret_value().strip() if token is not None else ""
+        what = _describe(delivery)
+        if not secret:
+            raise DeliveryError(f"{what}: no Telegram bot token is configured", retryable=False)
+        fields = {
+            "chat_id": delivery.recipient,
+            "text": fit_html(rendered.html, TELEGRAM_TEXT_LIMIT),
+            "parse_mode": "HTML",
+            "disable_web_page_preview": True,
+        }
+        response = self._post(
+            f"{self._notify.telegram.base_url.rstrip('/')}/bot{secret}/sendMessage",
+            json.dumps(fields, ensure_ascii=False).encode("utf-8"),
+            {"Content-Type": "application/json"},
+            what=what,
+            secret=secret,
+        )
+        _check_telegram(what, response)
+
+    def _text_webhook(self, delivery: Delivery, rendered: Rendered, notification_id: UUID) -> None:
+        payload = {
+            "notification_id": str(notification_id),
+            "kind": "text",
+            "subject": rendered.subject,
+            "text": rendered.text,
+        }
+        headers = {"Content-Type": "application/json", "Idempotency-Key": str(notification_id)}
+        url, authorization = _split_credentials(delivery.recipient)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        what = _describe(delivery)
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        response = self._post(url, body, headers, what=what, secret=None)
+        if not 200 <= response.status < 300:
+            raise _http_error(what, response, _webhook_reason(response.body))
+
     # ------------------------------------------------------------------ webhook
 
     def _send_webhook(

@@ -26,6 +26,10 @@ _REASONS = ("not_rubbish", "belongs_there", "person_present", "camera_moved", "o
 
 
 def register(sub: SubParsers) -> None:
+    from streams import risk_summary
+
+    # `pantau risk summary`: the weekly hotspot-risk message to the head of the DLH.
+    risk_summary.register(sub)
     streams = sub.add_parser(
         "streams", help="run the stream processor: reading windows, rules, camera health, alarms"
     )

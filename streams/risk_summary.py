@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import logging
 import sys
 import time
@@ -25,22 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from pantau.commands import Context, SubParsers
 from pantau.settings import NotifySettings, Route, Settings
-from streams.channels import (
-    TELEGRAM_TEXT_LIMIT,
-    Channels,
-    DeliveryError,
-    _check_telegram,
-    _describe,
-    _http_error,
-    _split_credentials,
-    _webhook_reason,
-    fit_html,
-)
+from streams.channels import Channels, DeliveryError
 from streams.routing import Channel, Delivery, redact_recipient
 from streams.templates import Rendered
 
@@ -189,60 +177,6 @@ def read_risk(
 # ---------------------------------------------------------------------- sending
 
 
-class SummaryChannels(Channels):
-    """The notifier's channels, sending a message that belongs to no alarm: no buttons, no
-    photo, the same bounded connections and the same care for the bot token."""
-
-    def send_summary(self, delivery: Delivery, rendered: Rendered, notification_id: UUID) -> None:
-        match delivery.channel:
-            case "telegram":
-                self._summary_telegram(delivery, rendered)
-            case "email":
-                self._send_email(delivery, rendered, notification_id)
-            case "webhook":
-                self._summary_webhook(delivery, rendered, notification_id)
-
-    def _summary_telegram(self, delivery: Delivery, rendered: Rendered) -> None:
-        token = self._notify.telegram.token
-        secret = token.get_secret_value().strip() if token is not None else ""
-        what = _describe(delivery)
-        if not secret:
-            raise DeliveryError(f"{what}: no Telegram bot token is configured", retryable=False)
-        fields = {
-            "chat_id": delivery.recipient,
-            "text": fit_html(rendered.html, TELEGRAM_TEXT_LIMIT),
-            "parse_mode": "HTML",
-            "disable_web_page_preview": True,
-        }
-        response = self._post(
-            f"{self._notify.telegram.base_url.rstrip('/')}/bot{secret}/sendMessage",
-            json.dumps(fields, ensure_ascii=False).encode("utf-8"),
-            {"Content-Type": "application/json"},
-            what=what,
-            secret=secret,
-        )
-        _check_telegram(what, response)
-
-    def _summary_webhook(
-        self, delivery: Delivery, rendered: Rendered, notification_id: UUID
-    ) -> None:
-        payload = {
-            "notification_id": str(notification_id),
-            "kind": "risk_summary",
-            "subject": rendered.subject,
-            "text": rendered.text,
-        }
-        headers = {"Content-Type": "application/json", "Idempotency-Key": str(notification_id)}
-        url, authorization = _split_credentials(delivery.recipient)
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        what = _describe(delivery)
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        response = self._post(url, body, headers, what=what, secret=None)
-        if not 200 <= response.status < 300:
-            raise _http_error(what, response, _webhook_reason(response.body))
-
-
 def route_deliveries(notify: NotifySettings, route_name: str) -> list[Delivery]:
     """Every recipient of the named route, once each (Telegram only with a bot token)."""
     route: Route | None = next((r for r in notify.routes if r.name == route_name), None)
@@ -274,7 +208,7 @@ def send(
 ) -> list[tuple[Delivery, str | None]]:
     """Send to each; (delivery, None) when it arrived, else the reason. A retryable failure
     is tried again after the wait the server asked for (or 2, 4, ... seconds, at most 60)."""
-    channels = SummaryChannels(settings.notify)
+    channels = Channels(settings.notify)
     results: list[tuple[Delivery, str | None]] = []
     for delivery in deliveries:
         # One id per delivery for all its attempts: receivers drop a repeat.
@@ -282,7 +216,7 @@ def send(
         error: str | None = None
         for attempt in range(1, attempts + 1):
             try:
-                channels.send_summary(delivery, rendered, notification_id)
+                channels.send_text(delivery, rendered, notification_id=notification_id)
                 error = None
                 break
             except DeliveryError as exc:
