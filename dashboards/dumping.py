@@ -239,6 +239,14 @@ def _bars(title: str, description: str, sql: str, x_field: str) -> barchart.Pane
     )
 
 
+def _opens_its_camera(panel: table.Panel, label: str) -> table.Panel:
+    """A row of the table opens its camera's alarms in the incident console; the camera id
+    the link takes is hidden."""
+    link = links(console_link(label, f"/incidents?source={field_ref('camera_id')}"))
+    hidden = [dm.DynamicConfigValue(id_val="custom.hidden", value=True)]
+    return panel.override_by_query("A", link).override_by_name("camera_id", hidden)
+
+
 def build(settings: Settings) -> db.Dashboard:
     resolve = (
         stat_panel(
@@ -333,15 +341,6 @@ def build(settings: Settings) -> db.Dashboard:
         )
         .datasource(datasource())
         .with_target(Sql(RECURRENCE))
-        .override_by_query(
-            "A",
-            links(
-                console_link(
-                    "Insiden kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
-                )
-            ),
-        )
-        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
         .override_by_name(
             "Insiden",
             [
@@ -354,6 +353,7 @@ def build(settings: Settings) -> db.Dashboard:
         .height(10)
         .span(24)
     )
+    recurrence = _opens_its_camera(recurrence, "Insiden kamera ini di konsol")
     repeats = (
         stat_panel(
             "Dibuang lagi di tempat yang sama",
@@ -378,15 +378,6 @@ def build(settings: Settings) -> db.Dashboard:
         )
         .datasource(datasource())
         .with_target(Sql(FALSE_PER_CAMERA))
-        .override_by_query(
-            "A",
-            links(
-                console_link(
-                    "Alarm kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
-                )
-            ),
-        )
-        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
         .override_by_name(
             "Bagian keliru",
             [
@@ -398,6 +389,7 @@ def build(settings: Settings) -> db.Dashboard:
         .height(10)
         .span(12)
     )
+    false_per_camera = _opens_its_camera(false_per_camera, "Alarm kamera ini di konsol")
     risk = (
         table.Panel()
         .title("Risiko titik rawan")
@@ -410,15 +402,6 @@ def build(settings: Settings) -> db.Dashboard:
         )
         .datasource(datasource())
         .with_target(Sql(RISK_PLACES))
-        .override_by_query(
-            "A",
-            links(
-                console_link(
-                    "Insiden kamera ini di konsol", f"/incidents?source={field_ref('camera_id')}"
-                )
-            ),
-        )
-        .override_by_name("camera_id", [dm.DynamicConfigValue(id_val="custom.hidden", value=True)])
         .override_by_name(
             "Perkiraan 7 hari",
             [
@@ -433,6 +416,7 @@ def build(settings: Settings) -> db.Dashboard:
         .height(10)
         .span(16)
     )
+    risk = _opens_its_camera(risk, "Insiden kamera ini di konsol")
     return (
         db.Dashboard("Pantau — Analitik pembuangan sampah")
         .uid(UID)

@@ -34,7 +34,7 @@ from storage.risk import (
 from tests.conftest import REPO
 from tests.integration.conftest import BASE_CONFIG, base_environ, fresh_database
 from tests.integration.fake_telegram import TOKEN, fake_telegram
-from tests.integration.test_migrations import connect
+from tests.integration.test_migrations import connect, rows_as_dicts
 from tests.integration.test_notify_channels import smtp_server  # noqa: F401 - a fixture
 
 # Ten weeks of history ending at the latest Monday 00:00 WIB: the evaluation's weeks start
@@ -96,19 +96,12 @@ def db(services: Settings) -> Iterator[str]:
         yield name
 
 
-def _rows(conn: psycopg.Connection[Any], query: str, *args: Any) -> list[dict[str, Any]]:
-    cursor = conn.execute(query.encode(), args)
-    assert cursor.description is not None
-    names = [c.name for c in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 @pytest.mark.parametrize("role", ["pantau_analyst", "pantau_grafana"])
 def test_sql_risk_matches_the_reference_scoring(services: Settings, db: str, role: str) -> None:
     expected = score(HISTORY.incidents, END)
     with connect(services, db, role) as conn:
-        rows = _rows(conn, "SELECT * FROM hotspot_risk_at(%s) ORDER BY rank", END)
-        slots = _rows(
+        rows = rows_as_dicts(conn, "SELECT * FROM hotspot_risk_at(%s) ORDER BY rank", END)
+        slots = rows_as_dicts(
             conn,
             "SELECT camera_id, weekday, hour, expected FROM hotspot_risk_slots_at(%s)",
             END,
@@ -136,7 +129,7 @@ def test_sql_risk_matches_the_reference_scoring(services: Settings, db: str, rol
 def test_desa_risk_sums_its_places(services: Settings, db: str) -> None:
     by_desa = score([Incident(i.at, desa_of(i.place)) for i in HISTORY.incidents], END)
     with connect(services, db, "pantau_analyst") as conn:
-        rows = _rows(conn, "SELECT * FROM hotspot_risk_desa_at(%s) ORDER BY rank", END)
+        rows = rows_as_dicts(conn, "SELECT * FROM hotspot_risk_desa_at(%s) ORDER BY rank", END)
     assert {r["desa"]: r["expected_week"] for r in rows} == pytest.approx(
         {d: r.expected_week for d, r in by_desa.items()}
     )
@@ -147,8 +140,8 @@ def test_the_views_read_as_of_now_and_false_alarms_are_no_dumping(
     services: Settings, db: str
 ) -> None:
     with connect(services, db, "pantau_analyst") as conn:
-        now_rows = _rows(conn, "SELECT camera_id, incidents FROM hotspot_risk")
-        incidents = _rows(conn, "SELECT count(*) AS n FROM dumping_incidents")
+        now_rows = rows_as_dicts(conn, "SELECT camera_id, incidents FROM hotspot_risk")
+        incidents = rows_as_dicts(conn, "SELECT count(*) AS n FROM dumping_incidents")
     # Nothing happened since END: as of now, the same places with the same counts.
     assert {r["camera_id"]: r["incidents"] for r in now_rows} == {
         camera_of(p): r.incidents for p, r in score(HISTORY.incidents, END).items()
@@ -173,7 +166,7 @@ def test_the_planted_places_top_the_dashboard_panel(services: Settings, db: str)
         sql = expanded(
             query, time_from=now - timedelta(days=30), time_to=now, variables=values, quoted=quoted
         )
-        rows = _rows(conn, sql)
+        rows = rows_as_dicts(conn, sql)
     top = [r["camera_id"] for r in rows[:6]]
     planted = {camera_of(p) for p in HISTORY.rhythmic + HISTORY.steady}
     assert len(set(top) & planted) >= 5, (top, planted)
@@ -188,7 +181,7 @@ def test_sql_ranking_reproduces_the_evaluation(services: Settings, db: str) -> N
     hits = naive_hits = 0
     with connect(services, db, "pantau_analyst") as conn:
         for start in starts:
-            ranked = _rows(
+            ranked = rows_as_dicts(
                 conn, "SELECT camera_id, zone_id, expected_week FROM hotspot_risk_at(%s)", start
             )
             scores = {r["camera_id"] + "/" + r["zone_id"]: r["expected_week"] for r in ranked}

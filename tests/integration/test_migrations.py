@@ -80,6 +80,14 @@ def connect(services: Settings, dbname: str, role: str = "owner") -> psycopg.Con
     return psycopg.connect(**kwargs, autocommit=True)  # type: ignore[arg-type]
 
 
+def rows_as_dicts(conn: psycopg.Connection[Any], query: str, *args: Any) -> list[dict[str, Any]]:
+    """The query's rows, each as {column: value}."""
+    cursor = conn.execute(query.encode(), args or None)
+    assert cursor.description is not None
+    names = [c.name for c in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def test_migrate_creates_partitioned_time_series_and_reapplies_as_a_no_op(
     services: Settings, empty_database: str
 ) -> None:

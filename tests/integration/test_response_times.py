@@ -16,7 +16,7 @@ import pytest
 
 from pantau.settings import Settings
 from tests.integration.conftest import fresh_database
-from tests.integration.test_migrations import connect
+from tests.integration.test_migrations import connect, rows_as_dicts
 
 # Monday 5 January 2026, 00:00 WIB (UTC+7): the first week of the fixture.
 WEEK_1 = datetime(2026, 1, 4, 17, 0, tzinfo=UTC)
@@ -169,19 +169,12 @@ def db(services: Settings) -> Iterator[str]:
         yield name
 
 
-def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
-    cursor = conn.execute(query.encode())
-    assert cursor.description is not None
-    names = [c.name for c in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 @pytest.mark.parametrize("role", ["pantau_analyst", "pantau_grafana"])
 def test_each_alarm_waits_from_opening_to_first_ack_dispatch_and_clean(
     services: Settings, db: str, role: str
 ) -> None:
     with connect(services, db, role) as conn:
-        rows = _rows(
+        rows = rows_as_dicts(
             conn,
             "SELECT alarm_id, week, kind, desa, kecamatan, minutes_to_ack, minutes_to_dispatch, "
             "minutes_to_clean, cleaned_via, cleaned_within_day FROM alarm_response",
@@ -221,7 +214,7 @@ def test_weekly_medians_percentiles_and_counts_per_desa_and_kind(
     services: Settings, db: str
 ) -> None:
     with connect(services, db, "pantau_analyst") as conn:
-        rows = _rows(
+        rows = rows_as_dicts(
             conn,
             # Earlier weeks than the recent alarm's.
             "SELECT * FROM alarm_response_weekly WHERE week < now() - interval '7 days' "

@@ -19,7 +19,7 @@ from dashboards.queries import expanded, panel_queries, resolve_variables
 from pantau.settings import Settings, load_settings
 from tests.conftest import REPO
 from tests.integration.conftest import fresh_database
-from tests.integration.test_migrations import connect
+from tests.integration.test_migrations import connect, rows_as_dicts
 
 # Day 0 of the fixture: 01:00 WIB on the Monday eleven weeks back, so that camera b's alarms
 # (days 1 to 4.5) fall in one WIB week and the whole history in the last 90 days.
@@ -124,13 +124,6 @@ def db(services: Settings) -> Iterator[str]:
         yield name
 
 
-def _rows(conn: psycopg.Connection[Any], query: str) -> list[dict[str, Any]]:
-    cursor = conn.execute(query.encode())
-    assert cursor.description is not None
-    names = [c.name for c in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def _panel(conn: psycopg.Connection[Any], title: str, since: datetime) -> list[dict[str, Any]]:
     """The dumping dashboard's panel `title`, expanded as Grafana expands it for the range
     from `since` to now with every camera selected, run as Grafana's role."""
@@ -145,7 +138,7 @@ def _panel(conn: psycopg.Connection[Any], title: str, since: datetime) -> list[d
         time_to=now,
     )  # fmt: skip
     sql = expanded(query, time_from=time_from, time_to=now, variables=values, quoted=quoted)
-    return _rows(conn, sql)
+    return rows_as_dicts(conn, sql)
 
 
 @pytest.mark.parametrize("role", ["pantau_analyst", "pantau_grafana"])
@@ -153,7 +146,7 @@ def test_each_dumping_knows_the_places_previous_dumping_within_30_days(
     services: Settings, db: str, role: str
 ) -> None:
     with connect(services, db, role) as conn:
-        rows = _rows(
+        rows = rows_as_dicts(
             conn,
             "SELECT event_id, camera_id, zone_id, desa, previous_at, days_since_previous, "
             "again_within_7d, again_within_30d FROM dumping_repeats",
@@ -184,13 +177,15 @@ def test_false_alarms_per_camera_per_week_with_the_reason_given_most(
     services: Settings, db: str
 ) -> None:
     with connect(services, db, "pantau_analyst") as conn:
-        verdicts = _rows(conn, "SELECT event_id, judged, false_alarm, reason FROM dumping_verdicts")
-        weekly = _rows(
+        verdicts = rows_as_dicts(
+            conn, "SELECT event_id, judged, false_alarm, reason FROM dumping_verdicts"
+        )
+        weekly = rows_as_dicts(
             conn,
             "SELECT camera_id, sum(alarms) AS alarms, sum(judged) AS judged, "
             "sum(false_alarms) AS false_alarms FROM camera_false_alarms_weekly GROUP BY 1",
         )
-        b_weeks = _rows(
+        b_weeks = rows_as_dicts(
             conn,
             "SELECT week, alarms, judged, false_alarms, false_share, top_reason "
             "FROM camera_false_alarms_weekly WHERE camera_id = 'sf-cam-b'",
