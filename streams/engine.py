@@ -221,6 +221,28 @@ class Engine:
                 else:
                     self._place.setdefault(sensor.id, []).append(rule)
             self._thresholds[sensor.id] = thresholds
+        # Place rules: camera -> the sensors its dumping is told to; (rule, sensor, camera) ->
+        # how they are joined.
+        self.links = place_links(
+            [r for r in streams.rules if isinstance(r, PlaceRule)],
+            settings.sensors,
+            settings.cameras,
+        )
+        self._signal_to: dict[str, list[str]] = {}
+        self._link: dict[tuple[str, str, str], PlaceLink] = {}
+        for link in self.links:
+            sensors = self._signal_to.setdefault(link.camera_id, [])
+            if link.sensor_id not in sensors:
+                sensors.append(link.sensor_id)
+            self._link.setdefault((link.rule.id, link.sensor_id, link.camera_id), link)
+        # A place rule joins a sensor only with cameras near it: a sensor with none keeps no
+        # history for it and never looks.
+        joined = {(link.rule.id, link.sensor_id) for link in self.links}
+        self._place = {
+            sid: kept
+            for sid, rules in self._place.items()
+            if (kept := [r for r in rules if (r.id, sid) in joined])
+        }
         # The readings each sensor keeps for its rate rules and its place rules that look for
         # a rise: how far back, and of which quantities.
         risers: dict[str, list[RateOfChangeRule | OpenBurningRule | RiverDumpingRule]] = {
@@ -238,20 +260,6 @@ class Engine:
             for sid, rules in risers.items()
             if rules
         }
-        # Place rules: camera -> the sensors its dumping is told to; (rule, sensor, camera) ->
-        # how they are joined.
-        self.links = place_links(
-            [r for r in streams.rules if isinstance(r, PlaceRule)],
-            settings.sensors,
-            settings.cameras,
-        )
-        self._signal_to: dict[str, list[str]] = {}
-        self._link: dict[tuple[str, str, str], PlaceLink] = {}
-        for link in self.links:
-            sensors = self._signal_to.setdefault(link.camera_id, [])
-            if link.sensor_id not in sensors:
-                sensors.append(link.sensor_id)
-            self._link.setdefault((link.rule.id, link.sensor_id, link.camera_id), link)
         # The longest a sensor must remember a camera's dumping for any of its rules.
         self._nearby_horizon = {
             sid: max(_remembered_s(r) for r in rules) for sid, rules in self._place.items()

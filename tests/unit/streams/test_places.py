@@ -379,3 +379,13 @@ def test_signal_ids_are_stable_per_event_and_sensor() -> None:
     assert [s.id for s in first.signals] == [s.id for s in again.signals]
     assert len({s.id for s in first.signals}) == 3
     assert all(isinstance(s.event_id, UUID) for s in first.signals)
+
+
+def test_a_sensor_no_camera_is_near_keeps_no_history_for_the_rule() -> None:
+    city = City()
+    city.send(*pm_rise("aq-far", HOUR))
+    city.send(*pm_rise("aq-near", HOUR))
+    assert city.states["aq-far"].hist == {}
+    assert [t for t, _ in city.states["aq-near"].hist["pm25"]] == [
+        (at(HOUR + i * 600) - BASE).total_seconds() + BASE.timestamp() for i in range(3)
+    ]
