@@ -76,6 +76,7 @@ def test_topics_differing_from_the_settings_are_set_right_or_named(
         (topics.readings, "partitions", "6", "8"),
         (topics.reading_windows, "partitions", "6", "8"),
         (topics.alarm_actions, "partitions", "6", "8"),
+        (topics.place_signals, "partitions", "6", "8"),
     }
     warned = "\n".join(r.getMessage() for r in caplog.records)
     assert f"topic {topics.frames}: max.message.bytes is 1065536" in warned
